@@ -1,0 +1,50 @@
+"""Shared by the benchmark scripts: results files and the conditions they ran under."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def conditions() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
+            "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def write_results(name: str, payload: dict) -> Path:
+    from gtn_deploy.io_utils import atomic_write_json
+
+    path = RESULTS / f"{name}.json"
+    atomic_write_json(path, {"conditions": conditions(), **payload})
+    return path
+
+
+def percentiles(values: list[float]) -> dict:
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    return {"p50": statistics.median(ordered), "p90": pct(90), "min": ordered[0],
+            "max": ordered[-1], "n": len(ordered)}
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,413 @@
+"""Architectures and search spaces (no torch).
+
+An ``ArchConfig`` is one student of the weight-sharing supernet: a depth per stage, a kernel
+size and expand ratio per *active* block, and an input resolution. A ``SearchSpace`` is the
+fixed skeleton of an Once-for-All MobileNetV3 supernet for one task (channels, strides,
+activations, squeeze-excite, stem and head) plus the elastic choices.
+
+Network layout (shared with ``cost.analytic`` and ``supernet``; they must agree exactly):
+
+    stem      conv kxk=3, stride ``stem_stride``, ``stem_channels``, BN, h-swish
+    first     depthwise 3x3 + BN + ReLU, pointwise to ``first_block_channels`` + BN
+              (expand 1, no SE), residual when the widths match
+    stage i   ``depth`` MBConv blocks: [1x1 expand + BN + act] -> kxk depthwise (stride on
+              the first block) + BN + act -> [SE] -> 1x1 project + BN; residual when
+              stride 1 and widths match
+    head      1x1 conv to ``head_channels`` + BN + h-swish, global average pool,
+              [1x1 conv to ``feature_channels``, no bias, no BN, + h-swish: OFA's feature
+              mix], linear classifier (with bias)
+
+    Squeeze-excite (OFA): global pool -> 1x1 conv (bias) to ``se_channels(mid)`` -> ReLU ->
+    1x1 conv (bias) back to mid -> h-sigmoid -> multiply. The mid width of a block is
+    ``make_divisible(round(in_channels * expand_ratio))``. Other convs have no bias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from gtn_deploy.errors import ArchError, UsageError
+
+ACTIVATIONS = ("relu", "hswish")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of ``divisor`` without losing more than 10% (MobileNet rule)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def conv_out(size: int, stride: int) -> int:
+    """Spatial size after a 'same'-padded convolution with this stride."""
+    return (size + stride - 1) // stride
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the network sees and predicts: input shape, classes, normalisation."""
+
+    name: str
+    in_channels: int
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    hflip: bool
+    dataset: str  # the data loader's name for it (see gtn_deploy.data)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    width: int
+    stride: int
+    activation: str
+    se: bool
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The fixed skeleton and the elastic choices of one supernet."""
+
+    name: str
+    task: TaskSpec
+    stem_channels: int
+    stem_stride: int
+    first_block_channels: int
+    stages: tuple[StageSpec, ...]
+    head_channels: int
+    feature_channels: int  # 0: no feature-mix linear before the classifier
+    depth_choices: tuple[int, ...]
+    kernel_choices: tuple[int, ...]
+    expand_choices: tuple[int, ...]
+    resolutions: tuple[int, ...]
+    width_mult: float = 1.0
+    se_reduction: int = 4
+
+    # -- derived sizes -------------------------------------------------------------
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth_choices)
+
+    def channels(self, width: int) -> int:
+        return make_divisible(width * self.width_mult)
+
+    def stage_widths(self) -> tuple[int, ...]:
+        return tuple(self.channels(s.width) for s in self.stages)
+
+    def se_channels(self, mid: int) -> int:
+        return make_divisible(mid // self.se_reduction)
+
+    # -- canonical members -------------------------------------------------------------
+    def max_arch(self) -> "ArchConfig":
+        return self._uniform(max(self.depth_choices), max(self.kernel_choices),
+                             max(self.expand_choices), max(self.resolutions))
+
+    def min_arch(self) -> "ArchConfig":
+        return self._uniform(min(self.depth_choices), min(self.kernel_choices),
+                             min(self.expand_choices), min(self.resolutions))
+
+    def _uniform(self, d: int, k: int, e: int, r: int) -> "ArchConfig":
+        n = d * self.num_stages
+        return ArchConfig((d,) * self.num_stages, (k,) * n, (e,) * n, r, self.width_mult)
+
+    def size(self) -> int:
+        """Number of distinct architectures (per resolution times resolutions)."""
+        per_block = len(self.kernel_choices) * len(self.expand_choices)
+        per_stage = sum(per_block**d for d in self.depth_choices)
+        return per_stage**self.num_stages * len(self.resolutions)
+
+    # -- random members ------------------------------------------------------------------
+    def sample(self, rng: random.Random) -> "ArchConfig":
+        depths = tuple(rng.choice(self.depth_choices) for _ in self.stages)
+        n = sum(depths)
+        return ArchConfig(
+            depths,
+            tuple(rng.choice(self.kernel_choices) for _ in range(n)),
+            tuple(rng.choice(self.expand_choices) for _ in range(n)),
+            rng.choice(self.resolutions),
+            self.width_mult,
+        )
+
+    def mutate(self, arch: "ArchConfig", rng: random.Random, prob: float) -> "ArchConfig":
+        """Resample each elastic decision with probability ``prob`` (Once-for-All mutation)."""
+        stages = []
+        for stage, blocks in enumerate(arch.stage_blocks()):
+            depth = rng.choice(self.depth_choices) if rng.random() < prob else len(blocks)
+            new_blocks = []
+            for i in range(depth):
+                k, e = blocks[i] if i < len(blocks) else (rng.choice(self.kernel_choices),
+                                                           rng.choice(self.expand_choices))
+                if rng.random() < prob:
+                    k = rng.choice(self.kernel_choices)
+                if rng.random() < prob:
+                    e = rng.choice(self.expand_choices)
+                new_blocks.append((k, e))
+            stages.append(new_blocks)
+        res = rng.choice(self.resolutions) if rng.random() < prob else arch.resolution
+        return ArchConfig.from_stage_blocks(stages, res, arch.width_mult)
+
+    def crossover(self, a: "ArchConfig", b: "ArchConfig", rng: random.Random) -> "ArchConfig":
+        """Take each decision from one parent at random (Once-for-All crossover)."""
+        sa, sb = a.stage_blocks(), b.stage_blocks()
+        stages = []
+        for ba, bb in zip(sa, sb):
+            depth = len(ba) if rng.random() < 0.5 else len(bb)
+            blocks = []
+            for i in range(depth):
+                pool = [blk[i] for blk in (ba, bb) if i < len(blk)]
+                k = rng.choice(pool)[0]
+                e = rng.choice(pool)[1]
+                blocks.append((k, e))
+            stages.append(blocks)
+        res = a.resolution if rng.random() < 0.5 else b.resolution
+        return ArchConfig.from_stage_blocks(stages, res, a.width_mult)
+
+    def enumerate(self) -> Iterator["ArchConfig"]:
+        """Every architecture of the space (only sensible for tiny spaces)."""
+        import itertools
+
+        block_choices = list(itertools.product(self.kernel_choices, self.expand_choices))
+        per_stage = [list(itertools.product(block_choices, repeat=d)) for d in self.depth_choices]
+        stage_options = [opt for group in per_stage for opt in group]
+        for res in self.resolutions:
+            for combo in itertools.product(stage_options, repeat=self.num_stages):
+                yield ArchConfig.from_stage_blocks([list(s) for s in combo], res, self.width_mult)
+
+    # -- validation ----------------------------------------------------------------------
+    def validate(self, arch: "ArchConfig") -> "ArchConfig":
+        """Return ``arch`` if it belongs to this space, else raise ArchError saying why."""
+        def bad(msg: str) -> ArchError:
+            return ArchError(f"architecture does not fit space '{self.name}': {msg}")
+
+        if len(arch.depths) != self.num_stages:
+            raise bad(f"{len(arch.depths)} stage depths, the space has {self.num_stages} stages")
+        for d in arch.depths:
+            if d not in self.depth_choices:
+                raise bad(f"depth {d} not in {list(self.depth_choices)}")
+        n = sum(arch.depths)
+        if len(arch.kernel_sizes) != n or len(arch.expand_ratios) != n:
+            raise bad(f"depths sum to {n} blocks but got {len(arch.kernel_sizes)} kernel sizes "
+                      f"and {len(arch.expand_ratios)} expand ratios")
+        for k in arch.kernel_sizes:
+            if k not in self.kernel_choices:
+                raise bad(f"kernel size {k} not in {list(self.kernel_choices)}")
+        for e in arch.expand_ratios:
+            if e not in self.expand_choices:
+                raise bad(f"expand ratio {e} not in {list(self.expand_choices)}")
+        if arch.resolution not in self.resolutions:
+            raise bad(f"resolution {arch.resolution} not in {_short(self.resolutions)}")
+        if abs(arch.width_mult - self.width_mult) > 1e-9:
+            raise bad(f"width_mult {arch.width_mult} but the space is built at {self.width_mult}")
+        return arch
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _short(values: Sequence[int]) -> str:
+    return str(list(values)) if len(values) <= 6 else f"{values[0]}..{values[-1]}"
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """One subnet: a depth per stage; kernel size and expand ratio per active block."""
+
+    depths: tuple[int, ...]
+    kernel_sizes: tuple[int, ...]
+    expand_ratios: tuple[int, ...]
+    resolution: int
+    width_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("depths", "kernel_sizes", "expand_ratios"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        object.__setattr__(self, "resolution", int(self.resolution))
+        object.__setattr__(self, "width_mult", float(self.width_mult))
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.depths)
+
+    def stage_blocks(self) -> list[list[tuple[int, int]]]:
+        """Per stage, the (kernel, expand) of each active block."""
+        out, i = [], 0
+        for d in self.depths:
+            out.append(list(zip(self.kernel_sizes[i:i + d], self.expand_ratios[i:i + d])))
+            i += d
+        return out
+
+    @classmethod
+    def from_stage_blocks(cls, stages: Sequence[Sequence[tuple[int, int]]], resolution: int,
+                          width_mult: float = 1.0) -> "ArchConfig":
+        blocks = [b for s in stages for b in s]
+        return cls(tuple(len(s) for s in stages), tuple(k for k, _ in blocks),
+                   tuple(e for _, e in blocks), resolution, width_mult)
+
+    def summary(self) -> str:
+        """Compact human form: ``r28 d2-3-1-2 k35|357|3|75 e46|333|6|43``."""
+        parts = ["|".join("".join(str(v) for v in vals) for vals in self._per_stage(x))
+                 for x in (self.kernel_sizes, self.expand_ratios)]
+        return f"r{self.resolution} d{'-'.join(map(str, self.depths))} k{parts[0]} e{parts[1]}"
+
+    def _per_stage(self, values: tuple[int, ...]) -> list[tuple[int, ...]]:
+        out, i = [], 0
+        for d in self.depths:
+            out.append(values[i:i + d])
+            i += d
+        return out
+
+    # -- JSON --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"depths": list(self.depths), "kernel_sizes": list(self.kernel_sizes),
+                "expand_ratios": list(self.expand_ratios), "resolution": self.resolution,
+                "width_mult": self.width_mult}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "arch") -> "ArchConfig":
+        if {"ks", "e", "d"} <= set(data):
+            return cls.from_ofa(data, where)
+        required = {"depths", "kernel_sizes", "expand_ratios", "resolution"}
+        allowed = required | {"width_mult"}
+        missing, unknown = required - set(data), set(data) - allowed
+        if missing or unknown:
+            what = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(unknown)}"
+            raise ArchError(f"{where}: {what}; expected keys {sorted(allowed)}")
+        try:
+            return cls(tuple(data["depths"]), tuple(data["kernel_sizes"]),
+                       tuple(data["expand_ratios"]), data["resolution"],
+                       data.get("width_mult", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise ArchError(f"{where}: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "arch") -> "ArchConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArchError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ArchError(f"{where}: expected a JSON object")
+        return cls.from_dict(data, where)
+
+    @classmethod
+    def from_ofa(cls, data: dict[str, Any], where: str = "arch") -> "ArchConfig":
+        """Import an Once-for-All arch dict ``{"ks": [...], "e": [...], "d": [...], "r": [...]}``.
+
+        OFA lists a kernel and expand ratio for every block slot (stages x max depth) and
+        ignores the slots past each stage's depth; we keep only the active ones.
+        """
+        depths = [int(d) for d in data["d"]]
+        ks, es = list(data["ks"]), list(data["e"])
+        if len(ks) % len(depths) or len(ks) != len(es):
+            raise ArchError(f"{where}: OFA 'ks' and 'e' must list max_depth slots per stage "
+                            f"({len(depths)} stages; got {len(ks)} ks and {len(es)} e)")
+        slots = len(ks) // len(depths)
+        k_active, e_active = [], []
+        for stage, d in enumerate(depths):
+            k_active += ks[stage * slots: stage * slots + d]
+            e_active += es[stage * slots: stage * slots + d]
+        res = data.get("r", data.get("resolution", 224))
+        res = res[0] if isinstance(res, (list, tuple)) else res
+        return cls(tuple(depths), tuple(k_active), tuple(e_active), int(res),
+                   float(data.get("w", data.get("width_mult", 1.0))))
+
+    def to_ofa(self, max_depth: int) -> dict[str, Any]:
+        """Export as an Once-for-All arch dict; inactive slots repeat the stage's last block."""
+        ks, es = [], []
+        for blocks in self.stage_blocks():
+            padded = blocks + [blocks[-1]] * (max_depth - len(blocks))
+            ks += [k for k, _ in padded]
+            es += [e for _, e in padded]
+        return {"ks": ks, "e": es, "d": list(self.depths), "r": [self.resolution]}
+
+
+# -- the registered spaces ------------------------------------------------------------------
+
+_IMAGENET_STAGES = (
+    StageSpec(24, 2, "relu", False),
+    StageSpec(40, 2, "relu", True),
+    StageSpec(80, 2, "hswish", False),
+    StageSpec(112, 1, "hswish", True),
+    StageSpec(160, 2, "hswish", True),
+)
+
+_CIFAR_STAGES = tuple(dataclasses.replace(s, stride=st)
+                      for s, st in zip(_IMAGENET_STAGES, (1, 2, 2, 1, 2)))
+
+_SMALL_STAGES = (  # 28x28 grey images: 28 -> 14 -> 14 -> 7 -> 7
+    StageSpec(16, 2, "relu", False),
+    StageSpec(24, 1, "relu", True),
+    StageSpec(40, 2, "hswish", False),
+    StageSpec(48, 1, "hswish", True),
+)
+
+_CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _small_space(task: TaskSpec) -> SearchSpace:
+    return SearchSpace(
+        name=task.name, task=task, stem_channels=8, stem_stride=1, first_block_channels=8,
+        stages=_SMALL_STAGES, head_channels=128, feature_channels=0,
+        depth_choices=(1, 2, 3), kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6),
+        resolutions=(28,),
+    )
+
+
+def _cifar_space(task: TaskSpec) -> SearchSpace:
+    return SearchSpace(
+        name=task.name, task=task, stem_channels=16, stem_stride=1, first_block_channels=16,
+        stages=_CIFAR_STAGES, head_channels=960, feature_channels=1280,
+        depth_choices=(2, 3, 4), kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6),
+        resolutions=(32,),
+    )
+
+
+TASKS: dict[str, TaskSpec] = {
+    "fashion-mnist": TaskSpec("fashion-mnist", 1, 10, (0.2860,), (0.3530,), False, "fashion-mnist"),
+    "digits": TaskSpec("digits", 1, 10, (0.3000,), (0.3800,), False, "digits"),
+    "cifar10": TaskSpec("cifar10", 3, 10, _CIFAR_MEAN, _CIFAR_STD, True, "cifar10"),
+    "cifar100": TaskSpec("cifar100", 3, 100, (0.5071, 0.4865, 0.4409),
+                         (0.2673, 0.2564, 0.2762), True, "cifar100"),
+    "imagenet": TaskSpec("imagenet", 3, 1000, _IMAGENET_MEAN, _IMAGENET_STD, True, "imagefolder"),
+}
+
+SPACES: dict[str, SearchSpace] = {
+    "fashion-mnist": _small_space(TASKS["fashion-mnist"]),
+    "digits": _small_space(TASKS["digits"]),
+    "cifar10": _cifar_space(TASKS["cifar10"]),
+    "cifar100": _cifar_space(TASKS["cifar100"]),
+    "imagenet": SearchSpace(  # Once-for-All MobileNetV3 (ofa_mbv3_d234_e346_k357_w1.0)
+        name="imagenet", task=TASKS["imagenet"], stem_channels=16, stem_stride=2,
+        first_block_channels=16, stages=_IMAGENET_STAGES, head_channels=960,
+        feature_channels=1280, depth_choices=(2, 3, 4), kernel_choices=(3, 5, 7),
+        expand_choices=(3, 4, 6), resolutions=tuple(range(128, 225, 4)),
+    ),
+}
+
+
+def get_space(task: str) -> SearchSpace:
+    """The search space of a task, by name."""
+    try:
+        return SPACES[task]
+    except KeyError:
+        raise UsageError(f"unknown task '{task}'; valid tasks: {', '.join(SPACES)}") from None
+
+
+def space_with_classes(space: SearchSpace, num_classes: int) -> SearchSpace:
+    """The same space for another number of classes (for example ImageFolder trees)."""
+    task = dataclasses.replace(space.task, num_classes=num_classes)
+    return dataclasses.replace(space, task=task)
+

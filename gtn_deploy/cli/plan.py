@@ -1,0 +1,113 @@
+"""``gtnd plan``: which students of the supernet fit each device (no torch on this path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gtn_deploy.cli.common import split_csv, user_errors
+from gtn_deploy.errors import UsageError
+
+
+@user_errors
+def plan(
+    device: Annotated[list[str], typer.Option("--device", "-d", help="Device id, alias or YAML file; repeat or comma-separate for several.")],
+    task: Annotated[str, typer.Option(help="Task whose search space to search (fashion-mnist, cifar100, imagenet, ...).")] = "imagenet",
+    latency_ms: Annotated[Optional[float], typer.Option("--latency-ms", help="Latency budget; default: the profile's.")] = None,
+    memory_mb: Annotated[Optional[float], typer.Option("--memory-mb", help="Model memory budget; default: the profile's.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8; default: the profile's preferred.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default: the profile's.")] = None,
+    margin: Annotated[float, typer.Option(help="Safety margin: search under budget x (1 - margin).")] = 0.1,
+    top_k: Annotated[int, typer.Option("--top-k", help="Distinct candidates per device.")] = 5,
+    seed: Annotated[int, typer.Option(help="Search seed (the search is deterministic).")] = 0,
+    predictor: Annotated[Optional[Path], typer.Option(help="Accuracy predictor file (gtnd predictor fit); default: capacity proxy.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write plan.json here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan document as JSON.")] = False,
+) -> None:
+    """Search the supernet for the students that fit each device's budget."""
+    from gtn_deploy.arch import get_space
+    from gtn_deploy.cost.latency import check_precision
+    from gtn_deploy.io_utils import atomic_write_json
+    from gtn_deploy.profiles import load_profile
+    from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
+
+    refs = split_csv(device)
+    if not refs:
+        raise UsageError("give at least one --device (see 'gtnd profiles list')")
+    if top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {top_k}")
+    if not 0 <= margin < 1:
+        raise UsageError(f"--margin must be in [0, 1), got {margin}")
+    space = get_space(task)
+    if precision is not None:
+        check_precision(precision)
+    profiles = [load_profile(ref) for ref in refs]  # every device resolves before any search
+    objective = _load_objective(predictor, space) if predictor else None
+    entries, warnings = [], []
+    for profile in profiles:
+        req = PlanRequest(
+            profile=profile, space=space,
+            precision=precision or profile.preferred_precision,
+            batch_size=batch_size or profile.budgets.batch_size,
+            latency_ms=profile.budgets.latency_ms if latency_ms is None else latency_ms,
+            memory_mb=profile.budgets.memory_mb if memory_mb is None else memory_mb,
+            margin=margin, top_k=top_k, seed=seed)
+        entries.append(plan_device(req, objective)[1])
+        warnings += _fingerprint_warnings(profile)
+    document = plan_document(space, entries)
+    for line in warnings:
+        typer.echo(f"warning: {line}", err=True)
+    if out is not None:
+        atomic_write_json(out, document)
+    if as_json:
+        typer.echo(json.dumps(document, indent=2))
+        return
+    for entry in entries:
+        typer.echo(format_device_plan(entry))
+    if out is not None:
+        typer.echo(f"plan written to {out}")
+
+
+def _load_objective(path: Path, space):
+    from gtn_deploy.search.predictor import load_predictor
+
+    return load_predictor(path, space)
+
+
+def _fingerprint_warnings(profile) -> list[str]:
+    if not getattr(profile, "calibration", None):
+        return []
+    from gtn_deploy.cost.calibrate import fingerprint_matches
+
+    ok, reason = fingerprint_matches(profile.calibration)
+    return [] if ok else [f"{profile.id}: calibration fingerprint does not match this machine "
+                          f"({reason}); predictions may be off"]
+
+
+def format_device_plan(entry: dict) -> str:
+    """A header and one table row per candidate."""
+    b, lm = entry["budget"], entry["latency_model"]
+    runtime = f"{entry['runtime']['name']} {entry['runtime']['version']}"
+    fingerprint = "" if not lm.get("fingerprint") else " (calibrated)"
+    lines = [
+        f"{entry['device']}: {entry['device_name']} | {runtime}, {entry['precision']}, "
+        f"batch {entry['batch_size']}",
+        f"  budget {b['percentile']} {b['latency_ms']:g} ms (searched under "
+        f"{b['effective_latency_ms']:g} ms), memory {b['memory_mb']:g} MB | latency model tier "
+        f"{lm['tier']}{fingerprint}, expected error +-{lm['expected_error']:.0%} | objective "
+        f"{entry['objective']}, {entry['search']['evaluations']} archs evaluated",
+    ]
+    header = ("#", "architecture", "latency ms [band]", "MFLOPs", "params", "mem MB", "headroom")
+    rows = [header]
+    for i, c in enumerate(entry["candidates"]):
+        lo, hi = c["latency_band_ms"]
+        rows.append((str(i), c["summary"], f"{c['latency_ms']:.3g} [{lo:.3g}-{hi:.3g}]",
+                     f"{c['mflops']:.1f}", f"{c['params'] / 1e6:.2f}M", f"{c['memory_mb']:.1f}",
+                     f"{c['latency_headroom']:.0%}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Cost models: analytic FLOPs/params/memory and the latency tiers (no torch)."""

@@ -1,0 +1,150 @@
+"""Plan: which students of the space fit a device (no torch).
+
+Glues the cost model, a device profile and an objective into the evolutionary search, and
+turns the result into the plan.json document that teacher training and distillation read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from gtn_deploy import __version__
+from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.cost.analytic import network_cost
+from gtn_deploy.cost.latency import predict_latency, predict_memory_mb, roofline, tier0_ms
+from gtn_deploy.errors import UsageError
+from gtn_deploy.search.evolution import (Budget, Candidate, SearchConfig, SearchResult,
+                                         evolutionary_search)
+
+if TYPE_CHECKING:
+    from gtn_deploy.profiles import DeviceProfile
+
+PLAN_SCHEMA_VERSION = 1
+
+
+class Objective(Protocol):
+    """What the search maximises; an accuracy predictor or the capacity proxy."""
+
+    name: str
+
+    def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float: ...
+
+
+class CapacityProxy:
+    """Stand-in for accuracy when no predictor is trained yet.
+
+    Accuracy of networks of one family rises roughly log-linearly with compute and with
+    parameters (Once-for-All's accuracy/FLOPs fronts, scaling studies), so the proxy is
+    log10(MFLOPs) + 0.5 * log10(params). It prefers the largest network under the budget;
+    a trained predictor (``gtnd plan --predictor``) replaces it.
+    """
+
+    name = "capacity-proxy"
+
+    def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float:
+        return math.log10(max(mflops, 1e-9)) + 0.5 * math.log10(max(params, 1))
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    profile: "DeviceProfile"
+    space: SearchSpace
+    precision: str
+    batch_size: int
+    latency_ms: float
+    memory_mb: float
+    margin: float = 0.1
+    top_k: int = 5
+    seed: int = 0
+
+
+def make_evaluator(req: PlanRequest, objective: Objective) -> Callable[[ArchConfig], Candidate]:
+    """One cheap evaluation per architecture: cost model, latency tier, memory, objective."""
+    calibrated = bool(getattr(req.profile, "calibration", None))
+    model = None if calibrated else roofline(req.profile, req.precision, req.batch_size)
+
+    def evaluate(arch: ArchConfig) -> Candidate:
+        cost = network_cost(req.space, arch)
+        if model is not None:
+            latency = tier0_ms(req.space, arch, model)
+        else:
+            latency = predict_latency(req.space, arch, req.profile, req.precision,
+                                      req.batch_size).latency_ms
+        memory = predict_memory_mb(req.space, arch, req.precision, req.batch_size)
+        return Candidate(arch, objective(arch, cost.mflops, cost.params), latency, memory,
+                         cost.mflops, cost.params)
+
+    return evaluate
+
+
+def plan_device(req: PlanRequest, objective: Objective | None = None,
+                config: SearchConfig = SearchConfig()) -> tuple[SearchResult, dict]:
+    """Search one device; return the raw result and its plan.json entry."""
+    for name in ("latency_ms", "memory_mb"):
+        if not getattr(req, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {getattr(req, name)}")
+    if req.precision not in req.profile.precisions:
+        raise UsageError(f"precision '{req.precision}' is not supported on {req.profile.id}; "
+                         f"supported: {', '.join(req.profile.precisions)}")
+    objective = objective or CapacityProxy()
+    budget = Budget(req.latency_ms, req.memory_mb, req.margin)
+    result = evolutionary_search(req.space, make_evaluator(req, objective), budget,
+                                 seed=req.seed, top_k=req.top_k, config=config)
+    return result, _device_entry(req, budget, result, objective)
+
+
+def _device_entry(req: PlanRequest, budget: Budget, result: SearchResult,
+                  objective: Objective) -> dict:
+    first = predict_latency(req.space, result.top[0].arch, req.profile, req.precision,
+                            req.batch_size)
+    return {
+        "device": req.profile.id,
+        "device_name": req.profile.name,
+        "profile_sha256": req.profile.content_hash,
+        "profile_path": str(req.profile.source_path),
+        "runtime": {"name": req.profile.runtime.name, "version": req.profile.runtime.version},
+        "precision": req.precision,
+        "batch_size": req.batch_size,
+        "budget": {"latency_ms": req.latency_ms, "percentile": req.profile.budgets.percentile,
+                   "memory_mb": req.memory_mb, "margin": req.margin,
+                   "effective_latency_ms": round(budget.effective_latency_ms, 4)},
+        "latency_model": {"tier": first.tier, "fingerprint": first.fingerprint,
+                          "expected_error": round(first.high_ms / first.latency_ms - 1, 3)},
+        "objective": objective.name,
+        "search": {"seed": req.seed, "evaluations": result.evaluations},
+        "candidates": [_candidate_dict(req, c, budget) for c in result.top],
+        "pareto": [{"latency_ms": round(c.latency_ms, 4), "objective": round(c.objective, 5),
+                    "mflops": round(c.mflops, 3), "arch": c.arch.to_dict()} for c in result.pareto],
+    }
+
+
+def _candidate_dict(req: PlanRequest, cand: Candidate, budget: Budget) -> dict:
+    est = predict_latency(req.space, cand.arch, req.profile, req.precision, req.batch_size)
+    return {
+        "arch": cand.arch.to_dict(),
+        "summary": cand.arch.summary(),
+        "objective": round(cand.objective, 5),
+        "latency_ms": round(est.latency_ms, 4),
+        "latency_band_ms": [round(est.low_ms, 4), round(est.high_ms, 4)],
+        "latency_tier": est.tier,
+        "mflops": round(cand.mflops, 3),
+        "params": cand.params,
+        "memory_mb": round(cand.memory_mb, 4),
+        "latency_headroom": round(1 - est.latency_ms / req.latency_ms, 4),
+        "memory_headroom": round(1 - cand.memory_mb / req.memory_mb, 4),
+        "within_band": est.high_ms <= req.latency_ms,
+    }
+
+
+def plan_document(space: SearchSpace, devices: list[dict]) -> dict:
+    """The plan.json document for one or more devices."""
+    return {
+        "schema_version": PLAN_SCHEMA_VERSION,
+        "kind": "gtn_deploy.plan",
+        "tool_version": __version__,
+        "task": space.task.name,
+        "space": space.name,
+        "devices": devices,
+    }
