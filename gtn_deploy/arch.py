@@ -14,8 +14,8 @@ Network layout (shared with ``cost.analytic`` and ``supernet``; they must agree 
               the first block) + BN + act -> [SE] -> 1x1 project + BN; residual when
               stride 1 and widths match
     head      1x1 conv to ``head_channels`` + BN + h-swish, global average pool,
-              [1x1 conv to ``feature_channels``, no bias, no BN, + h-swish: OFA's feature
-              mix], linear classifier (with bias)
+              [linear (bias) to ``feature_channels`` + h-swish: OFA's feature mix],
+              linear classifier (bias)
 
     Squeeze-excite (OFA): global pool -> 1x1 conv (bias) to ``se_channels(mid)`` -> ReLU ->
     1x1 conv (bias) back to mid -> h-sigmoid -> multiply. The mid width of a block is

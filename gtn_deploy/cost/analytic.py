@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gtn_deploy.arch import ArchConfig, SearchSpace, conv_out, make_divisible
 
@@ -38,11 +39,15 @@ class NetCost:
     params: int
     flops: int
     peak_activation_elems: int
-    layers: tuple[Layer, ...]
+    blocks: tuple["BlockCost", ...]
 
     @property
     def mflops(self) -> float:
         return self.flops / 1e6
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return tuple(layer for block in self.blocks for layer in block.layers)
 
 
 def _conv(name, op_class, block, cin, cout, k, hin, stride, groups=1, bn=True, bias=False,
@@ -70,24 +75,7 @@ def _add(name, block, elems) -> Layer:
     return Layer(name, "elementwise", block, 0, 0, 2 * elems, elems, kernels=1)
 
 
-@functools.lru_cache(maxsize=65536)
-def _mbconv(stage: int, index: int, cin: int, cout: int, mid: int, kernel: int, stride: int,
-            h: int, se_channels: int) -> tuple[Layer, ...]:
-    """Layers of one inverted-residual block; cached because search revisits blocks often."""
-    prefix, block = f"stages.{stage}.blocks.{index}", f"s{stage}.b{index}"
-    dw, hout = _conv(f"{prefix}.depthwise", "depthwise", block, mid, mid, kernel, h, stride,
-                     groups=mid)
-    layers = [_pointwise(f"{prefix}.expand", block, cin, mid, h), dw]
-    if se_channels:
-        layers.append(_se(f"{prefix}.se", block, mid, se_channels, hout))
-    layers.append(_pointwise(f"{prefix}.project", block, mid, cout, hout))
-    if stride == 1 and cin == cout:
-        layers.append(_add(f"{prefix}.add", block, cout * hout * hout))
-    return tuple(layers)
-
-
-@dataclass(frozen=True)
-class BlockShape:
+class BlockShape(NamedTuple):
     """One block of the network with the shapes it sees: what a latency table keys on."""
 
     name: str        # "stem", "first", "s1.b0", "head"
@@ -101,8 +89,10 @@ class BlockShape:
     stride: int
     hin: int
     hout: int
-    se: bool
+    se_channels: int  # 0: no squeeze-excite
     activation: str
+    features: int = 0  # head only: feature-mix width (0: none)
+    classes: int = 0   # head only
 
     @property
     def skip(self) -> bool:
@@ -114,61 +104,59 @@ class BlockShape:
         if self.kind != "mbconv":
             return f"{self.kind}-{shape}-skip:{int(self.skip)}"
         return (f"mbconv-{shape}-mid:{self.mid}-k:{self.kernel}-s:{self.stride}"
-                f"-skip:{int(self.skip)}-se:{int(self.se)}-act:{self.activation}")
+                f"-skip:{int(self.skip)}-se:{int(self.se_channels > 0)}-act:{self.activation}")
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    shape: BlockShape
+    layers: tuple[Layer, ...]
+    params: int
+    flops: int
+    peak_activation_elems: int
 
 
 def network_blocks(space: SearchSpace, arch: ArchConfig) -> tuple[BlockShape, ...]:
     """Every block of ``arch`` with its shapes, in execution order."""
-    return _network_blocks(space, arch)
-
-
-@functools.lru_cache(maxsize=8192)
-def _network_blocks(space: SearchSpace, arch: ArchConfig) -> tuple[BlockShape, ...]:
-    res, cin0 = arch.resolution, space.task.in_channels
+    res = arch.resolution
     stem_ch = space.channels(space.stem_channels)
     first_ch = space.channels(space.first_block_channels)
     h = conv_out(res, space.stem_stride)
-    blocks = [BlockShape("stem", "stem", -1, 0, cin0, stem_ch, stem_ch, 3, space.stem_stride,
-                         res, h, False, "hswish"),
-              BlockShape("first", "first", -1, 0, stem_ch, first_ch, stem_ch, 3, 1, h, h,
-                         False, "relu")]
-    cin = first_ch
-    for stage, (spec, arch_blocks) in enumerate(zip(space.stages, arch.stage_blocks())):
+    blocks = [BlockShape("stem", "stem", -1, 0, space.task.in_channels, stem_ch, stem_ch, 3,
+                         space.stem_stride, res, h, 0, "hswish"),
+              BlockShape("first", "first", -1, 0, stem_ch, first_ch, stem_ch, 3, 1, h, h, 0,
+                         "relu")]
+    cin, i = first_ch, 0
+    for stage, (spec, depth) in enumerate(zip(space.stages, arch.depths)):
         cout = space.channels(spec.width)
-        for index, (kernel, expand) in enumerate(arch_blocks):
+        for index in range(depth):
+            kernel, expand = arch.kernel_sizes[i], arch.expand_ratios[i]
             stride = spec.stride if index == 0 else 1
             hout = conv_out(h, stride)
+            mid = make_divisible(round(cin * expand))
             blocks.append(BlockShape(f"s{stage}.b{index}", "mbconv", stage, index, cin, cout,
-                                     make_divisible(round(cin * expand)), kernel, stride, h,
-                                     hout, spec.se, spec.activation))
-            cin, h = cout, hout
+                                     mid, kernel, stride, h, hout,
+                                     space.se_channels(mid) if spec.se else 0, spec.activation))
+            cin, h, i = cout, hout, i + 1
     blocks.append(BlockShape("head", "head", -1, 0, cin, space.head_channels,
-                             space.head_channels, 1, 1, h, 1, False, "hswish"))
+                             space.head_channels, 1, 1, h, 1, 0, "hswish",
+                             space.feature_channels, space.task.num_classes))
     return tuple(blocks)
 
 
-def network_layers(space: SearchSpace, arch: ArchConfig) -> tuple[Layer, ...]:
-    """Every layer of ``arch`` in execution order (no validation: call space.validate first)."""
-    return _network_layers(space, arch)
+@functools.lru_cache(maxsize=65536)
+def block_cost(shape: BlockShape) -> BlockCost:
+    """Layers and totals of one block; cached because search revisits blocks constantly."""
+    layers = tuple(_BUILDERS[shape.kind](shape))
+    return BlockCost(shape, layers, sum(x.params for x in layers), sum(x.flops for x in layers),
+                     _block_peak(layers, shape))
 
 
-@functools.lru_cache(maxsize=8192)
-def _network_layers(space: SearchSpace, arch: ArchConfig) -> tuple[Layer, ...]:
-    layers: list[Layer] = []
-    for b in network_blocks(space, arch):
-        if b.kind == "stem":
-            layers.append(_conv("stem", "conv", "stem", b.cin, b.cout, 3, b.hin, b.stride)[0])
-        elif b.kind == "first":
-            layers += _first_block(b)
-        elif b.kind == "mbconv":
-            layers += _mbconv(b.stage, b.index, b.cin, b.cout, b.mid, b.kernel, b.stride, b.hin,
-                              space.se_channels(b.mid) if b.se else 0)
-        else:
-            layers += _head(space, b.cin, b.hin)
-    return tuple(layers)
+def _stem(b: BlockShape) -> list[Layer]:
+    return [_conv("stem", "conv", "stem", b.cin, b.cout, 3, b.hin, b.stride)[0]]
 
 
-def _first_block(b: BlockShape) -> list[Layer]:
+def _first(b: BlockShape) -> list[Layer]:
     dw, _ = _conv("first.depthwise", "depthwise", "first", b.cin, b.cin, 3, b.hin, 1,
                   groups=b.cin)
     layers = [dw, _pointwise("first.project", "first", b.cin, b.cout, b.hin)]
@@ -177,44 +165,64 @@ def _first_block(b: BlockShape) -> list[Layer]:
     return layers
 
 
-def _head(space: SearchSpace, cin: int, h: int) -> list[Layer]:
-    head_ch = space.head_channels
+def _mbconv(b: BlockShape) -> list[Layer]:
+    prefix, block = f"stages.{b.stage}.blocks.{b.index}", b.name
+    dw, _ = _conv(f"{prefix}.depthwise", "depthwise", block, b.mid, b.mid, b.kernel, b.hin,
+                  b.stride, groups=b.mid)
+    layers = [_pointwise(f"{prefix}.expand", block, b.cin, b.mid, b.hin), dw]
+    if b.se_channels:
+        layers.append(_se(f"{prefix}.se", block, b.mid, b.se_channels, b.hout))
+    layers.append(_pointwise(f"{prefix}.project", block, b.mid, b.cout, b.hout))
+    if b.skip:
+        layers.append(_add(f"{prefix}.add", block, b.cout * b.hout * b.hout))
+    return layers
+
+
+def _head(b: BlockShape) -> list[Layer]:
+    cin, h, head_ch = b.cin, b.hin, b.cout
     layers = [_pointwise("head.conv", "head", cin, head_ch, h),
               Layer("head.pool", "pool", "head", 0, 0, head_ch * h * h, head_ch)]
     width = head_ch
-    if space.feature_channels:
-        feat = space.feature_channels
-        layers.append(Layer("head.feature", "linear", "head", 2 * width * feat, width * feat,
-                            width, feat))
-        width = feat
-    classes = space.task.num_classes
-    layers.append(Layer("head.classifier", "linear", "head", 2 * width * classes,
-                        width * classes + classes, width, classes))
+    if b.features:
+        # Linears have bias; FlopCounterMode does not count the bias add.
+        layers.append(Layer("head.feature", "linear", "head", 2 * width * b.features,
+                            width * b.features + b.features, width, b.features))
+        width = b.features
+    layers.append(Layer("head.classifier", "linear", "head", 2 * width * b.classes,
+                        width * b.classes + b.classes, width, b.classes))
     return layers
+
+
+_BUILDERS = {"stem": _stem, "first": _first, "mbconv": _mbconv, "head": _head}
+
+
+def _block_peak(layers: tuple[Layer, ...], shape: BlockShape) -> int:
+    """Largest live activation set inside a block, per image: a layer's input and output,
+    plus the block input held for the residual add while the block runs."""
+    held = shape.cin * shape.hin * shape.hin if shape.skip else 0
+    return max(x.in_elems + x.out_elems + (held if x.op_class != "elementwise" else 0)
+               for x in layers)
+
+
+def network_costs(space: SearchSpace, arch: ArchConfig) -> tuple[BlockCost, ...]:
+    """Per-block costs of ``arch`` (no validation: call space.validate first)."""
+    return tuple(block_cost(b) for b in network_blocks(space, arch))
+
+
+def network_layers(space: SearchSpace, arch: ArchConfig) -> tuple[Layer, ...]:
+    """Every layer of ``arch`` in execution order."""
+    return tuple(layer for block in network_costs(space, arch) for layer in block.layers)
 
 
 def network_cost(space: SearchSpace, arch: ArchConfig) -> NetCost:
     """Totals and the per-layer breakdown of ``arch``."""
-    layers = network_layers(space, arch)
+    blocks = network_costs(space, arch)
     return NetCost(
-        params=sum(layer.params for layer in layers),
-        flops=sum(layer.flops for layer in layers),
-        peak_activation_elems=peak_activation_elems(layers),
-        layers=layers,
+        params=sum(b.params for b in blocks),
+        flops=sum(b.flops for b in blocks),
+        peak_activation_elems=max(b.peak_activation_elems for b in blocks),
+        blocks=blocks,
     )
-
-
-def peak_activation_elems(layers: tuple[Layer, ...]) -> int:
-    """Largest live activation set, per image: a layer's input and output, plus the block
-    input held for a residual add while the block runs."""
-    peak, held, current_block, block_input = 0, 0, None, 0
-    has_skip = {layer.block for layer in layers if layer.op_class == "elementwise"}
-    for layer in layers:
-        if layer.block != current_block:
-            current_block, block_input = layer.block, layer.in_elems
-        held = block_input if layer.block in has_skip and layer.op_class != "elementwise" else 0
-        peak = max(peak, layer.in_elems + layer.out_elems + held)
-    return peak
 
 
 def block_keys(space: SearchSpace, arch: ArchConfig) -> list[tuple[str, str]]:

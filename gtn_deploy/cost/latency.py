@@ -11,12 +11,12 @@ with eta_c per op class, all read from the device profile. A profile that carrie
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
-from gtn_deploy.cost.analytic import Layer, network_cost, network_layers
+from gtn_deploy.cost.analytic import (BlockCost, Layer, NetCost, network_cost, network_costs,
+                                      network_layers)
 from gtn_deploy.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class _Roofline:
     expected_error: float
     bytes_per_elem: int
     batch_size: int
+    _blocks: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def layer_seconds(self, layer: Layer) -> float:
         eta = dict(self.eta)[layer.op_class]
@@ -68,6 +69,12 @@ class _Roofline:
         traffic = ((layer.in_elems + layer.out_elems) * self.batch_size + layer.weight_elems)
         memory = traffic * self.bytes_per_elem / (self.eta_memory * self.bandwidth)
         return max(compute, memory) + layer.kernels * self.kernel_s
+
+    def block_seconds(self, block: BlockCost) -> float:
+        seconds = self._blocks.get(block.shape)
+        if seconds is None:
+            seconds = self._blocks[block.shape] = sum(map(self.layer_seconds, block.layers))
+        return seconds
 
 
 OP_CLASSES = ("conv", "pointwise", "depthwise", "se", "linear", "pool", "elementwise")
@@ -79,7 +86,7 @@ def roofline(profile: "DeviceProfile", precision: str, batch_size: int,
     return _Roofline(
         peak_flops=profile.peak_flops(precision, power_mode),
         bandwidth=profile.memory_bandwidth(power_mode),
-        eta=tuple((c, lm.efficiency(c)) for c in OP_CLASSES),
+        eta=tuple((c, lm.efficiency(c, precision)) for c in OP_CLASSES),
         eta_memory=lm.memory_efficiency,
         kernel_s=lm.kernel_overhead_us * 1e-6,
         invoke_s=lm.invoke_overhead_us * 1e-6,
@@ -89,20 +96,11 @@ def roofline(profile: "DeviceProfile", precision: str, batch_size: int,
     )
 
 
-@functools.lru_cache(maxsize=262144)
-def _block_seconds(model: _Roofline, layers: tuple[Layer, ...]) -> float:
-    return sum(model.layer_seconds(layer) for layer in layers)
-
-
-def tier0_ms(space: SearchSpace, arch: ArchConfig, model: _Roofline) -> float:
-    """Tier-0 latency in ms; fast path for search (block sums are cached)."""
-    layers = network_layers(space, arch)
-    total, start = 0.0, 0
-    # Group consecutive layers of a block so the cache hits across architectures.
-    for end in range(1, len(layers) + 1):
-        if end == len(layers) or layers[end].block != layers[start].block:
-            total += _block_seconds(model, layers[start:end])
-            start = end
+def tier0_ms(space: SearchSpace, arch: ArchConfig, model: _Roofline,
+             cost: NetCost | None = None) -> float:
+    """Tier-0 latency in ms; the search's fast path (block times are cached on ``model``)."""
+    blocks = cost.blocks if cost is not None else network_costs(space, arch)
+    total = sum(map(model.block_seconds, blocks))
     return (total + model.invoke_s) * 1e3
 
 
@@ -128,9 +126,8 @@ def predict_latency(space: SearchSpace, arch: ArchConfig, profile: "DeviceProfil
 
 
 def predict_memory_mb(space: SearchSpace, arch: ArchConfig, precision: str = "fp32",
-                      batch_size: int = 1) -> float:
+                      batch_size: int = 1, cost: NetCost | None = None) -> float:
     """Model memory at inference: weights plus the peak live activations, in MB."""
-    cost = network_cost(space, arch)
+    cost = cost or network_cost(space, arch)
     per = BYTES_PER_ELEM[check_precision(precision)]
     return (cost.params + cost.peak_activation_elems * batch_size) * per / MB
-

@@ -81,7 +81,9 @@ def evolutionary_search(space: SearchSpace, evaluate: Callable[[ArchConfig], Can
     if not budget.admits(smallest):
         raise SearchError(_infeasible_message(smallest, budget))
     population = [_feasible_sample(space, memo, budget, rng, config, smallest)
-                  for _ in range(config.population)]
+                  for _ in range(config.population - 1)]
+    largest = memo(space.max_arch())  # a loose budget's answer, found at once
+    population.append(largest if budget.admits(largest) else smallest)
     n_parents = max(2, int(config.population * config.parent_ratio))
     n_mutants = int(config.population * config.mutation_ratio)
     history = []
@@ -112,16 +114,22 @@ def _feasible_sample(space, memo, budget, rng, config, fallback) -> Candidate:
 
 
 def _child(space, memo, budget, rng, config, parents, mutate: bool) -> Candidate:
+    """A feasible child, preferring architectures not evaluated yet: re-proposing known ones
+    wastes a population slot on a duplicate."""
+    fallback = None
     for _ in range(config.max_sample_tries):
         if mutate:
             arch = space.mutate(rng.choice(parents).arch, rng, config.mutate_prob)
         else:
             a, b = rng.sample(parents, 2)
             arch = space.crossover(a.arch, b.arch, rng)
+        seen = arch in memo.seen
         cand = memo(arch)
         if budget.admits(cand):
-            return cand
-    return rng.choice(parents)
+            if not seen:
+                return cand
+            fallback = fallback or cand
+    return fallback or rng.choice(parents)
 
 
 def _mutate_feasible(space, memo, budget, rng, start: Candidate, prob: float,

@@ -68,11 +68,11 @@ def make_evaluator(req: PlanRequest, objective: Objective) -> Callable[[ArchConf
     def evaluate(arch: ArchConfig) -> Candidate:
         cost = network_cost(req.space, arch)
         if model is not None:
-            latency = tier0_ms(req.space, arch, model)
+            latency = tier0_ms(req.space, arch, model, cost)
         else:
             latency = predict_latency(req.space, arch, req.profile, req.precision,
                                       req.batch_size).latency_ms
-        memory = predict_memory_mb(req.space, arch, req.precision, req.batch_size)
+        memory = predict_memory_mb(req.space, arch, req.precision, req.batch_size, cost)
         return Candidate(arch, objective(arch, cost.mflops, cost.params), latency, memory,
                          cost.mflops, cost.params)
 

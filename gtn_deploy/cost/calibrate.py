@@ -1,0 +1,266 @@
+"""Calibrated latency: tier 1 (fitted roofline) and tier 2 (block table + residual).
+
+A calibrated profile carries a ``calibration`` mapping written by ``gtnd calibrate``:
+
+    schema_version: 1
+    tier: 2                       # best tier fitted
+    fingerprint: {runtime, runtime_version, provider, precision, threads, batch_size,
+                  graph_optimization, cpu_model, machine}   # what the numbers are valid for
+    fingerprint_id: 8 hex digits
+    spaces: [fashion-mnist]       # the spaces the block table was measured on
+    tier1: {seconds_per_gflop: {op class: s}, seconds_per_gbyte: s, kernel_overhead_us,
+            invoke_overhead_us, bytes_per_elem, efficiency: {op class: eta vs the peak}}
+    tier2: {lut_us: {block key: us}, fallback_ratio, min_coverage, residual: {features, coef}}
+    expected_error: {"1": x, "2": y}   # 90th percentile |error| on held-out subnets
+    validation: {...}, measurement: {...}
+
+Tier 1 keeps the tier-0 formula per fused kernel, ``max(flops * a_class, bytes * a_mem) +
+kernels * t_kernel``, plus ``t_invoke``, with the coefficients fitted by non-negative least
+squares on relative error (rows divided by the measured latency). No torch here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.cost.analytic import Layer, network_layers
+from gtn_deploy.cost.latency import (BYTES_PER_ELEM, OP_CLASSES, LatencyEstimate, roofline,
+                                     tier0_ms)
+
+if TYPE_CHECKING:
+    from gtn_deploy.profiles import DeviceProfile
+
+CALIBRATION_SCHEMA_VERSION = 1
+# Keys compared between a calibration and the machine at hand; None on either side is skipped.
+FINGERPRINT_KEYS = ("runtime", "runtime_version", "provider", "precision", "threads",
+                    "graph_optimization", "cpu_model", "machine")
+COMPUTE_CLASSES = tuple(c for c in OP_CLASSES if c not in ("pool", "elementwise"))
+MIN_BAND = 0.05
+
+
+# -- fingerprints -------------------------------------------------------------------------------
+
+def current_fingerprint(threads: int | None = None, precision: str | None = None,
+                        runtime: str = "onnxruntime",
+                        provider: str = "CPUExecutionProvider") -> dict[str, Any]:
+    """The runtime fingerprint of this machine (what a calibration here would record)."""
+    from gtn_deploy.bench.env import cpu_model, onnxruntime_info, tensorrt_version
+    import platform
+
+    if runtime == "onnxruntime":
+        version = (onnxruntime_info() or {}).get("version")
+    else:
+        version, provider = tensorrt_version(), None
+    return {"runtime": runtime, "runtime_version": version, "provider": provider,
+            "precision": precision, "threads": threads, "batch_size": 1,
+            "graph_optimization": "all", "cpu_model": cpu_model(),
+            "machine": platform.machine()}
+
+
+def fingerprint_id(fingerprint: dict[str, Any]) -> str:
+    """Short stable hash of a fingerprint (file names, reports)."""
+    text = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def fingerprint_matches(calibration: dict[str, Any] | None,
+                        current: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """Whether ``calibration`` was measured under the ``current`` (default: this machine's)
+    fingerprint; the reason names the first differing key."""
+    if not calibration or not calibration.get("fingerprint"):
+        return False, "the profile carries no calibration fingerprint"
+    current = current_fingerprint() if current is None else current
+    recorded = calibration["fingerprint"]
+    diffs = [f"{key}: calibrated {recorded.get(key)!r}, here {current.get(key)!r}"
+             for key in FINGERPRINT_KEYS
+             if recorded.get(key) is not None and current.get(key) is not None
+             and str(recorded.get(key)) != str(current.get(key))]
+    if diffs:
+        return False, "; ".join(diffs)
+    return True, f"fingerprint {fingerprint_id(recorded)} matches"
+
+
+# -- tier 1 ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tier1:
+    """Fitted roofline coefficients (seconds per FLOP / byte / kernel / inference)."""
+
+    per_flop: tuple[tuple[str, float], ...]
+    per_byte: float
+    kernel_s: float
+    invoke_s: float
+    bytes_per_elem: int
+
+    def layer_terms(self, layer: Layer, batch: int) -> tuple[float, float]:
+        compute = layer.flops * batch * dict(self.per_flop).get(layer.op_class, 0.0)
+        traffic = (layer.in_elems + layer.out_elems) * batch + layer.weight_elems
+        return compute, traffic * self.bytes_per_elem * self.per_byte
+
+    def layer_seconds(self, layer: Layer, batch: int = 1) -> float:
+        return max(self.layer_terms(layer, batch)) + layer.kernels * self.kernel_s
+
+    def seconds(self, layers: Sequence[Layer], batch: int = 1) -> float:
+        return sum(self.layer_seconds(layer, batch) for layer in layers) + self.invoke_s
+
+    def to_dict(self, peak_flops: float | None = None, bandwidth: float | None = None) -> dict:
+        out = {"seconds_per_gflop": {c: v * 1e9 for c, v in self.per_flop},
+               "seconds_per_gbyte": self.per_byte * 1e9,
+               "kernel_overhead_us": self.kernel_s * 1e6,
+               "invoke_overhead_us": self.invoke_s * 1e6, "bytes_per_elem": self.bytes_per_elem}
+        if peak_flops:  # the same numbers as fractions of the profile's datasheet peaks
+            out["efficiency"] = {c: (1 / (v * peak_flops) if v > 0 else None)
+                                 for c, v in self.per_flop}
+        if bandwidth and self.per_byte > 0:
+            out["memory_efficiency"] = 1 / (self.per_byte * bandwidth)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tier1":
+        return cls(tuple((c, float(v) * 1e-9) for c, v in d["seconds_per_gflop"].items()),
+                   float(d["seconds_per_gbyte"]) * 1e-9, float(d["kernel_overhead_us"]) * 1e-6,
+                   float(d["invoke_overhead_us"]) * 1e-6, int(d["bytes_per_elem"]))
+
+
+def tier1_from_profile(profile: "DeviceProfile", precision: str) -> Tier1:
+    """Tier 0's numbers in tier-1 form: the starting point of the fit."""
+    r = roofline(profile, precision, 1)
+    eta = dict(r.eta)
+    return Tier1(tuple((c, 1.0 / (eta[c] * r.peak_flops)) for c in COMPUTE_CLASSES),
+                 1.0 / (r.eta_memory * r.bandwidth), r.kernel_s, r.invoke_s, r.bytes_per_elem)
+
+
+def _design_row(model: Tier1, layers: Sequence[Layer], batch: int) -> list[float]:
+    """Features of one network with each layer's bound side chosen by ``model``."""
+    flops = dict.fromkeys(COMPUTE_CLASSES, 0.0)
+    traffic = kernels = 0.0
+    for layer in layers:
+        compute, memory = model.layer_terms(layer, batch)
+        if layer.op_class in flops and compute >= memory and layer.flops:
+            flops[layer.op_class] += layer.flops * batch
+        else:
+            traffic += (((layer.in_elems + layer.out_elems) * batch + layer.weight_elems)
+                        * model.bytes_per_elem)
+        kernels += layer.kernels
+    return [*flops.values(), traffic, kernels, 1.0]
+
+
+def fit_tier1(space: SearchSpace, archs: Sequence[ArchConfig], measured_ms: Sequence[float],
+              start: Tier1, batch: int = 1, rounds: int = 6) -> Tier1:
+    """Non-negative least squares on relative error; re-decide each layer's roofline side
+    with the new coefficients and refit, a few rounds."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    y = np.asarray(measured_ms, dtype=float) * 1e-3
+    layer_sets = [network_layers(space, a) for a in archs]
+    model = start
+    for _ in range(rounds):
+        a = np.array([_design_row(model, ls, batch) for ls in layer_sets]) / y[:, None]
+        scale = np.linalg.norm(a, axis=0)
+        scale[scale == 0] = 1.0
+        coef, _ = nnls(a / scale, np.ones(len(y)))
+        coef = [float(c) for c in coef / scale]
+        n = len(COMPUTE_CLASSES)
+        fitted = Tier1(tuple(zip(COMPUTE_CLASSES, coef[:n])), coef[n], coef[n + 1],
+                       coef[n + 2], start.bytes_per_elem)
+        if fitted == model:
+            break
+        model = fitted
+    return model
+
+
+# -- accuracy ------------------------------------------------------------------------------------
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b of two sequences (O(n^2); n is a few hundred at most)."""
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            da, db = a[i] - a[j], b[i] - b[j]
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif (da > 0) == (db > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denom = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
+    return (concordant - discordant) / denom if denom else float("nan")
+
+
+def accuracy(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """Share within +-10%, MAPE, worst and p90 |error|, Kendall tau; error = pred/meas - 1."""
+    errors = sorted(abs(p / m - 1) for p, m in zip(predicted, measured))
+    n = len(errors)
+    out = {"n": n, "within_10pct": sum(e <= 0.10 + 1e-9 for e in errors) / n,
+           "mape": sum(errors) / n, "p90_abs_error": errors[min(n - 1, int(0.9 * n))],
+           "max_abs_error": errors[-1], "kendall_tau": kendall_tau(predicted, measured)}
+    return {k: (v if k == "n" else round(float(v), 4)) for k, v in out.items()}
+
+
+# -- prediction from a calibrated profile --------------------------------------------------------
+
+_CACHE: dict[tuple, Any] = {}
+
+
+def _parsed(profile: "DeviceProfile") -> tuple[Tier1, Any]:
+    from gtn_deploy.cost.lut import BlockTable
+
+    key = (profile.id, getattr(profile, "content_hash", None) or id(profile.calibration))
+    if key not in _CACHE:
+        cal = profile.calibration
+        table = BlockTable.from_dict(cal["tier2"]) if cal.get("tier2") else None
+        _CACHE[key] = (Tier1.from_dict(cal["tier1"]), table)
+    return _CACHE[key]
+
+
+def _band(cal: dict, tier: int, ms: float) -> tuple[float, float]:
+    err = max(MIN_BAND, float((cal.get("expected_error") or {}).get(str(tier), 0.3)))
+    return ms / (1 + err), ms * (1 + err)
+
+
+def predict_calibrated(space: SearchSpace, arch: ArchConfig, profile: "DeviceProfile",
+                       precision: str = "fp32", batch_size: int = 1) -> LatencyEstimate:
+    """Tier 2 when the block table covers ``arch`` at the calibrated precision and batch 1,
+    tier 1 when only precision matches, else tier 0 (the calibration does not apply)."""
+    cal = profile.calibration
+    fp = cal.get("fingerprint") or {}
+    if fp.get("precision") not in (None, precision):
+        model = roofline(profile, precision, batch_size)
+        ms = tier0_ms(space, arch, model)
+        err = model.expected_error
+        return LatencyEstimate(ms, ms / (1 + err), ms * (1 + err), 0)
+    tier1, table = _parsed(profile)
+    if (table is not None and batch_size == 1 and int(cal.get("tier", 1)) >= 2
+            and space.name in cal.get("spaces", ())):
+        ms = table.predict_ms(space, arch, tier1)
+        if ms is not None:
+            return LatencyEstimate(ms, *_band(cal, 2, ms), 2, (), fp)
+    ms = tier1_ms(space, arch, tier1, batch_size)
+    return LatencyEstimate(ms, *_band(cal, 1, ms), 1, (), fp)
+
+
+@functools.lru_cache(maxsize=262144)
+def _block_seconds(model: Tier1, layers: tuple[Layer, ...], batch: int) -> float:
+    return sum(model.layer_seconds(layer, batch) for layer in layers)
+
+
+def tier1_ms(space: SearchSpace, arch: ArchConfig, model: Tier1, batch: int = 1) -> float:
+    """Tier-1 latency in ms; block sums are cached across architectures (search speed)."""
+    layers = network_layers(space, arch)
+    total, start = 0.0, 0
+    for end in range(1, len(layers) + 1):
+        if end == len(layers) or layers[end].block != layers[start].block:
+            total += _block_seconds(model, layers[start:end], batch)
+            start = end
+    return (total + model.invoke_s) * 1e3
