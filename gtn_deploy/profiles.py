@@ -279,6 +279,10 @@ def load_profile(ref: str) -> DeviceProfile:
         raise ProfileError("empty device name; see 'gtnd profiles list'")
     if _is_path(ref):
         return load_profile_file(Path(ref).expanduser())
+    if ref.strip().lower() == "local":  # this machine, described on the fly
+        from gtn_deploy.local_profile import local_device_profile
+
+        return local_device_profile()
     pid = resolve_alias(ref)
     profile = load_profile_file(profiles_dir() / f"{pid}.yaml")
     if profile.id != pid:

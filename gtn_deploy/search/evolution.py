@@ -48,6 +48,7 @@ class SearchConfig:
     mutation_ratio: float = 0.5
     mutate_prob: float = 0.1
     max_sample_tries: int = 20  # random draws per population slot before mutating instead
+    patience: int = 8  # stop after this many generations without a better best
 
 
 @dataclass
@@ -86,10 +87,12 @@ def evolutionary_search(space: SearchSpace, evaluate: Callable[[ArchConfig], Can
     population.append(largest if budget.admits(largest) else smallest)
     n_parents = max(2, int(config.population * config.parent_ratio))
     n_mutants = int(config.population * config.mutation_ratio)
-    history = []
+    history: list[float] = []
     for _ in range(config.generations):
         parents = sorted(population, key=_rank_key)[:n_parents]
         history.append(parents[0].objective)
+        if len(history) > config.patience and history[-1] <= history[-1 - config.patience]:
+            break
         children = [_child(space, memo, budget, rng, config, parents, mutate=i < n_mutants)
                     for i in range(config.population - n_parents)]
         population = parents + children

@@ -1,0 +1,83 @@
+"""Resumable, incremental stages: each output folder is keyed by a hash of its inputs.
+
+A stage's folder is built in a temporary folder and renamed into place only when the stage
+finished (``io_utils.atomic_dir``), with a ``_stage.json`` marker holding its inputs. A rerun
+skips every stage whose folder exists for the same inputs, so a killed run continues from the
+last finished stage, and a changed input (a device added or edited) re-runs only the stages
+that depend on it. Leftover temporary folders of a killed run are swept on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from gtn_deploy.io_utils import atomic_dir, atomic_write_json
+
+MARKER = "_stage.json"
+
+
+def input_hash(inputs: dict[str, Any]) -> str:
+    """Short, stable hash of a stage's inputs (canonical JSON)."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    path: Path
+    ran: bool
+    seconds: float
+
+    def marker(self) -> dict:
+        return json.loads((self.path / MARKER).read_text())
+
+
+class StageStore:
+    """The stage folders of one pipeline run: ``<root>/stages/<name>-<hash>/``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root) / "stages"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def sweep(self) -> list[Path]:
+        """Remove temporary folders a killed run left behind (never a finished stage)."""
+        leftovers = [p for p in self.root.iterdir() if p.name.startswith(".")]
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+        return leftovers
+
+    def path(self, name: str, inputs: dict[str, Any]) -> Path:
+        return self.root / f"{name}-{input_hash(inputs)}"
+
+    def is_done(self, name: str, inputs: dict[str, Any]) -> bool:
+        marker = self.path(name, inputs) / MARKER
+        return marker.is_file()
+
+    def run(self, name: str, inputs: dict[str, Any], build: Callable[[Path], dict | None]
+            ) -> StageResult:
+        """Return the finished stage folder, building it with ``build(tmp_dir)`` if needed.
+
+        ``build`` writes its outputs into the folder it is given and may return a dict of
+        figures (wall time is added) that the marker records for the report.
+        """
+        final = self.path(name, inputs)
+        if (final / MARKER).is_file():
+            marker = json.loads((final / MARKER).read_text())
+            return StageResult(name, final, False, marker.get("seconds", 0.0))
+        if final.exists():  # a folder without its marker is not a finished stage
+            shutil.rmtree(final)
+        start = time.perf_counter()
+        with atomic_dir(final) as tmp:
+            figures = build(tmp) or {}
+            seconds = time.perf_counter() - start
+            atomic_write_json(tmp / MARKER, {"stage": name, "inputs": inputs,
+                                             "seconds": round(seconds, 3), "figures": figures,
+                                             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return StageResult(name, final, True, seconds)
