@@ -1,0 +1,206 @@
+"""Checkpoints as safetensors weights plus a JSON sidecar; loading never unpickles.
+
+A student folder holds ``weights.safetensors`` and ``student.json`` (schema version, kind,
+space/task, arch, metrics, meta, the weights' sha256). The network is rebuilt from the arch
+alone, then the tensors are checked name by name and shape by shape. Each file is written
+atomically and the sidecar last, so a crash leaves either the old checkpoint or a sidecar
+whose sha256 does not match the weights, which loading reports.
+A supernet folder holds ``supernet.safetensors`` + ``supernet.json`` (teachers:
+``gtn_deploy.models.checkpoint``), so the three kinds can share one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gtn_deploy import __version__
+from gtn_deploy.arch import SPACES, ArchConfig, SearchSpace, space_with_classes
+from gtn_deploy.errors import ArchError, CheckpointError, UsageError
+from gtn_deploy.io_utils import atomic_write_bytes, atomic_write_json, sha256_file
+
+SCHEMA_VERSION = 1
+STUDENT_KIND, SUPERNET_KIND = "gtn_deploy.student", "gtn_deploy.supernet"
+STUDENT_WEIGHTS, STUDENT_JSON = "weights.safetensors", "student.json"
+SUPERNET_WEIGHTS, SUPERNET_JSON = "supernet.safetensors", "supernet.json"
+
+
+# -- generic pieces (also used for teachers) -------------------------------------------------
+def write_checkpoint(directory: str | Path, weights_name: str, sidecar_name: str,
+                     model: nn.Module, doc: dict[str, Any]) -> Path:
+    """Write ``model``'s state dict and ``doc`` (plus schema, weights hash, versions)."""
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = atomic_write_bytes(directory / weights_name, save(tensors))
+    full = {"schema_version": SCHEMA_VERSION, **doc,
+            "weights": {"file": weights_name, "sha256": sha256_file(weights),
+                        "num_params": sum(p.numel() for p in model.parameters())},
+            "versions": {"gtn_deploy": __version__, "torch": torch.__version__},
+            "created_unix": round(time.time(), 3)}
+    atomic_write_json(directory / sidecar_name, full)
+    return directory
+
+
+def read_sidecar(directory: str | Path, sidecar_name: str, kind: str) -> dict[str, Any]:
+    """The JSON sidecar, checked for kind and schema version."""
+    path = Path(directory) / sidecar_name
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found (is {directory} a {kind} checkpoint?)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        got = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(f"{path}: kind is {got!r}, expected {kind!r}")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise CheckpointError(f"{path}: schema_version {version!r} is not supported "
+                              f"(this gtn_deploy reads up to {SCHEMA_VERSION})")
+    if not isinstance(doc.get("weights"), dict) or "sha256" not in doc["weights"]:
+        raise CheckpointError(f"{path}: missing the 'weights' entry with its sha256")
+    return doc
+
+
+def read_weights(directory: str | Path, sidecar_name: str, doc: dict[str, Any]
+                 ) -> dict[str, torch.Tensor]:
+    """The tensors the sidecar names, after checking their sha256."""
+    from safetensors.torch import load
+
+    path = Path(directory) / doc["weights"].get("file", "")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found (named in {sidecar_name})")
+    digest = sha256_file(path)
+    if digest != doc["weights"]["sha256"]:
+        raise CheckpointError(f"{path}: sha256 mismatch (file {digest[:12]}..., {sidecar_name} "
+                              f"says {str(doc['weights']['sha256'])[:12]}...): corrupt or replaced")
+    try:
+        return load(path.read_bytes())
+    except Exception as exc:  # safetensors raises its own error types for malformed headers
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path,
+                 what: str) -> None:
+    """Load ``tensors`` into ``model`` strictly; a mismatch is one CheckpointError line."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors {_few(unexpected)}")
+    for key, ref in expected.items():
+        if key in tensors and tensors[key].shape != ref.shape:
+            problems.append(f"shape mismatch for {key}: file {tuple(tensors[key].shape)}, "
+                            f"model {tuple(ref.shape)}")
+            break
+    if problems:
+        raise CheckpointError(f"{path} does not fit {what}: {'; '.join(problems)}")
+    model.load_state_dict(tensors, strict=True)
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def _resolve_space(space: str | SearchSpace, num_classes: int) -> SearchSpace:
+    if isinstance(space, str):
+        if space not in SPACES:
+            raise UsageError(f"unknown space '{space}'; valid spaces: {', '.join(SPACES)}")
+        space = SPACES[space]
+    if space.task.num_classes != num_classes:
+        space = space_with_classes(space, num_classes)
+    return space
+
+
+def _space_from_doc(doc: dict[str, Any], path: Path) -> SearchSpace:
+    name, classes = doc.get("space"), doc.get("num_classes")
+    if name not in SPACES:
+        raise CheckpointError(f"{path}: unknown space {name!r}; valid spaces: {', '.join(SPACES)}")
+    if not isinstance(classes, int) or classes < 1:
+        raise CheckpointError(f"{path}: num_classes must be a positive integer, got {classes!r}")
+    return _resolve_space(name, classes)
+
+
+def _num_classes(model: nn.Module) -> int:
+    return int(model.head.classifier.out_features)
+
+
+# -- students -----------------------------------------------------------------------------------
+def save_student(directory: str | Path, model: nn.Module, arch: ArchConfig,
+                 space: str | SearchSpace, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``weights.safetensors`` + ``student.json``; ``meta['metrics']`` goes on top."""
+    space = _resolve_space(space, _num_classes(model))
+    space.validate(arch)
+    if getattr(model, "arch", arch) != arch:
+        raise UsageError(f"the model is {model.arch.summary()} but arch says {arch.summary()}")
+    meta = dict(meta or {})
+    doc = {"kind": STUDENT_KIND, "space": space.name, "task": space.task.name,
+           "in_channels": space.task.in_channels, "num_classes": space.task.num_classes,
+           "arch": arch.to_dict(), "arch_summary": arch.summary(),
+           "metrics": meta.pop("metrics", {}), "meta": meta}
+    return write_checkpoint(directory, STUDENT_WEIGHTS, STUDENT_JSON, model, doc)
+
+
+def load_student(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the student from ``student.json``'s arch and load its weights (eval mode)."""
+    from gtn_deploy.supernet.layers import StudentNet
+
+    directory = Path(directory)
+    doc = read_sidecar(directory, STUDENT_JSON, STUDENT_KIND)
+    sidecar = directory / STUDENT_JSON
+    space = _space_from_doc(doc, sidecar)
+    try:
+        arch = space.validate(ArchConfig.from_dict(doc.get("arch") or {}, f"{sidecar}: arch"))
+    except ArchError as exc:
+        raise CheckpointError(f"{sidecar}: {exc}") from None
+    tensors = read_weights(directory, STUDENT_JSON, doc)
+    model = StudentNet(space, arch)
+    load_tensors(model, tensors, directory / doc["weights"]["file"],
+                 f"the arch in {STUDENT_JSON} ({arch.summary()})")
+    return model.eval(), doc
+
+
+# -- supernets ---------------------------------------------------------------------------------
+def save_supernet(directory: str | Path, supernet: nn.Module,
+                  meta: dict[str, Any] | None = None) -> Path:
+    """Write ``supernet.safetensors`` + ``supernet.json`` (space, classes, kernel transform)."""
+    space = supernet.space
+    meta = dict(meta or {})
+    doc = {"kind": SUPERNET_KIND, "space": space.name, "task": space.task.name,
+           "in_channels": space.task.in_channels, "num_classes": space.task.num_classes,
+           "kernel_transform": bool(supernet.kernel_transform),
+           "active_arch": supernet.active_arch.to_dict(),
+           "metrics": meta.pop("metrics", {}), "meta": meta}
+    return write_checkpoint(directory, SUPERNET_WEIGHTS, SUPERNET_JSON, supernet, doc)
+
+
+def load_supernet(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the supernet from ``supernet.json`` and load its weights (eval mode, with the
+    active arch it was saved with)."""
+    from gtn_deploy.supernet.network import Supernet
+
+    directory = Path(directory)
+    doc = read_sidecar(directory, SUPERNET_JSON, SUPERNET_KIND)
+    space = _space_from_doc(doc, directory / SUPERNET_JSON)
+    tensors = read_weights(directory, SUPERNET_JSON, doc)
+    net = Supernet(space, kernel_transform=bool(doc.get("kernel_transform", False)))
+    load_tensors(net, tensors, directory / doc["weights"]["file"],
+                 f"the supernet of space '{space.name}' in {SUPERNET_JSON}")
+    if doc.get("active_arch"):
+        sidecar = directory / SUPERNET_JSON
+        try:
+            net.set_active(ArchConfig.from_dict(doc["active_arch"], f"{sidecar}: active_arch"))
+        except ArchError as exc:
+            raise CheckpointError(f"{sidecar}: {exc}") from None
+    return net.eval(), doc

@@ -1,0 +1,11 @@
+"""Test-wide settings.
+
+One thread for torch's and onnxruntime's CPU pools: with two cores shared by pytest and the
+runtime's own pools, OpenMP oversubscription made some tests 20x slower. Set before torch
+is first imported.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")

@@ -1,0 +1,62 @@
+"""The analytic cost model (gtn_deploy.cost.analytic) against the real modules: parameters
+exact (in total and per named layer), FLOPs within 2% of torch's own counter."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from gtn_deploy.arch import SPACES
+from gtn_deploy.cost.analytic import network_cost
+from gtn_deploy.supernet import build_student
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on this shared 2-core machine OpenMP's spinning threads made these
+    tests ~20x slower under load."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _archs():
+    for i, (task, space) in enumerate(SPACES.items()):
+        rng = random.Random(100 + i)
+        archs = [space.max_arch(), space.min_arch()] + [space.sample(rng) for _ in range(3)]
+        if task == "imagenet":  # the resolution is elastic here; 224 only for the min arch
+            archs = [dataclasses.replace(a, resolution=r)
+                     for a, r in zip(archs, (128, 224, 132, 160, 192))]
+        yield from ((space, a) for a in archs)
+
+
+def test_params_and_flops_agree_with_modules():
+    checked = 0
+    for space, arch in _archs():
+        student = build_student(space, arch).eval()
+        cost = network_cost(space, arch)
+        assert cost.params == sum(p.numel() for p in student.parameters()), arch.summary()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            student(torch.zeros(1, space.task.in_channels, arch.resolution, arch.resolution))
+        measured = counter.get_total_flops()
+        assert abs(cost.flops - measured) <= 0.02 * measured, \
+            f"{space.name} {arch.summary()}: cost model {cost.flops}, torch {measured}"
+        checked += 1
+    assert checked == 5 * len(SPACES)
+
+
+def test_layer_names_are_module_paths_with_their_params():
+    """The calibration maps ONNX node names back to cost-model layers through these names."""
+    for space, arch in list(_archs())[::4]:
+        modules = dict(build_student(space, arch).named_modules())
+        for layer in network_cost(space, arch).layers:
+            if layer.op_class == "elementwise":  # residual adds are not modules
+                continue
+            assert layer.name in modules, f"{layer.name} is not a module of the student"
+            params = sum(p.numel() for p in modules[layer.name].parameters())
+            assert params == layer.params, f"{layer.name}: module {params}, cost {layer.params}"
