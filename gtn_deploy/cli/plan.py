@@ -21,6 +21,7 @@ def plan(
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8; default: the profile's preferred.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default: the profile's.")] = None,
     margin: Annotated[float, typer.Option(help="Safety margin: search under budget x (1 - margin).")] = 0.1,
+    scale_budget: Annotated[bool, typer.Option("--scale-budget", help="Scale the profile's latency budget (set for 224-pixel ImageNet models) to the task by the ratio of the spaces' largest networks.")] = False,
     top_k: Annotated[int, typer.Option("--top-k", help="Distinct candidates per device.")] = 5,
     seed: Annotated[int, typer.Option(help="Search seed (the search is deterministic).")] = 0,
     predictor: Annotated[Optional[Path], typer.Option(help="Accuracy predictor file (gtnd predictor fit); default: capacity proxy.")] = None,
@@ -32,7 +33,8 @@ def plan(
     from gtn_deploy.cost.latency import check_precision
     from gtn_deploy.io_utils import atomic_write_json
     from gtn_deploy.profiles import load_profile
-    from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
+    from gtn_deploy.search.planner import (PlanRequest, plan_device, plan_document,
+                                           task_scaled_budget_ms)
 
     refs = split_csv(device)
     if not refs:
@@ -48,11 +50,14 @@ def plan(
     objective = _load_objective(predictor, space) if predictor else None
     entries, warnings = [], []
     for profile in profiles:
+        prec = precision or profile.preferred_precision
+        batch = batch_size or profile.budgets.batch_size
+        budget_ms = profile.budgets.latency_ms if latency_ms is None else latency_ms
+        if scale_budget and latency_ms is None and prec in profile.precisions:
+            budget_ms = task_scaled_budget_ms(profile, space, budget_ms, prec, batch)
         req = PlanRequest(
-            profile=profile, space=space,
-            precision=precision or profile.preferred_precision,
-            batch_size=batch_size or profile.budgets.batch_size,
-            latency_ms=profile.budgets.latency_ms if latency_ms is None else latency_ms,
+            profile=profile, space=space, precision=prec, batch_size=batch,
+            latency_ms=budget_ms,
             memory_mb=profile.budgets.memory_mb if memory_mb is None else memory_mb,
             margin=margin, top_k=top_k, seed=seed)
         entries.append(plan_device(req, objective)[1])
@@ -95,8 +100,8 @@ def format_device_plan(entry: dict) -> str:
     lines = [
         f"{entry['device']}: {entry['device_name']} | {runtime}, {entry['precision']}, "
         f"batch {entry['batch_size']}",
-        f"  budget {b['percentile']} {b['latency_ms']:g} ms (searched under "
-        f"{b['effective_latency_ms']:g} ms), memory {b['memory_mb']:g} MB | latency model tier "
+        f"  budget {b['percentile']} {b['latency_ms']:.4g} ms (searched under "
+        f"{b['effective_latency_ms']:.4g} ms), memory {b['memory_mb']:g} MB | latency model tier "
         f"{lm['tier']}{fingerprint}, expected error +-{lm['expected_error']:.0%} | objective "
         f"{entry['objective']}, {entry['search']['evaluations']} archs evaluated",
     ]

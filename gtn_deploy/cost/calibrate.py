@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import math
+import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -50,8 +51,8 @@ def current_fingerprint(threads: int | None = None, precision: str | None = None
                         runtime: str = "onnxruntime",
                         provider: str = "CPUExecutionProvider") -> dict[str, Any]:
     """The runtime fingerprint of this machine (what a calibration here would record)."""
-    from gtn_deploy.bench.env import cpu_model, onnxruntime_info, tensorrt_version
-    import platform
+    # machine.py is standard library only: asking for a fingerprint stays light.
+    from gtn_deploy.machine import cpu_model, onnxruntime_info, tensorrt_version
 
     if runtime == "onnxruntime":
         version = (onnxruntime_info() or {}).get("version")

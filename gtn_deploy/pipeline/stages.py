@@ -1,16 +1,18 @@
 """Resumable, incremental stages: each output folder is keyed by a hash of its inputs.
 
 A stage's folder is built in a temporary folder and renamed into place only when the stage
-finished (``io_utils.atomic_dir``), with a ``_stage.json`` marker holding its inputs. A rerun
-skips every stage whose folder exists for the same inputs, so a killed run continues from the
-last finished stage, and a changed input (a device added or edited) re-runs only the stages
-that depend on it. Leftover temporary folders of a killed run are swept on the next start.
+finished, with a ``_stage.json`` marker holding its inputs. A rerun skips every stage whose
+folder exists for the same inputs, so a killed run continues from the last finished stage,
+and a changed input (a device added or edited) re-runs only the stages that depend on it.
+Long stages (training) build in a persistent ``.work-*`` folder instead and resume from their
+own checkpoints; other leftovers of a killed run are swept on the next start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -48,7 +50,8 @@ class StageStore:
 
     def sweep(self) -> list[Path]:
         """Remove temporary folders a killed run left behind (never a finished stage)."""
-        leftovers = [p for p in self.root.iterdir() if p.name.startswith(".")]
+        leftovers = [p for p in self.root.iterdir()
+                     if p.name.startswith(".") and p.name.endswith((".tmp", ".old"))]
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
         return leftovers
@@ -60,12 +63,13 @@ class StageStore:
         marker = self.path(name, inputs) / MARKER
         return marker.is_file()
 
-    def run(self, name: str, inputs: dict[str, Any], build: Callable[[Path], dict | None]
-            ) -> StageResult:
-        """Return the finished stage folder, building it with ``build(tmp_dir)`` if needed.
+    def run(self, name: str, inputs: dict[str, Any], build: Callable[[Path], dict | None],
+            resumable: bool = False) -> StageResult:
+        """Return the finished stage folder, building it with ``build(folder)`` if needed.
 
         ``build`` writes its outputs into the folder it is given and may return a dict of
-        figures (wall time is added) that the marker records for the report.
+        figures that the marker records for the report. A ``resumable`` stage gets the same
+        work folder again after a kill, so it can continue from its checkpoints.
         """
         final = self.path(name, inputs)
         if (final / MARKER).is_file():
@@ -74,10 +78,19 @@ class StageStore:
         if final.exists():  # a folder without its marker is not a finished stage
             shutil.rmtree(final)
         start = time.perf_counter()
-        with atomic_dir(final) as tmp:
-            figures = build(tmp) or {}
-            seconds = time.perf_counter() - start
-            atomic_write_json(tmp / MARKER, {"stage": name, "inputs": inputs,
-                                             "seconds": round(seconds, 3), "figures": figures,
-                                             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        return StageResult(name, final, True, seconds)
+        if resumable:
+            work = final.with_name(f".work-{final.name}")
+            work.mkdir(parents=True, exist_ok=True)
+            self._finish(work, name, inputs, build(work), start)
+            os.replace(work, final)
+        else:
+            with atomic_dir(final) as tmp:
+                self._finish(tmp, name, inputs, build(tmp), start)
+        return StageResult(name, final, True, time.perf_counter() - start)
+
+    @staticmethod
+    def _finish(folder: Path, name: str, inputs: dict, figures: dict | None,
+                start: float) -> None:
+        atomic_write_json(folder / MARKER, {
+            "stage": name, "inputs": inputs, "seconds": round(time.perf_counter() - start, 3),
+            "figures": figures or {}, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})

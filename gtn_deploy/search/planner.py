@@ -60,6 +60,26 @@ class PlanRequest:
     seed: int = 0
 
 
+def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_ms: float,
+                          precision: str, batch_size: int = 1) -> float:
+    """Carry a latency budget set for 224-pixel ImageNet models over to another task.
+
+    Profile budgets are set for ImageNet-sized inputs; on a 28-pixel task every device would
+    fit the largest student and all devices would get the same one. Scaling the budget by the
+    ratio of the two spaces' largest networks (tier 0, this device and precision) keeps each
+    device at the same relative place in its space: a device that fits a quarter of the
+    ImageNet max network's latency gets a quarter of the task's max network's latency.
+    """
+    from gtn_deploy.arch import get_space
+
+    imagenet = get_space("imagenet")
+    if space.name == imagenet.name:
+        return latency_ms
+    model = roofline(profile, precision, batch_size)
+    ratio = tier0_ms(space, space.max_arch(), model) / tier0_ms(imagenet, imagenet.max_arch(), model)
+    return latency_ms * ratio
+
+
 def make_evaluator(req: PlanRequest, objective: Objective) -> Callable[[ArchConfig], Candidate]:
     """One cheap evaluation per architecture: cost model, latency tier, memory, objective."""
     calibrated = bool(getattr(req.profile, "calibration", None))

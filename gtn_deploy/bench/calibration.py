@@ -1,0 +1,190 @@
+"""``gtnd calibrate``: measure subnets here, fit tiers 1 and 2, write a calibrated profile.
+
+The fit itself lives in ``gtn_deploy.cost.calibrate`` / ``cost.lut`` (no torch); this module
+measures (torch to build and export the subnets, onnxruntime to time them), validates on
+held-out subnets and writes a new profile file. A shipped profile is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from gtn_deploy.arch import SearchSpace
+from gtn_deploy import machine as envinfo
+from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs
+from gtn_deploy.cost import calibrate as cal
+from gtn_deploy.cost.latency import roofline, tier0_ms
+from gtn_deploy.cost.lut import fit_block_table
+from gtn_deploy.errors import BenchError, ProfileError, UsageError
+
+DEFAULT_DIR = Path("calibrated_profiles")
+
+
+def load_device(ref: str):
+    """A profile by id/alias/path, or ``local`` (this machine, generated)."""
+    if ref == "local":
+        from gtn_deploy.local_profile import local_device_profile
+
+        return local_device_profile()
+    from gtn_deploy.profiles import load_profile
+
+    return load_profile(ref)
+
+
+def check_here(profile, force: bool) -> str | None:
+    """Calibrating a device means measuring on it: refuse elsewhere unless forced."""
+    facts = envinfo.machine_facts()
+    if profile.id == "local" or profile.matches_target(**facts):
+        return None
+    problem = (f"this machine ({', '.join(v for v in facts.values() if v)}) is not a "
+               f"'{profile.id}' target; calibrate on the device itself")
+    if not force:
+        raise BenchError(f"{problem}, or pass --force")
+    return problem
+
+
+def _measure(space, archs, threads, rounds, iters, profile_runs):
+    timings, seconds = measure_subnets(space, archs, threads, rounds, iters, profile_runs)
+    return timings, [t.latency_ms for t in timings], seconds
+
+
+def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int = 20,
+                    threads: int = 1, rounds: int = 5, iters: int = 40,
+                    profile_runs: int = 30, seed: int = 0) -> dict[str, Any]:
+    """Measure ``samples`` spanning subnets (fit) and ``holdout`` random ones (validate)."""
+    if samples < 4 or holdout < 2:
+        raise UsageError(f"--samples must be >= 4 and --holdout >= 2 (got {samples}, {holdout})")
+    if "fp32" not in profile.precisions:
+        raise UsageError(f"device '{profile.id}' does not run fp32; calibration measures fp32")
+    rng = random.Random(seed)
+    train = spanning_archs(space, samples, rng)
+    held = random_archs(space, holdout, rng, exclude=train)
+    t_train, y_train, s_train = _measure(space, train, threads, rounds, iters, profile_runs)
+    _, y_held, s_held = _measure(space, held, threads, rounds, iters, 0)
+    start = cal.tier1_from_profile(profile, "fp32")
+    tier1 = cal.fit_tier1(space, train, y_train, start)
+    table = fit_block_table(space, train, [t.block_us for t in t_train], y_train, tier1)
+    model0 = roofline(profile, "fp32", 1)
+
+    def predictions(archs):
+        from gtn_deploy.cost.analytic import network_layers
+
+        p2 = [table.predict_ms(space, a, tier1) for a in archs]
+        t1 = [tier1.seconds(network_layers(space, a)) * 1e3 for a in archs]
+        return {"0": [tier0_ms(space, a, model0) for a in archs], "1": t1,
+                "2": [b if b is not None else a for a, b in zip(t1, p2)]}
+
+    val = {"held_out": {k: cal.accuracy(v, y_held) for k, v in predictions(held).items()},
+           "train": {k: cal.accuracy(v, y_train) for k, v in predictions(train).items()}}
+    fp = cal.current_fingerprint(threads, "fp32")
+    r0 = roofline(profile, "fp32", 1)
+    held_mape = {k: v["mape"] for k, v in val["held_out"].items()}
+    return {  # tier: the better of 1 and 2 on the held-out subnets
+        "schema_version": cal.CALIBRATION_SCHEMA_VERSION,
+        "tier": 2 if held_mape["2"] <= held_mape["1"] else 1,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fp, "fingerprint_id": cal.fingerprint_id(fp), "spaces": [space.name],
+        "tier1": tier1.to_dict(r0.peak_flops, r0.bandwidth), "tier2": table.to_dict(),
+        "expected_error": {k: max(cal.MIN_BAND, v["p90_abs_error"])
+                           for k, v in val["held_out"].items()},
+        "validation": val,
+        "measurement": {"train_subnets": len(train), "held_out_subnets": len(held),
+                        "rounds": rounds, "iters_per_round": iters,
+                        "profile_runs": profile_runs, "device_seconds": round(s_train + s_held, 2),
+                        "fit_seconds": round(s_train, 2), "validation_seconds": round(s_held, 2)},
+        "environment": envinfo.environment(threads, "onnxruntime"),
+    }
+
+
+def calibrated_profile_dict(profile, calibration: dict[str, Any]) -> dict[str, Any]:
+    """The base profile with its calibration and tier set (everything else unchanged)."""
+    data = profile.spec.model_dump(mode="json")
+    data["latency_model"]["tier"] = int(calibration["tier"])
+    data["calibration"] = calibration
+    return data
+
+
+def default_output(profile, calibration: dict[str, Any]) -> Path:
+    return DEFAULT_DIR / f"{profile.id}-{calibration['fingerprint_id']}.yaml"
+
+
+def _refuse_shipped(out: Path) -> None:
+    import yaml
+
+    from gtn_deploy.profiles import profiles_dir
+
+    shipped = profiles_dir().resolve()
+    if out.resolve().parent == shipped:
+        raise ProfileError(f"{out} is in the shipped profiles folder {shipped}; calibrated "
+                           f"profiles go elsewhere (default {DEFAULT_DIR}/)")
+    if out.exists():
+        try:
+            existing = yaml.safe_load(out.read_text())
+        except (OSError, yaml.YAMLError):
+            existing = None
+        if not (isinstance(existing, dict) and existing.get("calibration")):
+            raise ProfileError(f"{out} exists and is not a calibrated profile; refusing to "
+                               f"overwrite it (choose another --out)")
+
+
+def write_calibrated_profile(profile, calibration: dict[str, Any],
+                             out: str | Path | None = None) -> Path:
+    """Write a NEW profile YAML carrying ``calibration``; load it back to validate it."""
+    import yaml
+
+    from gtn_deploy.io_utils import atomic_write_text
+    from gtn_deploy.profiles import load_profile_file
+
+    out = Path(out) if out else default_output(profile, calibration)
+    if out.suffix not in (".yaml", ".yml"):
+        raise UsageError(f"--out {out}: a profile file ends in .yaml")
+    _refuse_shipped(out)
+    header = (f"# Calibrated by gtnd calibrate on {calibration['created_at']} "
+              f"(fingerprint {calibration['fingerprint_id']}); valid only for that fingerprint.\n")
+    text = header + yaml.safe_dump(calibrated_profile_dict(profile, calibration),
+                                   sort_keys=False, width=100)
+    atomic_write_text(out, text)
+    load_profile_file(out)
+    return out
+
+
+def format_report(calibration: dict[str, Any], profile_id: str) -> str:
+    v = calibration["validation"]["held_out"]
+    m = calibration["measurement"]
+    lines = [f"{profile_id}: calibrated, fingerprint {calibration['fingerprint_id']} "
+             f"({calibration['fingerprint']['runtime']} "
+             f"{calibration['fingerprint']['runtime_version']}, fp32, "
+             f"{calibration['fingerprint']['threads']} thread(s), "
+             f"{calibration['fingerprint']['cpu_model']})",
+             f"  measured {m['train_subnets']} + {m['held_out_subnets']} held-out subnets in "
+             f"{m['device_seconds']:.1f} s",
+             f"  held-out   {'within 10%':>10} {'MAPE':>7} {'tau':>6}"]
+    for tier, name in (("0", "tier 0"), ("1", "tier 1"), ("2", "tier 2")):
+        a = v[tier]
+        lines.append(f"  {name:<10} {a['within_10pct']:>10.0%} {a['mape']:>7.1%} "
+                     f"{a['kendall_tau']:>6.3f}")
+    return "\n".join(lines)
+
+
+def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdout: int = 20,
+              threads: int = 1, out: str | Path | None = None, force: bool = False,
+              seed: int = 0, rounds: int = 5, iters: int = 40) -> tuple[Path, dict]:
+    """The whole command: load, check, measure, fit, write; return (path, calibration)."""
+    from gtn_deploy.arch import get_space
+
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    profile = load_device(device)
+    space = get_space(task)
+    forced = check_here(profile, force)
+    t0 = time.perf_counter()
+    calibration = run_calibration(profile, space, samples, holdout, threads, rounds, iters,
+                                  seed=seed)
+    calibration["measurement"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    if forced:
+        calibration["forced"] = [forced]
+    return write_calibrated_profile(profile, calibration, out), calibration

@@ -1,0 +1,121 @@
+"""``gtnd bench``: verify a bundle, check the device, time it, compare with the prediction."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gtn_deploy import machine as envinfo
+from gtn_deploy.bench.runners import check_backend, make_runner
+from gtn_deploy.bench.timing import check_loop, time_calls
+from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
+
+RESULT_KIND = "gtn_deploy.bench_result"
+RESULT_SCHEMA_VERSION = 1
+
+
+def target_problem(manifest: dict) -> str | None:
+    """Why this machine is not the bundle's target device, or None (unknown profiles pass)."""
+    from gtn_deploy.profiles import load_profile
+
+    device_id = (manifest.get("device") or {}).get("id")
+    if not device_id or device_id == "local":
+        return None
+    try:
+        profile = load_profile(device_id)
+    except GtnError:
+        return None  # a profile this install does not ship cannot be checked, nor refused
+    facts = envinfo.machine_facts()
+    if profile.matches_target(**facts):
+        return None
+    seen = ", ".join(v for v in facts.values() if v)
+    return f"this machine ({seen}) is not a '{device_id}' target"
+
+
+def compare_prediction(manifest: dict, p50_ms: float, precision: str,
+                       batch_size: int) -> dict[str, Any] | None:
+    """Predicted vs measured p50; error = predicted / measured - 1."""
+    pred = manifest.get("latency_prediction")
+    if not pred or not pred.get("latency_ms"):
+        return None
+    out = {"predicted_ms": pred["latency_ms"], "measured_p50_ms": round(p50_ms, 5),
+           "error": round(pred["latency_ms"] / p50_ms - 1, 4),
+           "within_band": bool(pred.get("low_ms", 0) <= p50_ms <= pred.get("high_ms", np.inf)),
+           "tier": pred.get("tier"), "predicted_for": {
+               k: pred.get(k) for k in ("device", "precision", "batch_size")}}
+    out["comparable"] = (pred.get("precision") == precision
+                         and int(pred.get("batch_size") or 1) == batch_size)
+    return out
+
+
+def _preflight(bundle_dir: Path, manifest: dict, force: bool) -> list[str]:
+    """Hash and target checks: raise unless ``force``; return what was overridden."""
+    from gtn_deploy.manifest import verify_files
+
+    forced = []
+    problems = verify_files(bundle_dir)
+    if problems:
+        msg = f"bundle {bundle_dir}: {problems[0]}" + (
+            f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+        if not force:
+            raise BundleError(f"{msg}; --force runs anyway")
+        forced += problems
+    wrong_device = target_problem(manifest)
+    if wrong_device:
+        if not force:
+            raise BenchError(f"{wrong_device}; --force runs anyway")
+        forced.append(wrong_device)
+    return forced
+
+
+def _input_batch(manifest: dict, batch_size: int, seed: int = 0) -> np.ndarray:
+    inp = manifest["input"]
+    shape = [int(d) for d in inp["shape"]]
+    if batch_size != shape[0] and not inp.get("dynamic_batch"):
+        raise UsageError(f"--batch {batch_size}: this bundle's input has a fixed batch of "
+                         f"{shape[0]} (input.dynamic_batch is false)")
+    return np.random.default_rng(seed).standard_normal([batch_size, *shape[1:]]).astype(np.float32)
+
+
+def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int = 1,
+                 threads: int | None = None, warmup: int = 10, iters: int | None = None,
+                 seconds: float | None = None, precision: str | None = None,
+                 force: bool = False) -> dict[str, Any]:
+    """Measure one bundle here; return the results document (see ``RESULT_KIND``)."""
+    from gtn_deploy.manifest import load_manifest, open_bundle
+
+    check_loop(warmup, iters, seconds)
+    if batch_size < 1 or (threads is not None and threads < 1):
+        raise UsageError("--batch and --threads must be >= 1")
+    with open_bundle(path) as bundle_dir:
+        manifest = load_manifest(bundle_dir)
+        recommended = manifest["recommended_precision"]
+        if precision is None:  # fp16 is a TensorRT precision; onnxruntime runs fp32 then
+            precision = recommended if backend == "tensorrt" or recommended == "int8" else "fp32"
+        check_backend(backend, precision)
+        forced = _preflight(bundle_dir, manifest, force)
+        x = _input_batch(manifest, batch_size)
+        rss_before = envinfo.peak_rss_mb()
+        runner = make_runner(backend, bundle_dir, manifest, precision, batch_size, threads)
+        try:
+            stats = time_calls(lambda: runner.run(x), warmup, iters, seconds, batch_size)
+        finally:
+            runner.close()
+    info = {k: v for k, v in runner.info.items() if k != "session"}
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION, "kind": RESULT_KIND,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "bundle": {"path": str(path), "name": manifest["name"], "space": manifest["space"],
+                   "arch": manifest["arch"], "device": manifest.get("device")},
+        "backend": backend, "precision": precision, "batch_size": batch_size,
+        "threads": threads, "runner": info, "build_s": round(runner.build_s, 4),
+        "timing": stats.to_dict(),
+        "memory": {"peak_rss_mb": round(envinfo.peak_rss_mb(), 2),
+                   "peak_rss_before_build_mb": round(rss_before, 2)},
+        "prediction": compare_prediction(manifest, stats.p50_ms, precision, batch_size),
+        "forced": forced,
+        "environment": envinfo.environment(threads, backend),
+    }

@@ -1,0 +1,64 @@
+"""``gtnd bench``: time a bundle on this machine (no torch, no training code on this path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gtn_deploy.cli.common import user_errors
+
+
+@user_errors
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
+    backend: Annotated[str, typer.Option(help="onnxruntime, tensorrt or torch.")] = "onnxruntime",
+    batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: runtime's).")] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
+    iters: Annotated[Optional[int], typer.Option(help="Timed runs (default 100).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Time for this long instead of --iters.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 (tensorrt) or int8; default: the bundle's recommendation.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
+    force: Annotated[bool, typer.Option(help="Run despite hash or device mismatches (recorded).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results document.")] = False,
+) -> None:
+    """Measure a bundle's latency here and compare it with its predicted latency."""
+    from gtn_deploy.bench.run import bench_bundle
+    from gtn_deploy.io_utils import atomic_write_json
+
+    result = bench_bundle(bundle, backend, batch, threads, warmup, iters, seconds, precision,
+                          force)
+    for problem in result["forced"]:
+        typer.echo(f"warning: forced past: {problem}", err=True)
+    if out is not None:
+        atomic_write_json(out, result)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
+    if out is not None and not as_json:
+        typer.echo(f"results written to {out}")
+
+
+def format_result(r: dict) -> str:
+    t, env = r["timing"], r["environment"]
+    ort = env.get("onnxruntime") or {}
+    lines = [
+        f"{r['bundle']['name']} | {r['backend']} {r['runner'].get('tensorrt') or ort.get('version', '')}"
+        f" {r['precision']} batch {r['batch_size']} threads {r['threads'] or 'default'}",
+        f"  {env['cpu_model']} ({env['machine']}, {env['cpu_cores_usable']} cores)"
+        + (f", GPU {env['gpu_name']}" if env.get("gpu_name") else ""),
+        f"  p50 {t['p50_ms']:.3f} ms  p90 {t['p90_ms']:.3f}  p99 {t['p99_ms']:.3f}  "
+        f"mean {t['mean_ms']:.3f} +- {t['std_ms']:.3f}  min {t['min_ms']:.3f}  max {t['max_ms']:.3f}",
+        f"  {t['throughput_ips']:.1f} img/s over {t['iters']} runs | first {t['first_ms']:.2f} ms "
+        f"| build {r['build_s']:.3f} s | peak RSS {r['memory']['peak_rss_mb']:.0f} MB",
+    ]
+    p = r.get("prediction")
+    if p:
+        note = "" if p["comparable"] else (
+            f" (predicted for {p['predicted_for']['precision']} batch "
+            f"{p['predicted_for']['batch_size']} on {p['predicted_for']['device']})")
+        lines.append(f"  predicted {p['predicted_ms']:.3f} ms (tier {p['tier']}) vs measured "
+                     f"p50 {p['measured_p50_ms']:.3f} ms: error {p['error']:+.1%}"
+                     f"{'' if p['within_band'] else ', outside the band'}{note}")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""``gtnd bundle verify|info``: check and describe a bundle (no torch on this path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gtn_deploy.cli.common import user_errors
+from gtn_deploy.errors import BundleError
+
+app = typer.Typer(help="Check and describe model bundles.", no_args_is_help=True)
+
+
+def run_random_input(bundle_dir: Path, manifest: dict) -> list[str]:
+    """Load every ONNX model of the bundle in onnxruntime and run one random input."""
+    import numpy as np
+    import onnxruntime as ort
+
+    lines = []
+    for precision, file in manifest["models"].items():
+        if file is None:
+            continue
+        try:
+            sess = ort.InferenceSession(str(bundle_dir / file), providers=["CPUExecutionProvider"])
+            inp = sess.get_inputs()[0]
+            batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
+            shape = [batch, *manifest["input"]["shape"][1:]]
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            out = sess.run(None, {inp.name: x})[0]
+        except Exception as exc:  # onnxruntime raises its own types  # noqa: BLE001
+            raise BundleError(f"{file}: onnxruntime cannot run it ({exc})") from None
+        expected = manifest["output"]["shape"][-1]
+        if out.shape != (shape[0], expected) or not np.isfinite(out).all():
+            raise BundleError(f"{file}: output {out.shape} is not ({shape[0]}, {expected}) finite logits")
+        lines.append(f"{file} ({precision}): runs in onnxruntime, output {list(out.shape)}")
+    return lines
+
+
+@app.command("verify")
+@user_errors
+def verify(path: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")]) -> None:
+    """Check the schema, every file's sha256, and that the models run in onnxruntime."""
+    from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
+
+    with open_bundle(path) as folder:
+        problems = verify_files(folder)
+        if problems:
+            raise BundleError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))
+        manifest = load_manifest(folder)
+        for line in run_random_input(folder, manifest):
+            typer.echo(line)
+    typer.echo(f"OK {path}: {len(manifest['files'])} files match their sha256")
+
+
+@app.command("info")
+@user_errors
+def info(path: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
+         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False) -> None:
+    """Describe a bundle: device, student, precision, accuracy, parity, predicted latency."""
+    from gtn_deploy.manifest import load_manifest
+
+    m = load_manifest(path)
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+        return
+    met, lat = m["metrics"], m.get("latency_prediction") or {}
+    rt = m["device"]["runtime"]
+    typer.echo(f"bundle     {m['name']} (schema {m['schema_version']}, {m['created_at']})")
+    typer.echo(f"device     {m['device']['id']} ({rt['name']} {rt['version']})")
+    typer.echo(f"student    {m.get('arch_summary', m['arch'])} [{m['space']}]")
+    typer.echo(f"input      {m['input']['name']} {m['input']['shape']} {m['input']['dtype']} "
+               f"{m['input']['layout']}")
+    typer.echo(f"recommend  {m['recommended_precision']} -> {m['recommended_model']}")
+    typer.echo(f"accuracy   fp32 {met.get('fp32_top1', float('nan')):.2f}%" +
+               (f", int8 {met['int8_top1']:.2f}% (drop {met['int8_drop_points']:.2f})"
+                if met.get("int8_top1") is not None else "") +
+               f" on {met.get('eval_images')} images")
+    for key, p in met.get("parity", {}).items():
+        typer.echo(f"parity     {key}: max|diff| {p['max_abs_diff']:.3g}, top-1 agreement "
+                   f"{p['top1_agreement']:.4f} ({p['images']} images, "
+                   f"{'passed' if p['passed'] else 'FAILED'})")
+    if lat:
+        typer.echo(f"predicted  {lat['latency_ms']:.3f} ms [{lat['low_ms']:.3f}, "
+                   f"{lat['high_ms']:.3f}] tier {lat['tier']} ({lat['precision']}, batch "
+                   f"{lat['batch_size']})")
+    typer.echo(f"files      {', '.join(sorted(m['files']))}")

@@ -1,0 +1,44 @@
+"""``gtnd calibrate``: measure subnets on this machine and write a calibrated profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gtn_deploy.cli.common import user_errors
+from gtn_deploy.errors import UsageError
+
+
+@user_errors
+def calibrate(
+    device: Annotated[str, typer.Option("--device", "-d", help="Device id, alias or YAML file, or 'local' for this machine.")],
+    backend: Annotated[str, typer.Option(help="Runtime to measure with (onnxruntime).")] = "onnxruntime",
+    task: Annotated[str, typer.Option(help="Search space whose subnets to measure.")] = "fashion-mnist",
+    samples: Annotated[int, typer.Option(help="Subnets measured for the fit (spanning the FLOPs range).")] = 30,
+    holdout: Annotated[int, typer.Option(help="Random held-out subnets for the validation report.")] = 20,
+    threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads (part of the fingerprint).")] = 1,
+    rounds: Annotated[int, typer.Option(help="Interleaved measuring rounds per subnet.")] = 5,
+    iters: Annotated[int, typer.Option(help="Timed runs per subnet per round.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seed for choosing subnets.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Profile YAML to write (default calibrated_profiles/<id>-<fingerprint>.yaml).")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write the calibration and validation report as JSON.")] = None,
+    force: Annotated[bool, typer.Option(help="Calibrate even if this machine is not the profile's target (recorded).")] = False,
+) -> None:
+    """Fit latency tiers 1 and 2 from measurements here; print the held-out accuracy."""
+    from gtn_deploy.bench.calibration import calibrate as run, format_report
+    from gtn_deploy.io_utils import atomic_write_json
+
+    if backend != "onnxruntime":
+        raise UsageError(f"calibration measures with onnxruntime only for now, not '{backend}'")
+    if rounds < 1 or iters < 1:
+        raise UsageError("--rounds and --iters must be >= 1")
+    path, calibration = run(device, task, samples, holdout, threads, out, force, seed, rounds,
+                            iters)
+    for problem in calibration.get("forced", []):
+        typer.echo(f"warning: forced past: {problem}", err=True)
+    if report is not None:
+        atomic_write_json(report, calibration)
+    typer.echo(format_report(calibration, device))
+    typer.echo(f"calibrated profile written to {path}")

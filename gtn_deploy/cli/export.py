@@ -1,0 +1,54 @@
+"""``gtnd export``: student folder + device profile -> verified bundle (folder and .tar.gz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gtn_deploy.cli.common import user_errors
+from gtn_deploy.errors import UsageError
+
+
+@user_errors
+def export(
+    student: Annotated[Path, typer.Option(help="Student folder (weights.safetensors + student.json).")],
+    device: Annotated[str, typer.Option("--device", "-d", help="Device id, alias or profile YAML file.")],
+    out: Annotated[Path, typer.Option(help="Folder that receives <name>/ and <name>.tar.gz.")],
+    int8: Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="Make an NNCF INT8 model; default: when the profile lists int8.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (13 for TensorRT 8.2 on the Jetson Nano).")] = 17,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Export a dynamic batch axis.")] = False,
+    allow_accuracy_drop: Annotated[bool, typer.Option("--allow-accuracy-drop", help="Keep an INT8 model whose drop exceeds --max-drop.")] = False,
+    max_drop: Annotated[float, typer.Option("--max-drop", help="INT8 gate: largest top-1 drop in points.")] = 1.0,
+    eval_images: Annotated[Optional[int], typer.Option("--eval-images", help="Test images for accuracy; default: the whole test split.")] = None,
+    build_engine: Annotated[bool, typer.Option("--build-engine", help="Also build the TensorRT engine here (on the device) and check its parity.")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder; default: the system dataset.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Bundle name; default: <student>-<device>.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle of that name.")] = False,
+) -> None:
+    """Export a student to a bundle: ONNX (parity-gated), INT8 (accuracy-gated), TensorRT script."""
+    from gtn_deploy.export.bundle import ExportOptions, export_student
+    from gtn_deploy.profiles import load_profile
+
+    if max_drop < 0:
+        raise UsageError(f"--max-drop must be >= 0, got {max_drop}")
+    if eval_images is not None and eval_images < 256:
+        raise UsageError(f"--eval-images must be >= 256 (the parity gate's minimum), got {eval_images}")
+    profile = load_profile(device)
+    options = ExportOptions(opset=opset, dynamic_batch=dynamic_batch, int8=int8,
+                            max_drop_points=max_drop, allow_accuracy_drop=allow_accuracy_drop,
+                            eval_images=eval_images, build_engine=build_engine,
+                            data_dir=str(data_dir) if data_dir else None, name=name,
+                            overwrite=overwrite)
+    result = export_student(student, profile, out, options)
+    m = result.manifest
+    met = m["metrics"]
+    typer.echo(f"bundle: {result.path}" + (f" (+ {result.tarball.name})" if result.tarball else ""))
+    typer.echo(f"fp32 top-1 {met['fp32_top1']:.2f}% on {met['eval_images']} images; parity "
+               f"max |diff| {met['parity']['onnxruntime_fp32']['max_abs_diff']:.2g}")
+    if met.get("int8_top1") is not None:
+        typer.echo(f"int8 top-1 {met['int8_top1']:.2f}% (drop {met['int8_drop_points']:.2f} "
+                   f"points, preset {met['int8_preset']})")
+    typer.echo(f"recommended: {m['recommended_precision']} ({m['recommendation_reason']}); "
+               f"{result.seconds:.1f} s")

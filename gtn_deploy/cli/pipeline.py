@@ -1,0 +1,44 @@
+"""``gtnd pipeline``: plan every device, one GTN teacher, a student and a bundle per device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gtn_deploy.cli.common import user_errors
+
+DEFAULT_DEVICES = "jetson-orin-nano,raspberry-pi-5,x86-laptop,local"
+
+
+@user_errors
+def pipeline(
+    out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")] = Path("runs/demo"),
+    devices: Annotated[Optional[str], typer.Option(help=f"Comma-separated devices (ids, aliases, YAML files); default: {DEFAULT_DEVICES}.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML run file with the same settings (flags win).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Task (default fashion-mnist).")] = None,
+    quick: Annotated[Optional[bool], typer.Option("--quick/--full", help="Minutes on a laptop CPU vs the full setting.")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher network (default resnet20).")] = None,
+    teacher_epochs: Annotated[Optional[int], typer.Option(help="GTN teacher epochs.")] = None,
+    distill_epochs: Annotated[Optional[int], typer.Option(help="KD epochs per student.")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="GTN sampler: learned (default, pool as prior) | pool | uniform | sandwich.")] = None,
+    limit_train: Annotated[Optional[int], typer.Option(help="Train on a stratified subset of N images.")] = None,
+    int8: Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="INT8 bundles; default: where the profile lists int8.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of every stage.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
+) -> None:
+    """Run (or resume) plan -> GTN teacher -> distil -> export -> bench -> report."""
+    from gtn_deploy.pipeline.config import load_config
+    from gtn_deploy.pipeline.run import run_pipeline
+
+    overrides = {"devices": devices, "task": task, "quick": quick, "teacher": teacher,
+                 "teacher_epochs": teacher_epochs, "distill_epochs": distill_epochs,
+                 "sampler": sampler, "limit_train": limit_train, "int8": int8, "seed": seed,
+                 "data_dir": str(data_dir) if data_dir else None}
+    if config is None and devices is None:
+        overrides["devices"] = DEFAULT_DEVICES
+    cfg = load_config(config, overrides)
+    run_pipeline(cfg, out, log=lambda line: typer.echo(line, err=True))
+    typer.echo(f"report: {out / 'report.md'} and {out / 'report.html'}")
+    typer.echo((out / "report.md").read_text())

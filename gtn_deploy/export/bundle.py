@@ -1,0 +1,293 @@
+"""Student + device profile -> bundle folder (and .tar.gz), built atomically.
+
+Everything is written into a temporary folder beside the target and renamed into place only
+when every gate has passed, so an export killed at any moment leaves no bundle or a complete
+one. The tarball is written to a temporary name and renamed, too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gtn_deploy.errors import ExportError, GtnError, UsageError
+from gtn_deploy.export import documents
+from gtn_deploy.export.data import CLASS_LABELS, ExportData, load_export_data
+from gtn_deploy.export.onnx import (DEFAULT_OPSET, InputSpec, check_opset, export_onnx,
+                                    measure_latency_ms, ort_session, parity_gate, run_session)
+from gtn_deploy.export.quantize import PRESETS
+from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
+from gtn_deploy.manifest import manifest_digest, verify_files
+
+RUNNER = Path(__file__).with_name("run_onnx.py")
+STUDENT_FILES = ("weights.safetensors", "student.json")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``gtnd export`` can change; defaults follow the issue's gates."""
+
+    opset: int = DEFAULT_OPSET
+    dynamic_batch: bool = False
+    int8: bool | None = None  # None: make INT8 when the profile lists it
+    max_drop_points: float = 1.0
+    allow_accuracy_drop: bool = False
+    presets: tuple[str, ...] = PRESETS
+    calib_images: int = 300
+    eval_images: int | None = None  # None: the whole test split
+    parity_images: int = 256
+    max_batch: int = 8
+    workspace_mb: int = 256
+    name: str | None = None
+    overwrite: bool = False
+    tarball: bool = True
+    build_engine: bool = False
+    threads: int = 1
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    path: Path
+    tarball: Path | None
+    manifest: dict[str, Any]
+    seconds: float
+
+
+def export_student(student_dir: str | Path, profile, out_dir: str | Path,
+                   options: ExportOptions = ExportOptions(),
+                   data: ExportData | None = None) -> BundleResult:
+    """Load a student folder (weights.safetensors + student.json) and export its bundle."""
+    from gtn_deploy.arch import ArchConfig, get_space, space_with_classes
+    from gtn_deploy.supernet import load_student
+
+    model, doc = load_student(student_dir)
+    space = get_space(doc["space"])
+    if space.task.num_classes != doc["num_classes"]:
+        space = space_with_classes(space, doc["num_classes"])
+    arch = ArchConfig.from_dict(doc["arch"])
+    return export_bundle(model, arch, space, Path(student_dir), doc, profile, out_dir,
+                         options, data)
+
+
+def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, Any], profile,
+                  out_dir: str | Path, options: ExportOptions = ExportOptions(),
+                  data: ExportData | None = None) -> BundleResult:
+    """Export ``model`` (a plain nn.Module) for ``profile`` into ``out_dir/<name>``."""
+    start = time.perf_counter()
+    check_opset(options.opset)
+    for name in STUDENT_FILES:
+        if not (Path(student_dir) / name).is_file():
+            raise UsageError(f"{student_dir}: missing {name} (is it a student folder?)")
+    name = options.name or f"{Path(student_dir).resolve().name}-{profile.id}"
+    final = Path(out_dir) / name
+    if final.exists() and not options.overwrite:
+        raise ExportError(f"{final} already exists; pass --overwrite or another --out")
+    make_int8 = ("int8" in profile.precisions) if options.int8 is None else options.int8
+    if data is None:
+        data = load_export_data(space.task, options.data_dir, options.calib_images,
+                                options.eval_images, image_size=arch.resolution)
+    spec = InputSpec(space.task.in_channels, arch.resolution, arch.resolution,
+                     batch_size=max(1, int(profile.budgets.batch_size)),
+                     dynamic_batch=options.dynamic_batch)
+    with atomic_dir(final, overwrite=options.overwrite) as tmp:
+        manifest = _assemble(tmp, model, arch, space, student_dir, student_doc, profile, data,
+                             spec, make_int8, options, name)
+        _make_readable(tmp)
+        problems = verify_files(tmp)
+        if problems:
+            raise ExportError(f"bundle failed its own verification: {problems[0]}")
+    tarball = write_tarball(final) if options.tarball else None
+    return BundleResult(final, tarball, manifest, time.perf_counter() - start)
+
+
+def _assemble(tmp: Path, model, arch, space, student_dir, student_doc, profile, data, spec,
+              make_int8, options, name) -> dict[str, Any]:
+    export_start = time.perf_counter()
+    onnx_info = export_onnx(model, spec, tmp / "model.onnx", options.opset)
+    parity = {"onnxruntime_fp32": parity_gate(model, tmp / "model.onnx",
+                                              data.parity_images(options.parity_images),
+                                              options.parity_images, options.threads).to_dict()}
+    metrics, host_latency = _quantize_or_eval(tmp, data, spec, make_int8, options, parity)
+    for file in STUDENT_FILES:
+        shutil.copyfile(Path(student_dir) / file, tmp / file)
+    models = {"fp32": "model.onnx", "int8": "model.int8.onnx" if metrics["int8_top1"] is not None
+              else None}
+    # An INT8 model kept with --allow-accuracy-drop is shipped but never recommended.
+    int8_ok = models["int8"] is not None and metrics["int8_drop_points"] <= options.max_drop_points
+    recommended = documents.recommend_precision(profile, int8_ok, host_latency)
+    plan = _engine_plan(profile, recommended[0], spec, models, options)
+    _write_engine_script(tmp, plan, profile)
+    if options.build_engine:
+        parity.update(_build_and_check(tmp, plan, data, options))
+    shutil.copyfile(RUNNER, tmp / "run_onnx.py")
+    (tmp / "build_engine.sh").chmod(0o755)
+    (tmp / "run_onnx.py").chmod(0o755)
+    fields = _manifest_fields(name, arch, space, spec, data, models, recommended, metrics,
+                              profile, make_int8, student_dir, student_doc, onnx_info, plan)
+    atomic_write_text(tmp / "README.md", documents.readme(
+        documents.build_manifest(files={}, **fields)))
+    fields["export"]["export_wall_s"] = round(time.perf_counter() - export_start, 3)
+    # A JSON round trip makes the returned dict equal to what load_manifest reads back.
+    manifest = json.loads(json.dumps(documents.build_manifest(
+        files=documents.file_entries(tmp), **fields)))
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    atomic_write_json(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def _manifest_fields(name, arch, space, spec, data, models, recommended, metrics, profile,
+                     make_int8, student_dir, student_doc, onnx_info, plan) -> dict[str, Any]:
+    """Keyword arguments of ``documents.build_manifest`` (all but ``files``)."""
+    student_dir = Path(student_dir)
+    return dict(
+        name=name, arch=arch, space=space, spec=spec, labels=_class_labels(space, data),
+        models=models, recommended=recommended, metrics=metrics,
+        latency=_predict(space, arch, profile, recommended[0], spec.batch_size),
+        profile=profile, versions=documents.tool_versions(make_int8),
+        provenance={"student_sha256": sha256_file(student_dir / STUDENT_FILES[0]),
+                    "student_json_sha256": sha256_file(student_dir / STUDENT_FILES[1]),
+                    "teacher_sha256": _teacher_hash(student_doc), "data": data.description},
+        export={**onnx_info, "dynamic_batch": spec.dynamic_batch, "export_wall_s": None,
+                "engine_plan": dataclasses.asdict(plan) if plan else None})
+
+
+def _quantize_or_eval(tmp, data, spec, make_int8, options, parity):
+    """fp32 (and INT8, gated) accuracy in onnxruntime, plus this host's latency per model."""
+    from gtn_deploy.export.data import top1
+
+    shape = (spec.batch_size, *spec.shape[1:])
+    metrics: dict[str, Any] = {"eval_images": len(data.eval_images), "int8_top1": None,
+                               "int8_drop_points": None, "calib_images": None,
+                               "int8_preset": None, "parity": parity}
+    if make_int8:
+        from gtn_deploy.export.quantize import quantize_and_gate
+
+        q = quantize_and_gate(tmp / "model.onnx", tmp / "model.int8.onnx", data, options.presets,
+                              options.max_drop_points, options.allow_accuracy_drop,
+                              spec.batch_size, options.threads)
+        metrics.update(fp32_top1=q.fp32_top1, int8_top1=q.int8_top1,
+                       int8_drop_points=q.drop_points, calib_images=q.calib_images,
+                       int8_preset=q.preset, int8_presets=q.presets_dict(),
+                       max_drop_points=options.max_drop_points,
+                       accuracy_drop_allowed=options.allow_accuracy_drop)
+        parity["onnxruntime_int8"] = q.parity.to_dict()
+        host = {"fp32": q.fp32_latency_ms, "int8": q.int8_latency_ms}
+    else:
+        sess = ort_session(tmp / "model.onnx", options.threads)
+        metrics["fp32_top1"] = top1(run_session(sess, data.eval_images), data.eval_labels)
+        host = {"fp32": measure_latency_ms(sess, shape)}
+    metrics["host_latency_ms"] = {**host, "batch_size": spec.batch_size,
+                                  "threads": options.threads, "note": "export host, not the device"}
+    return metrics, host
+
+
+def _engine_plan(profile, precision, spec, models, options):
+    from gtn_deploy.export.tensorrt import plan_engine
+
+    if profile.runtime.name.lower() != "tensorrt":
+        return None
+    return plan_engine(profile.runtime.version, precision, spec.name, spec.shape,
+                       dynamic_batch=spec.dynamic_batch, max_batch=options.max_batch,
+                       int8_file=models["int8"], workspace_mb=options.workspace_mb,
+                       opset=options.opset)
+
+
+def _write_engine_script(tmp: Path, plan, profile) -> None:
+    from gtn_deploy.export.tensorrt import build_script
+
+    if plan is not None:
+        atomic_write_text(tmp / "build_engine.sh", build_script(plan, profile.id))
+        return
+    atomic_write_text(tmp / "build_engine.sh", (
+        "#!/usr/bin/env bash\n"
+        f"# Device '{profile.id}' runs {profile.runtime.name} {profile.runtime.version}: "
+        "no TensorRT engine is needed.\n"
+        f"echo \"device '{profile.id}' uses {profile.runtime.name}; run: python3 run_onnx.py\"\n"))
+
+
+def _build_and_check(tmp: Path, plan, data, options) -> dict[str, Any]:
+    """``--build-engine``: build on this (device) machine and check parity vs onnxruntime."""
+    from gtn_deploy.export.tensorrt import build_engine, parity_check_engine
+
+    if plan is None:
+        raise UsageError("--build-engine needs a TensorRT device profile")
+    build = tmp / "build"
+    engine = build_engine(tmp / plan.onnx_file, plan, build / f"model.{plan.precision}.engine",
+                          build / "timing.cache")
+    result = parity_check_engine(engine, tmp / plan.onnx_file,
+                                 data.parity_images(options.parity_images), plan.precision,
+                                 plan.input_shape[0])
+    if not result.passed:
+        raise ExportError(f"TensorRT {plan.precision} engine parity failed: max |logit diff| "
+                          f"{result.max_abs_diff:.3g}, top-1 agreement {result.top1_agreement:.4f}")
+    return {f"tensorrt_{plan.precision}": result.to_dict()}
+
+
+def _predict(space, arch, profile, precision, batch_size) -> dict[str, Any] | None:
+    try:
+        from gtn_deploy.cost.latency import predict_latency
+
+        est = predict_latency(space, arch, profile, precision=precision, batch_size=batch_size)
+    except (ImportError, GtnError):
+        return None
+    return {"device": profile.id, "precision": precision, "batch_size": batch_size,
+            **est.to_dict()}
+
+
+def _make_readable(root: Path) -> None:
+    """Temporary files are created 0600/0700; a bundle is meant to be shared and copied."""
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        if path.is_dir():
+            path.chmod(0o755)
+        elif path.suffix not in (".sh", ".py"):
+            path.chmod(0o644)
+
+
+def _class_labels(space, data: ExportData) -> list[str]:
+    n = space.task.num_classes
+    for names in (CLASS_LABELS.get(space.task.name), data.classes):
+        if names and len(names) == n:
+            return list(names)
+    return [str(i) for i in range(n)]
+
+
+def _teacher_hash(doc: dict[str, Any]) -> str | None:
+    meta = doc.get("meta") or {}
+    return meta.get("teacher_sha256") or doc.get("teacher_sha256")
+
+
+def write_tarball(bundle_dir: Path) -> Path:
+    """``<bundle>.tar.gz`` of the folder (build/ left out), written atomically."""
+    bundle_dir = Path(bundle_dir)
+    final = bundle_dir.with_name(bundle_dir.name + ".tar.gz")
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            tar.add(bundle_dir, arcname=bundle_dir.name, filter=_tar_filter)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    parts = info.name.split("/")
+    if len(parts) > 1 and parts[1] == "build":
+        return None
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info

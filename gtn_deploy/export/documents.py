@@ -1,0 +1,132 @@
+"""The text parts of a bundle: manifest dict, precision recommendation, README (no torch)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from pathlib import Path
+from typing import Any
+
+from gtn_deploy.manifest import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, sha256_file
+
+
+def recommend_precision(profile, int8_available: bool,
+                        host_latency_ms: dict[str, dict[str, float]] | None) -> tuple[str, str]:
+    """The precision a bundle recommends for ``profile``, with the reason in words.
+
+    TensorRT devices follow the profile (its preferred precision if supported and, for INT8,
+    only when an INT8 model passed the gate; else fp16, else fp32). CPU runtimes get INT8 only
+    when the profile prefers it *and* onnxruntime measured it faster than fp32: on x86 without
+    VNNI, NNCF's INT8 model ran several times slower than fp32 at batch 1.
+    """
+    allowed = tuple(profile.precisions) or ("fp32",)
+    preferred = profile.preferred_precision
+    if profile.runtime.name.lower() == "tensorrt":
+        for p in (preferred, "fp16", "fp32"):
+            if p in allowed and (p != "int8" or int8_available):
+                why = "profile's preferred precision" if p == preferred else (
+                    f"fallback: preferred {preferred} " +
+                    ("has no INT8 model that passed the gate" if preferred == "int8"
+                     else "is not supported"))
+                return p, f"TensorRT: {why}"
+        return "fp32", "TensorRT: fp32 (no other precision listed by the profile)"
+    lat = host_latency_ms or {}
+    if preferred == "int8" and int8_available and "int8" in lat and "fp32" in lat:
+        ratio = lat["int8"]["p50_ms"] / lat["fp32"]["p50_ms"]
+        if ratio < 1.0:
+            return "int8", f"profile prefers int8 and onnxruntime int8 ran {1 / ratio:.2f}x faster"
+        return "fp32", (f"profile prefers int8 but onnxruntime int8 ran {ratio:.2f}x slower "
+                        "than fp32 at batch 1 on the export host")
+    if "int8" in lat and "fp32" in lat:
+        ratio = lat["int8"]["p50_ms"] / lat["fp32"]["p50_ms"]
+        return "fp32", (f"profile prefers {preferred}; onnxruntime int8/fp32 latency ratio "
+                        f"{ratio:.2f} on the export host")
+    return "fp32", f"profile prefers {preferred}; CPU runtimes run fp32"
+
+
+def file_entries(root: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file under ``root`` except the manifest and build/."""
+    out = {}
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = file.relative_to(root).as_posix()
+        if rel == "manifest.json" or rel.split("/")[0] == "build":
+            continue
+        out[rel] = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
+    return out
+
+
+def tool_versions(int8: bool) -> dict[str, str | None]:
+    from importlib import metadata
+
+    from gtn_deploy import __version__
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"gtn_deploy": __version__, "python": platform.python_version(),
+            "torch": version("torch"), "onnx": version("onnx"),
+            "onnxruntime": version("onnxruntime"), "nncf": version("nncf") if int8 else None}
+
+
+def build_manifest(*, name: str, arch, space, spec, labels, models, recommended, files,
+                   metrics, latency, profile, versions, provenance, export) -> dict[str, Any]:
+    precision, reason = recommended
+    rec_model = models["int8"] if precision == "int8" else models["fp32"]
+    shape = ["batch" if spec.dynamic_batch else spec.batch_size, *spec.shape[1:]]
+    return {
+        "schema_version": BUNDLE_SCHEMA_VERSION, "kind": BUNDLE_KIND,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "name": name, "arch": arch.to_dict(), "arch_summary": arch.summary(), "space": space.name,
+        "input": {"name": spec.name, "shape": shape, "dynamic_batch": spec.dynamic_batch,
+                  "dtype": "float32", "layout": "NCHW", "mean": list(space.task.mean),
+                  "std": list(space.task.std), "scale": 255.0, "class_labels": list(labels)},
+        "output": {"name": spec.output_name, "shape": [shape[0], space.task.num_classes]},
+        "models": models, "recommended_precision": precision,
+        "recommended_model": rec_model, "recommendation_reason": reason,
+        "files": files, "metrics": metrics, "latency_prediction": latency,
+        "device": {"id": profile.id, "profile_sha256": profile.content_hash,
+                   "runtime": {"name": profile.runtime.name, "version": profile.runtime.version}},
+        "versions": versions, "provenance": provenance, "export": export,
+    }
+
+
+def readme(manifest: dict[str, Any]) -> str:
+    """A short per-bundle README (written before the manifest, so it takes the facts)."""
+    m, met = manifest, manifest["metrics"]
+    lat = m.get("latency_prediction") or {}
+    int8 = (f"{met['int8_top1']:.2f}% (drop {met['int8_drop_points']:.2f} points, "
+            f"NNCF preset {met.get('int8_preset')})" if met.get("int8_top1") is not None
+            else "not made")
+    pred = (f"{lat['latency_ms']:.3f} ms ({lat['low_ms']:.3f}-{lat['high_ms']:.3f}, tier "
+            f"{lat['tier']}, {lat['precision']}, batch {lat['batch_size']})" if lat else "n/a")
+    parity = "\n".join(f"| {k} | {v['max_abs_diff']:.3g} | {v['top1_agreement']:.4f} | "
+                       f"{v['images']} | {'yes' if v['passed'] else 'no'} |"
+                       for k, v in met.get("parity", {}).items())
+    return f"""# Bundle `{m['name']}`
+
+Student `{m['arch_summary']}` ({m['space']}) exported for device `{m['device']['id']}`
+({m['device']['runtime']['name']} {m['device']['runtime']['version']}).
+
+- Recommended: **{m['recommended_precision']}** with `{m['recommended_model']}` ({m['recommendation_reason']})
+- fp32 top-1 (onnxruntime, {met['eval_images']} test images): {met['fp32_top1']:.2f}%
+- int8 top-1: {int8}
+- Predicted latency on the device: {pred}
+
+| parity | max abs logit diff | top-1 agreement | images | passed |
+|---|---|---|---|---|
+{parity}
+
+## Use
+
+    gtnd bundle verify .            # schema, every sha256, runs in onnxruntime
+    python3 run_onnx.py             # needs only onnxruntime + numpy; --input images.npy
+    ./build_engine.sh               # on the device: TensorRT engine into build/
+
+Engines are never shipped: TensorRT engines and timing caches only run on the GPU, TensorRT
+and CUDA versions that built them. Input: {m['input']['layout']} float32
+{m['input']['shape']}, pixels / {m['input']['scale']:g} then (x - mean) / std with mean
+{m['input']['mean']} and std {m['input']['std']}.
+"""

@@ -1,0 +1,240 @@
+"""Read, validate and verify model bundles (json, hashlib and tarfile only: no torch, no onnx).
+
+A bundle is a folder with ``manifest.json`` and the files it lists with their sha256, or a
+``.tar.gz`` of that folder. Everything that reads a bundle (``gtnd bundle``, ``bench``) goes
+through here. A tarball is never trusted: ``safe_extract`` writes regular files and folders
+only, and only inside the target folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+
+from gtn_deploy.errors import BundleError
+
+BUNDLE_SCHEMA_VERSION = 1
+BUNDLE_KIND = "gtn_deploy.bundle"
+MANIFEST = "manifest.json"
+BUILD_DIR = "build"  # where build_engine.sh writes engines; not part of the hashed content
+PRECISIONS = ("fp32", "fp16", "int8")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_MANIFEST_BYTES = 4 << 20
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int, "kind": str, "created_at": str, "name": str, "arch": dict,
+    "space": str, "input": dict, "output": dict, "models": dict, "recommended_precision": str,
+    "recommended_model": str, "files": dict, "metrics": dict,
+    "latency_prediction": (dict, type(None)), "device": dict, "versions": dict,
+    "provenance": dict,
+}
+_INPUT_KEYS = ("name", "shape", "dynamic_batch", "dtype", "layout", "mean", "std", "scale",
+               "class_labels")
+
+
+def is_tarball(path: str | Path) -> bool:
+    name = str(path)
+    return name.endswith(".tar.gz") or name.endswith(".tgz")
+
+
+def validate_manifest(data: Any, where: str = MANIFEST) -> dict[str, Any]:
+    """Return ``data`` if it follows the bundle schema, else raise BundleError naming the field."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: expected a JSON object")
+    for key, typ in _REQUIRED.items():
+        if key not in data:
+            raise BundleError(f"{where}: missing field '{key}'")
+        if not isinstance(data[key], typ) or (typ is int and isinstance(data[key], bool)):
+            raise BundleError(f"{where}: field '{key}' has the wrong type "
+                              f"({type(data[key]).__name__})")
+    if data["schema_version"] != BUNDLE_SCHEMA_VERSION:
+        raise BundleError(f"{where}: schema_version {data['schema_version']} is not supported "
+                          f"(this gtn_deploy reads {BUNDLE_SCHEMA_VERSION})")
+    if data["kind"] != BUNDLE_KIND:
+        raise BundleError(f"{where}: kind '{data['kind']}' is not '{BUNDLE_KIND}'")
+    missing = [k for k in _INPUT_KEYS if k not in data["input"]]
+    if missing:
+        raise BundleError(f"{where}: input is missing {missing}")
+    if data["recommended_precision"] not in PRECISIONS:
+        raise BundleError(f"{where}: recommended_precision '{data['recommended_precision']}' "
+                          f"not in {list(PRECISIONS)}")
+    for name, entry in data["files"].items():
+        _check_member_name(name, where)
+        if (not isinstance(entry, dict) or not _SHA256.match(str(entry.get("sha256", "")))
+                or not isinstance(entry.get("bytes"), int)):
+            raise BundleError(f"{where}: files['{name}'] needs a sha256 (64 hex) and bytes (int)")
+    for field, file in [("models.fp32", data["models"].get("fp32")),
+                        ("models.int8", data["models"].get("int8")),
+                        ("recommended_model", data["recommended_model"])]:
+        if file is not None and file not in data["files"]:
+            raise BundleError(f"{where}: {field} names '{file}', which is not in files")
+    return data
+
+
+def _check_member_name(name: str, where: str) -> None:
+    p = PurePosixPath(name)
+    if (not name or p.is_absolute() or ".." in p.parts or "\\" in name or name == MANIFEST
+            or p.parts[0] == BUILD_DIR):
+        raise BundleError(f"{where}: file name '{name}' is not allowed in a bundle")
+
+
+def _parse(raw: bytes, where: str) -> dict[str, Any]:
+    if len(raw) > _MAX_MANIFEST_BYTES:
+        raise BundleError(f"{where}: larger than {_MAX_MANIFEST_BYTES} bytes")
+    try:
+        return validate_manifest(json.loads(raw.decode("utf-8")), where)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{where}: not valid JSON ({exc})") from None
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """The validated manifest of a bundle folder or ``.tar.gz`` (read without extracting)."""
+    path = Path(path)
+    if is_tarball(path):
+        with _open_tar(path) as tar:
+            member = _find_manifest(tar, path)
+            fh = tar.extractfile(member)
+            return _parse(fh.read(_MAX_MANIFEST_BYTES + 1), f"{path}:{member.name}")
+    file = path / MANIFEST
+    if not file.is_file():
+        raise BundleError(f"{path}: not a bundle (no {MANIFEST}); pass a bundle folder or .tar.gz")
+    return _parse(file.read_bytes()[:_MAX_MANIFEST_BYTES + 1], str(file))
+
+
+@contextlib.contextmanager
+def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    if not path.is_file():
+        raise BundleError(f"{path}: no such bundle archive")
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            yield tar
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"{path}: not a readable .tar.gz ({exc})") from None
+
+
+def _find_manifest(tar: tarfile.TarFile, path: Path) -> tarfile.TarInfo:
+    for member in tar.getmembers():
+        parts = PurePosixPath(member.name).parts
+        if member.isfile() and parts and parts[-1] == MANIFEST and len(parts) <= 2:
+            return member
+    raise BundleError(f"{path}: archive holds no {MANIFEST} at its top level")
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without its own ``manifest_sha256`` field.
+
+    Stored in the manifest, it makes an edited manifest (a changed metric, a swapped hash)
+    fail verification like any other changed file.
+    """
+    body = {k: v for k, v in data.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(bundle_dir: str | Path) -> list[str]:
+    """Every problem found: a missing, resized or changed file (named), or an unlisted one."""
+    root = Path(bundle_dir)
+    try:
+        manifest = load_manifest(root)
+    except BundleError as exc:
+        return [str(exc)]
+    problems = []
+    stored = manifest.get("manifest_sha256")
+    if stored is not None and stored != manifest_digest(manifest):
+        problems.append(f"{MANIFEST}: content differs from its manifest_sha256 (file changed)")
+    for name, entry in sorted(manifest["files"].items()):
+        file = root / name
+        if file.is_symlink() or not file.is_file():
+            problems.append(f"{name}: missing or not a regular file")
+        elif file.stat().st_size != entry["bytes"]:
+            problems.append(f"{name}: size {file.stat().st_size} bytes, manifest says {entry['bytes']}")
+        elif sha256_file(file) != entry["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest (file changed)")
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root).as_posix()
+        if rel == MANIFEST or rel.split("/")[0] == BUILD_DIR or file.is_dir():
+            continue
+        if rel not in manifest["files"]:
+            problems.append(f"{rel}: not listed in the manifest")
+    return problems
+
+
+def safe_extract(tar_path: str | Path, dest: str | Path) -> Path:
+    """Extract a bundle archive into ``dest``; return the bundle folder.
+
+    Refuses (BundleError, nothing left behind) absolute names, ``..``, links, devices, FIFOs
+    and anything else that is not a regular file or folder. Modes are not taken from the
+    archive beyond the executable bit.
+    """
+    tar_path, dest = Path(tar_path), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=dest))
+    try:
+        with _open_tar(tar_path) as tar:
+            roots = _extract_members(tar, tar_path, staging)
+        if len(roots) != 1 or not (staging / next(iter(roots))).is_dir():
+            raise BundleError(f"{tar_path}: a bundle archive holds exactly one top folder "
+                              f"(found {sorted(roots)})")
+        root = next(iter(roots))
+        final = dest / root
+        if final.exists():
+            raise BundleError(f"{final} already exists; extract somewhere else")
+        (staging / root).replace(final)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _extract_members(tar: tarfile.TarFile, tar_path: Path, staging: Path) -> set[str]:
+    roots: set[str] = set()
+    base = staging.resolve()
+    for member in tar.getmembers():
+        p = PurePosixPath(member.name)
+        if p.is_absolute() or ".." in p.parts or not p.parts or "\\" in member.name:
+            raise BundleError(f"{tar_path}: member '{member.name}' points outside the target folder")
+        if not (member.isfile() or member.isdir()):
+            kind = "link" if member.issym() or member.islnk() else "special file"
+            raise BundleError(f"{tar_path}: member '{member.name}' is a {kind}; refused")
+        target = staging.joinpath(*p.parts)
+        if base not in target.resolve().parents and target.resolve() != base:
+            raise BundleError(f"{tar_path}: member '{member.name}' points outside the target folder")
+        roots.add(p.parts[0])
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tar.extractfile(member) as src, open(target, "xb") as out:
+                shutil.copyfileobj(src, out)
+        except (FileExistsError, IsADirectoryError):
+            raise BundleError(f"{tar_path}: member '{member.name}' appears twice; refused") from None
+        target.chmod(0o755 if member.mode & 0o100 else 0o644)
+    return roots
+
+
+@contextlib.contextmanager
+def open_bundle(path: str | Path) -> Iterator[Path]:
+    """Yield a bundle folder: ``path`` itself, or a temporary safe extraction of a .tar.gz."""
+    path = Path(path)
+    if not is_tarball(path):
+        if not path.is_dir():
+            raise BundleError(f"{path}: no such bundle folder or .tar.gz")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="gtnd-bundle-") as tmp:
+        yield safe_extract(path, tmp)

@@ -1,0 +1,1 @@
+"""The end-to-end pipeline: plan -> GTN teacher -> distil -> export -> bench -> report."""

@@ -1,0 +1,100 @@
+"""The settings of one pipeline run: typed, from a YAML run file and/or flags.
+
+Precedence: CLI flag > run file > the defaults of the mode (``quick`` or full). The resolved
+config is written beside the run as ``config.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gtn_deploy.errors import UsageError
+
+
+class DeviceTarget(BaseModel):
+    """A device of the run; budgets default to its profile's (scaled to the task)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: str
+    latency_ms: Optional[float] = Field(default=None, gt=0)
+    memory_mb: Optional[float] = Field(default=None, gt=0)
+    precision: Optional[Literal["fp32", "fp16", "int8"]] = None
+
+
+# Settings that differ between the --quick main job (minutes on 2 CPU cores) and a full run.
+MODE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "quick": {"teacher": "resnet20", "teacher_epochs": 3, "distill_epochs": 6,
+              "limit_train": 3000, "limit_val": 1000, "batch_size": 128, "bench_iters": 200,
+              "eval_images": 2000},
+    "full": {"teacher": "resnet20", "teacher_epochs": 30, "distill_epochs": 40,
+             "limit_train": None, "limit_val": None, "batch_size": 128, "bench_iters": 1000,
+             "eval_images": None},
+}
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    devices: list[DeviceTarget]
+    task: str = "fashion-mnist"
+    quick: bool = False
+    data_dir: Optional[str] = None
+    seed: int = 0
+    # Plan
+    scale_budget: bool = True  # profile budgets are for ImageNet-sized inputs
+    margin: float = Field(default=0.1, ge=0, lt=1)
+    # Teacher (GTN)
+    teacher: Optional[str] = None
+    teacher_epochs: Optional[int] = Field(default=None, ge=1)
+    sampler: Literal["uniform", "sandwich", "learned", "pool"] = "learned"
+    # Distil and export
+    distill_epochs: Optional[int] = Field(default=None, ge=1)
+    init: Literal["scratch", "supernet"] = "supernet"
+    limit_train: Optional[int] = Field(default=None, ge=100)
+    limit_val: Optional[int] = Field(default=None, ge=100)
+    batch_size: Optional[int] = Field(default=None, ge=8)
+    int8: Optional[bool] = None  # None: where the device profile lists int8
+    eval_images: Optional[int] = Field(default=None, ge=256)
+    bench_iters: Optional[int] = Field(default=None, ge=10)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return [{"device": v} if isinstance(v, str) else v for v in value or []]
+
+    def resolved(self) -> "PipelineConfig":
+        """Fill every unset mode-dependent setting from the mode's defaults."""
+        defaults = MODE_DEFAULTS["quick" if self.quick else "full"]
+        updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return self.model_copy(update=updates)
+
+
+def load_config(path: Optional[Path], overrides: dict[str, Any]) -> PipelineConfig:
+    """Read a run file (YAML, data only) and apply the CLI flags that were given."""
+    data: dict[str, Any] = {}
+    where = "command line"
+    if path is not None:
+        where = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read the run file ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: a run file is a mapping of settings")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if not data.get("devices"):
+        raise UsageError("give the devices: --devices a,b,c or 'devices:' in the run file")
+    try:
+        return PipelineConfig(**data).resolved()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise UsageError(f"{where}: {field}: {err['msg']}") from None

@@ -1,0 +1,202 @@
+"""The pipeline's report: report.md (with PNG plots beside it) and a self-contained report.html.
+
+Everything shown is read back from the stage folders, so the report of a resumed run is the
+same as that of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gtn_deploy.io_utils import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from gtn_deploy.pipeline.run import DeviceBranch, PipelineRun
+
+
+def _marker(path: Path | None) -> dict:
+    return json.loads((path / "_stage.json").read_text()) if path else {}
+
+
+def gather(run: "PipelineRun") -> dict[str, Any]:
+    """The numbers of the report, from the finished stages."""
+    teacher = _marker(run.teacher.path)
+    pool = json.loads((run.teacher.path / "pool.json").read_text())
+    rows = [_device_row(b, pool["devices"]) for b in run.branches]
+    stages = [{"stage": m["stage"], "seconds": m["seconds"]} for m in
+              [teacher] + [_marker(p) for b in run.branches
+                           for p in (b.plan.path, b.student.path, b.bundle.path,
+                                     b.bench.path if b.bench else None) if p]]
+    return {"task": run.cfg.task, "quick": run.cfg.quick, "teacher": {
+        "name": run.cfg.teacher, "epochs": run.cfg.teacher_epochs, "sampler": run.cfg.sampler,
+        **teacher["figures"], "seconds": teacher["seconds"], "pool_devices": pool["devices"]},
+        "devices": rows, "stages": stages}
+
+
+def _device_row(b: "DeviceBranch", pool_devices: list[str]) -> dict:
+    plan = json.loads((b.plan.path / "plan.json").read_text())["devices"][0]
+    manifest = json.loads((b.bundle.path / "bundle" / "manifest.json").read_text())
+    bench = _marker(b.bench.path)["figures"] if b.bench else None
+    met, pred = manifest["metrics"], manifest.get("latency_prediction") or {}
+    return {
+        "device": b.id, "name": b.profile.name, "precision": plan["precision"],
+        "budget_ms": plan["budget"]["latency_ms"], "arch": plan["candidates"][0]["summary"],
+        "mflops": plan["candidates"][0]["mflops"], "params": plan["candidates"][0]["params"],
+        "planned_ms": plan["candidates"][0]["latency_ms"],
+        "student_val_top1": _marker(b.student.path)["figures"].get("val_top1"),
+        "fp32_top1": met.get("fp32_top1"), "int8_top1": met.get("int8_top1"),
+        "recommended_precision": manifest["recommended_precision"],
+        "predicted_ms": pred.get("latency_ms"), "tier": pred.get("tier"),
+        "measured_p50_ms": bench["p50_ms"] if bench else None,
+        "bundle": str(b.bundle.path / "bundle"), "in_teacher_pool": b.id in pool_devices,
+        "pareto": plan["pareto"], "chosen": plan["candidates"][0],
+    }
+
+
+def write_report(run: "PipelineRun") -> dict:
+    data = gather(run)
+    plots = _plots(data)
+    for name, png in plots.items():
+        atomic_write_bytes(run.out / f"{name}.png", png)
+    atomic_write_text(run.out / "report.md", render_markdown(data, list(plots)))
+    atomic_write_text(run.out / "report.html", render_html(data, plots))
+    atomic_write_text(run.out / "report.json", json.dumps(
+        {k: v for k, v in data.items()}, indent=2, default=str) + "\n")
+    return data
+
+
+def _fmt(value, spec: str = ".2f", none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def device_table(data: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["device", "student (arch)", "MFLOPs", "params", "budget ms", "predicted ms",
+              "measured p50 ms", "val top-1 %", "test top-1 fp32 %", "int8 %", "recommended",
+              "bundle"]
+    rows = [[d["device"] + ("" if d["in_teacher_pool"] else " (added later)"), d["arch"],
+             _fmt(d["mflops"], ".1f"), f"{d['params'] / 1e3:.0f}k", _fmt(d["budget_ms"], ".3g"),
+             f"{_fmt(d['predicted_ms'], '.3g')} (tier {d['tier']})",
+             _fmt(d["measured_p50_ms"], ".3g"), _fmt(d["student_val_top1"]),
+             _fmt(d["fp32_top1"]), _fmt(d["int8_top1"]), d["recommended_precision"],
+             f"`{d['bundle']}`"] for d in data["devices"]]
+    return header, rows
+
+
+def cost_rows(data: dict) -> list[list[str]]:
+    """One GTN teacher vs one specialised (SFTN-style) teacher per device."""
+    t, n = data["teacher"]["train_time_s"], len(data["devices"])
+    return [["GTN: one teacher for every device", f"{t:.0f} s", f"{t:.0f} s"],
+            [f"specialised: one teacher per device (N = {n})", f"{t:.0f} s each (estimate)",
+             f"{n * t:.0f} s"]]
+
+
+def render_markdown(data: dict, plot_names: list[str]) -> str:
+    t = data["teacher"]
+    header, rows = device_table(data)
+    lines = [f"# gtn_deploy pipeline report: {data['task']}" + (" (--quick)" if data["quick"] else ""),
+             "", f"One GTN teacher ({t['name']}, {t['epochs']} epochs, sampler `{t['sampler']}`, "
+             f"conditioned on the planned students of {', '.join(t['pool_devices'])}): "
+             f"val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, "
+             f"trained in {t['train_time_s']:.0f} s.", "", "## Students and bundles", "",
+             _table(header, rows), "",
+             "Predicted latency is for the device (from its profile); measured p50 only where "
+             "the bundle's target is this machine.", "", "## Teacher cost", "",
+             _table(["teachers", "training time", "total for the devices"], cost_rows(data)), "",
+             "The per-device estimate assumes a specialised teacher costs what the GTN teacher "
+             "did; `benchmarks/kd_pool.py` measures both.", "", "## Wall time per stage", "",
+             _table(["stage", "seconds"], [[s["stage"], f"{s['seconds']:.1f}"]
+                                           for s in data["stages"]]), ""]
+    lines += [f"![{name}]({name}.png)" for name in plot_names]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def render_html(data: dict, plots: dict[str, bytes]) -> str:
+    header, rows = device_table(data)
+    t = data["teacher"]
+
+    def table(h, r):
+        head = "".join(f"<th>{html.escape(x)}</th>" for x in h)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c)).strip('`')}</td>" for c in row)
+                       + "</tr>" for row in r)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    images = "".join(f'<figure><img alt="{n}" src="data:image/png;base64,'
+                     f'{base64.b64encode(png).decode()}"></figure>' for n, png in plots.items())
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>gtn_deploy report: {html.escape(data['task'])}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}img{{max-width:100%}}</style></head><body>
+<h1>gtn_deploy pipeline report: {html.escape(data['task'])}{' (--quick)' if data['quick'] else ''}</h1>
+<p>One GTN teacher ({html.escape(t['name'])}, {t['epochs']} epochs, sampler {html.escape(t['sampler'])}):
+val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, trained in {t['train_time_s']:.0f} s.</p>
+<h2>Students and bundles</h2>{table(header, rows)}
+<h2>Teacher cost</h2>{table(['teachers', 'training time', 'total'], cost_rows(data))}
+<h2>Wall time per stage</h2>{table(['stage', 'seconds'], [[s['stage'], f"{s['seconds']:.1f}"] for s in data['stages']])}
+<h2>Plots</h2>{images}</body></html>
+"""
+
+
+def _plots(data: dict) -> dict[str, bytes]:
+    """PNG bytes per plot; none when matplotlib is missing (the tables still tell it all)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {}
+    import io
+
+    def png(fig) -> bytes:
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        return buf.getvalue()
+
+    devices = data["devices"]
+    out = {}
+    fig, axes = plt.subplots(1, len(devices), figsize=(4 * len(devices), 3.4), squeeze=False)
+    for ax, d in zip(axes[0], devices):
+        ax.plot([p["latency_ms"] for p in d["pareto"]], [p["mflops"] for p in d["pareto"]],
+                "o-", ms=3, label="Pareto front")
+        ax.plot([d["chosen"]["latency_ms"]], [d["chosen"]["mflops"]], "r*", ms=12, label="chosen")
+        ax.axvline(d["budget_ms"], color="grey", ls="--", label="budget")
+        ax.set(title=d["device"], xlabel="predicted latency (ms)", ylabel="MFLOPs")
+        ax.legend(fontsize=7)
+    out["pareto"] = png(fig)
+    fig, ax = plt.subplots(figsize=(1.6 * len(devices) + 2, 3.4))
+    xs = range(len(devices))
+    ax.bar([x - 0.2 for x in xs], [d["fp32_top1"] or 0 for d in devices], 0.4, label="fp32")
+    ax.bar([x + 0.2 for x in xs], [d["int8_top1"] or 0 for d in devices], 0.4, label="int8")
+    lo = min(d["fp32_top1"] or 0 for d in devices)
+    ax.set(xticks=list(xs), ylabel="test top-1 (%)", ylim=(max(0, lo - 15), 100),
+           title="accuracy per device")
+    ax.set_xticklabels([d["device"] for d in devices], rotation=20, fontsize=8)
+    ax.legend()
+    out["accuracy"] = png(fig)
+    measured = [d for d in devices if d["measured_p50_ms"]]
+    if measured:
+        fig, ax = plt.subplots(figsize=(4, 3.6))
+        for d in measured:
+            ax.plot(d["measured_p50_ms"], d["predicted_ms"], "o")
+            ax.annotate(d["device"], (d["measured_p50_ms"], d["predicted_ms"]), fontsize=8)
+        top = max(max(d["measured_p50_ms"], d["predicted_ms"]) for d in measured) * 1.2
+        ax.plot([0, top], [0, top], "k--", lw=0.8)
+        ax.set(xlabel="measured p50 (ms)", ylabel="predicted (ms)", title="latency here")
+        out["latency"] = png(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    t, n = data["teacher"]["train_time_s"], len(devices)
+    ax.bar(["one GTN teacher", f"{n} specialised"], [t, n * t], color=["C2", "C3"])
+    ax.set(ylabel="teacher training (s)", title="teacher cost for all devices")
+    out["cost"] = png(fig)
+    return out

@@ -1,0 +1,234 @@
+"""One teacher, many devices: plan -> GTN teacher -> distil -> export -> bench -> report.
+
+Every stage is keyed by a hash of its inputs (``stages.StageStore``), so a rerun after a kill
+continues from the last finished stage and a changed device re-runs only its own branch.
+
+The teacher stage is keyed by its training settings, not by the pool of planned students:
+the GTN teacher is conditioned on the whole supernet (sampler ``learned``, with the planned
+students as a prior), so a device added later reuses it: that is the point of a generic
+teacher. Its pool at training time is recorded, and the report says which devices' students
+were in it. With sampler ``pool`` the pool is part of the key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from gtn_deploy import __version__
+from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.pipeline.config import PipelineConfig
+from gtn_deploy.pipeline.lock import RunLock
+from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
+from gtn_deploy.profiles import load_profile
+
+
+@dataclass
+class DeviceBranch:
+    target: Any  # DeviceTarget
+    profile: Any  # DeviceProfile
+    plan: StageResult | None = None
+    student: StageResult | None = None
+    bundle: StageResult | None = None
+    bench: StageResult | None = None
+    runs_here: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.profile.id
+
+    def arch(self) -> ArchConfig:
+        doc = json.loads((self.plan.path / "plan.json").read_text())
+        return ArchConfig.from_dict(doc["devices"][0]["candidates"][0]["arch"])
+
+
+@dataclass
+class PipelineRun:
+    cfg: PipelineConfig
+    out: Path
+    branches: list[DeviceBranch]
+    teacher: StageResult | None = None
+    log: Callable[[str], None] = print
+    stages_run: list[str] = field(default_factory=list)
+
+
+def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
+                 ) -> PipelineRun:
+    """Run (or continue) the pipeline in ``out``; returns what every stage produced."""
+    space = get_space(cfg.task)
+    # Every device resolves before anything is trained or written.
+    branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
+    run = PipelineRun(cfg, Path(out), branches, log=log)
+    with RunLock(run.out):
+        store = StageStore(run.out)
+        store.sweep()
+        atomic_write_json(run.out / "config.json", {"schema_version": 1,
+                                                    "kind": "gtn_deploy.pipeline_config",
+                                                    "tool_version": __version__,
+                                                    "config": cfg.model_dump()})
+        for b in branches:
+            b.plan = _stage(run, store, f"plan-{b.id}", _plan_inputs(cfg, b),
+                            lambda d, b=b: _plan(cfg, space, b, d))
+        run.teacher = _stage(run, store, "teacher", _teacher_inputs(cfg, branches),
+                             lambda d: _teacher(cfg, branches, d), resumable=True)
+        for b in branches:
+            b.student = _stage(run, store, f"student-{b.id}", _student_inputs(cfg, run, b),
+                               lambda d, b=b: _distill(cfg, run, b, d), resumable=True)
+            b.bundle = _stage(run, store, f"bundle-{b.id}", _bundle_inputs(cfg, b),
+                              lambda d, b=b: _export(cfg, b, d))
+            b.runs_here = _runs_here(b.profile)
+            if b.runs_here:
+                b.bench = _stage(run, store, f"bench-{b.id}", _bench_inputs(cfg, b),
+                                 lambda d, b=b: _bench(cfg, b, d))
+        from gtn_deploy.pipeline.report import write_report
+
+        write_report(run)
+    return run
+
+
+def _stage(run: PipelineRun, store: StageStore, name: str, inputs: dict,
+           build: Callable[[Path], dict | None], resumable: bool = False) -> StageResult:
+    done = store.is_done(name, inputs)
+    run.log(f"[{time.strftime('%H:%M:%S')}] {name}: " + ("cached" if done else "running"))
+    result = store.run(name, inputs, build, resumable=resumable)
+    if result.ran:
+        run.stages_run.append(name)
+        run.log(f"[{time.strftime('%H:%M:%S')}] {name}: done in {result.seconds:.1f} s")
+    return result
+
+
+def _key(result: StageResult) -> str:
+    return result.path.name  # "<name>-<hash of inputs>": changes when any input changes
+
+
+# -- plan -----------------------------------------------------------------------------------
+def _plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
+    return {"profile": b.profile.id, "profile_sha256": b.profile.content_hash,
+            "task": cfg.task, "target": b.target.model_dump(), "scale_budget": cfg.scale_budget,
+            "margin": cfg.margin, "seed": cfg.seed, "tool": __version__}
+
+
+def _plan(cfg: PipelineConfig, space, b: DeviceBranch, folder: Path) -> dict:
+    from gtn_deploy.search.planner import (PlanRequest, plan_device, plan_document,
+                                           task_scaled_budget_ms)
+
+    p, t = b.profile, b.target
+    precision = t.precision or p.preferred_precision
+    latency = t.latency_ms or p.budgets.latency_ms
+    if cfg.scale_budget and t.latency_ms is None:
+        latency = task_scaled_budget_ms(p, space, latency, precision, p.budgets.batch_size)
+    req = PlanRequest(p, space, precision, p.budgets.batch_size, latency,
+                      t.memory_mb or p.budgets.memory_mb, cfg.margin, 5, cfg.seed)
+    entry = plan_device(req)[1]
+    entry["budget"]["scaled_from_ms"] = p.budgets.latency_ms if latency != p.budgets.latency_ms else None
+    atomic_write_json(folder / "plan.json", plan_document(space, [entry]))
+    best = entry["candidates"][0]
+    return {"latency_ms": best["latency_ms"], "mflops": best["mflops"],
+            "budget_ms": round(latency, 4)}
+
+
+# -- teacher --------------------------------------------------------------------------------
+def _pool(branches: list[DeviceBranch]) -> list[dict]:
+    seen, pool = set(), []
+    for b in branches:
+        arch = b.arch()
+        if arch not in seen:
+            seen.add(arch)
+            pool.append(arch.to_dict())
+    return pool
+
+
+def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch]) -> dict:
+    inputs = {"task": cfg.task, "teacher": cfg.teacher, "epochs": cfg.teacher_epochs,
+              "sampler": cfg.sampler, "seed": cfg.seed, "limit_train": cfg.limit_train,
+              "limit_val": cfg.limit_val, "batch_size": cfg.batch_size,
+              "data_dir": cfg.data_dir, "tool": __version__}
+    if cfg.sampler == "pool":
+        inputs["pool"] = _pool(branches)
+    return inputs
+
+
+def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path) -> dict:
+    from gtn_deploy.train.config import TrainConfig
+    from gtn_deploy.train.trainer import train_teacher
+
+    pool = _pool(branches)
+    train_cfg = TrainConfig(
+        method="gtn", task=cfg.task, teacher=cfg.teacher, epochs=cfg.teacher_epochs,
+        sampler=cfg.sampler, pool=tuple(pool), batch_size=cfg.batch_size, seed=cfg.seed,
+        limit_train=cfg.limit_train, limit_val=cfg.limit_val, data_dir=cfg.data_dir,
+        progress=False, sources={"pool": "pipeline plan", "devices": [b.id for b in branches]})
+    summary = train_teacher(train_cfg, folder, resume=True)
+    atomic_write_json(folder / "pool.json", {"devices": [b.id for b in branches], "pool": pool})
+    return {"val_top1": summary["teacher_metrics"]["val_top1"],
+            "test_top1": summary["teacher_metrics"]["test_top1"],
+            "train_time_s": summary["train_time_s"]}
+
+
+# -- distil ---------------------------------------------------------------------------------
+def _student_inputs(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch) -> dict:
+    return {"arch": b.arch().to_dict(), "teacher": _key(run.teacher), "task": cfg.task,
+            "epochs": cfg.distill_epochs, "init": cfg.init, "seed": cfg.seed,
+            "limit_train": cfg.limit_train, "limit_val": cfg.limit_val,
+            "batch_size": cfg.batch_size, "data_dir": cfg.data_dir, "tool": __version__}
+
+
+def _distill(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch, folder: Path) -> dict:
+    from gtn_deploy.train.distill import KDConfig, distill_student
+    from gtn_deploy.train.kd_teacher import open_teacher
+
+    kd = KDConfig(task=cfg.task, epochs=cfg.distill_epochs, init=cfg.init, seed=cfg.seed,
+                  batch_size=cfg.batch_size, limit_train=cfg.limit_train,
+                  limit_val=cfg.limit_val, data_dir=cfg.data_dir, progress=False)
+    summary = distill_student(kd, b.arch(), folder, teacher=open_teacher(run.teacher.path),
+                              resume=True, label={"device": b.id})
+    return {"val_top1": summary["metrics"]["val_top1"],
+            "test_top1": summary["metrics"]["test_top1"],
+            "train_time_s": summary["train_time_s"]}
+
+
+# -- export and bench ------------------------------------------------------------------------
+def _bundle_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
+    return {"student": _key(b.student), "profile_sha256": b.profile.content_hash,
+            "int8": cfg.int8, "eval_images": cfg.eval_images, "data_dir": cfg.data_dir,
+            "tool": __version__}
+
+
+def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
+    from gtn_deploy.export.bundle import ExportOptions, export_student
+
+    options = ExportOptions(int8=cfg.int8, eval_images=cfg.eval_images, data_dir=cfg.data_dir,
+                            name="bundle", allow_accuracy_drop=True)
+    result = export_student(b.student.path, b.profile, folder, options)
+    met = result.manifest["metrics"]
+    return {"fp32_top1": met["fp32_top1"], "int8_top1": met.get("int8_top1"),
+            "recommended_precision": result.manifest["recommended_precision"],
+            "predicted_ms": (result.manifest.get("latency_prediction") or {}).get("latency_ms")}
+
+
+def _runs_here(profile) -> bool:
+    """Bench only where the bundle's target is this machine (``local`` always is)."""
+    from gtn_deploy.bench.run import target_problem
+
+    return profile.id == "local" or target_problem({"device": {"id": profile.id}}) is None
+
+
+def _bench_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
+    from gtn_deploy.cost.calibrate import current_fingerprint
+
+    return {"bundle": _key(b.bundle), "iters": cfg.bench_iters,
+            "machine": input_hash(current_fingerprint(threads=1))}
+
+
+def _bench(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
+    from gtn_deploy.bench.run import bench_bundle
+
+    result = bench_bundle(b.bundle.path / "bundle", iters=cfg.bench_iters, threads=1)
+    atomic_write_json(folder / "results.json", result)
+    timing = result["timing"]
+    return {"p50_ms": timing["p50_ms"], "p90_ms": timing["p90_ms"],
+            "predicted_ms": (result.get("prediction") or {}).get("predicted_ms")}

@@ -1,0 +1,118 @@
+"""gtnd bench on a real bundle: timing, refusals, --force, and no torch on the bench path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gtn_deploy.bench.timing import percentile, summarize, time_calls
+from gtn_deploy.cli.main import app
+
+RUNNER = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """A Fashion-MNIST bundle for raspberry-pi-5 (so this x86/other host is the wrong device)."""
+    from gtn_deploy.arch import get_space
+    from gtn_deploy.export.bundle import ExportOptions, export_student
+    from gtn_deploy.profiles import load_profile
+    from gtn_deploy.supernet import build_student, save_student
+
+    root = tmp_path_factory.mktemp("bench")
+    space = get_space("fashion-mnist")
+    arch = space.min_arch()
+    save_student(root / "student", build_student(space, arch), arch, space)
+    opts = ExportOptions(int8=False, eval_images=256, parity_images=256, calib_images=64,
+                         name="tiny")
+    return export_student(root / "student", load_profile("raspberry-pi-5"), root / "out",
+                          opts).path
+
+
+def test_percentiles_and_summary():
+    s = summarize([1.0, 2.0, 3.0, 4.0, 10.0], batch_size=2, first_ms=50.0)
+    assert s.p50_ms == 3.0 and s.min_ms == 1.0 and s.max_ms == 10.0
+    assert percentile([1.0, 2.0], 90) == pytest.approx(1.9)
+    assert s.throughput_ips == pytest.approx(2 * 1e3 / 4.0)
+    timed = time_calls(lambda: sum(range(1000)), warmup=2, iters=7)
+    assert timed.iters == 7 and 0 < timed.min_ms <= timed.p50_ms <= timed.max_ms
+
+
+def test_wrong_device_refused_then_forced(bundle, tmp_path):
+    res = RUNNER.invoke(app, ["bench", str(bundle), "--iters", "5"])
+    assert res.exit_code != 0
+    assert "is not a 'raspberry-pi-5' target" in res.output and "--force" in res.output
+    out = tmp_path / "r.json"
+    res = RUNNER.invoke(app, ["bench", str(bundle), "--iters", "20", "--threads", "1",
+                              "--force", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "gtn_deploy.bench_result"
+    assert any("raspberry-pi-5" in f for f in doc["forced"])
+    t = doc["timing"]
+    assert t["iters"] == 20 and t["min_ms"] <= t["p50_ms"] <= t["p90_ms"] <= t["max_ms"]
+    assert doc["build_s"] > 0 and doc["memory"]["peak_rss_mb"] > 0
+    env = doc["environment"]
+    assert env["cpu_model"] and env["onnxruntime"]["version"] and env["threads"] == 1
+    pred = doc["prediction"]
+    assert pred["predicted_ms"] > 0
+    assert pred["error"] == pytest.approx(pred["predicted_ms"] / t["p50_ms"] - 1, rel=1e-3)
+
+
+def test_tampered_bundle_refused(bundle, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle, bad)
+    (bad / "README.md").write_text("changed\n")
+    res = RUNNER.invoke(app, ["bench", str(bad), "--iters", "5", "--force"])
+    assert res.exit_code == 0  # --force runs past the hash problem...
+    res = RUNNER.invoke(app, ["bench", str(bad), "--iters", "5"])
+    assert res.exit_code != 0 and "README.md" in res.output  # ...and without it refuses
+    assert "Traceback" not in res.output
+
+
+def test_missing_backend_and_bad_flags(bundle):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        res = RUNNER.invoke(app, ["bench", str(bundle), "--backend", "tensorrt", "--force"])
+        assert res.exit_code != 0 and "tensorrt" in res.output and "not installed" in res.output
+    res = RUNNER.invoke(app, ["bench", str(bundle), "--backend", "tvm"])
+    assert res.exit_code != 0 and "valid: onnxruntime, tensorrt, torch" in res.output
+    res = RUNNER.invoke(app, ["bench", str(bundle), "--iters", "3", "--seconds", "1"])
+    assert res.exit_code != 0 and "not both" in res.output
+    res = RUNNER.invoke(app, ["bench", str(bundle), "--precision", "int8", "--force"])
+    assert res.exit_code != 0 and "int8" in res.output
+
+
+def test_bench_path_never_imports_torch(bundle, tmp_path):
+    """A tarball bundle benched in a fresh interpreter: torch must stay out of sys.modules."""
+    tarball = bundle.parent / f"{bundle.name}.tar.gz"
+    assert tarball.is_file()
+    code = (
+        "import sys\n"
+        "from gtn_deploy.cli.main import app\n"
+        "try:\n"
+        f"    app(['bench', {str(tarball)!r}, '--iters', '5', '--force', '--json'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('TORCH_LOADED' if 'torch' in sys.modules else 'NO_TORCH')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("NO_TORCH")
+    doc = json.loads(out.stdout[:out.stdout.rindex("}") + 1])
+    assert doc["timing"]["iters"] == 5
+
+
+def test_torch_backend_runs(bundle):
+    res = RUNNER.invoke(app, ["bench", str(bundle), "--backend", "torch", "--iters", "5",
+                              "--force", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output[res.output.index("{"):])
+    assert doc["backend"] == "torch" and doc["timing"]["iters"] == 5
