@@ -1,0 +1,82 @@
+"""``gtnd teacher train``: GTN, SFTN or vanilla teacher training (torch imported inside)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gtn_deploy.cli.common import user_errors
+
+app = typer.Typer(help="Train teachers (gtn | sftn | vanilla).", no_args_is_help=True,
+                  add_completion=False)
+
+_METHODS = "gtn | vanilla | sftn"
+_SAMPLERS = "uniform | sandwich | learned | pool"
+
+
+@app.command("train")
+@user_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics, models).")],
+    method: Annotated[str, typer.Option(help=f"Teacher training: {_METHODS}.")] = "gtn",
+    task: Annotated[str, typer.Option(help="Task (fashion-mnist, digits, cifar10, ...).")]
+    = "fashion-mnist",
+    teacher: Annotated[str, typer.Option(help="Teacher network (resnet20, wrn_16_2, ...).")]
+    = "resnet20",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,
+    sampler: Annotated[str, typer.Option(help=f"GTN path sampler: {_SAMPLERS}.")] = "learned",
+    paths: Annotated[int, typer.Option(help="Paths sampled per step (m).")] = 2,
+    pool: Annotated[Optional[Path], typer.Option(
+        help="plan.json whose candidates form the student pool (sampler prior / 'pool').")]
+    = None,
+    student: Annotated[Optional[str], typer.Option(
+        help="sftn's student: plan.json:K, the K-th candidate (0-based) over all devices "
+             "in order.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 128,
+    micro_batches: Annotated[int, typer.Option(
+        help="Run each batch in K pieces, accumulating gradients (less memory).")] = 1,
+    lr: Annotated[float, typer.Option(help="Peak SGD learning rate (cosine decay).")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of weights, data order and sampling.")] = 0,
+    limit_train: Annotated[Optional[int], typer.Option(
+        help="Train on a stratified subset of N images.")] = None,
+    limit_val: Annotated[Optional[int], typer.Option(
+        help="Validate on a stratified subset of N images.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="Also checkpoint every N steps (0: only each epoch).")] = 0,
+    l_kl: Annotated[float, typer.Option(help="Weight of the branch KL term.")] = 3.0,
+    tau: Annotated[float, typer.Option(help="Temperature of the branch KL term.")] = 1.0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No crop/flip.")] = False,
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
+    = False,
+) -> None:
+    """Train a teacher; write DIR/{config.json, metrics.jsonl, teacher/, supernet/, ...}."""
+    from gtn_deploy.train.config import TrainConfig, read_plan, read_student, unique
+    from gtn_deploy.train.distributed import shutdown
+    from gtn_deploy.train.trainer import TeacherTrainer
+
+    pool_archs = unique(read_plan(pool, task)) if pool else []
+    student_arch = read_student(student, task) if student else None
+    cfg = TrainConfig(
+        method=method, task=task, teacher=teacher, epochs=epochs, sampler=sampler,
+        paths=paths, pool=tuple(a.to_dict() for a in pool_archs),
+        student=student_arch.to_dict() if student_arch else None, batch_size=batch_size,
+        micro_batches=micro_batches,
+        lr=lr, seed=seed, limit_train=limit_train, limit_val=limit_val,
+        data_dir=str(data_dir) if data_dir else None, l_kl=l_kl, tau=tau,
+        augment=not no_augment, checkpoint_every=checkpoint_every, progress=progress,
+        sources={"pool": str(pool) if pool else None, "student": student})
+    trainer = TeacherTrainer(cfg, out, resume=resume, device=device)
+    try:
+        summary = trainer.run()
+    finally:
+        shutdown(trainer.info)
+    if trainer.info.is_main:
+        typer.echo(json.dumps({"out": str(out), "method": method,
+                               **summary["teacher_metrics"],
+                               "train_time_s": summary["train_time_s"]}))

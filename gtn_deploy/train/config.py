@@ -1,0 +1,162 @@
+"""The resolved configuration of a teacher-training run, and reading students from plans.
+
+Precedence is CLI flag > default; the resolved config (with the pool and student
+architectures spelled out) is saved as config.json beside every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gtn_deploy.arch import TASKS, ArchConfig, get_space
+from gtn_deploy.errors import ArchError, CheckpointError, UsageError
+from gtn_deploy.train.gtn import METHODS
+from gtn_deploy.train.sampler import SAMPLER_MODES
+
+PLAN_KIND = "gtn_deploy.plan"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's result (plus a few display settings)."""
+
+    method: str = "gtn"
+    task: str = "fashion-mnist"
+    teacher: str = "resnet20"
+    epochs: int = 1
+    sampler: str = "learned"
+    paths: int = 2  # m: sampled paths per step
+    pool: tuple[dict, ...] = ()  # ArchConfig dicts (from --pool)
+    student: dict | None = None  # ArchConfig dict (sftn, from --student)
+    batch_size: int = 128  # global, over all processes
+    micro_batches: int = 1  # gradient accumulation: the batch runs in this many pieces
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    limit_train: int | None = None
+    limit_val: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    data_dir: str | None = None
+    l_ce: float = 1.0
+    l_kl: float = 3.0
+    tau: float = 1.0
+    sampler_lr: float = 1e-2
+    beta: float = 0.05
+    gamma: float = 1.0
+    augment: bool = True
+    # Stabilisers (all methods alike): linear LR warm-up over this share of the steps, and
+    # for gtn/sftn a linear ramp of the branch terms from 0 to full weight, so the teacher
+    # learns the task before the untrained branches pull on it (without them, the branch KL
+    # at weight 3 drove the teacher's CE above chance in the first steps), and gradient-norm
+    # clipping (0: off).
+    warmup_frac: float = 0.05
+    cond_ramp_frac: float = 0.3
+    clip_grad: float = 5.0
+    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    log_every: int = 20
+    progress: bool = True
+    sources: dict = field(default_factory=dict)  # where pool/student came from
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @property
+    def uses_branches(self) -> bool:
+        return self.method != "vanilla"
+
+    def pool_archs(self) -> list[ArchConfig]:
+        return [ArchConfig.from_dict(a) for a in self.pool]
+
+    def student_arch(self) -> ArchConfig | None:
+        return ArchConfig.from_dict(self.student) if self.student else None
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check names and combinations; raise UsageError naming the valid choices."""
+    from gtn_deploy.models import TEACHERS
+
+    _choice("method", cfg.method, METHODS)
+    _choice("task", cfg.task, tuple(TASKS))
+    _choice("teacher", cfg.teacher, TEACHERS)
+    _choice("sampler", cfg.sampler, SAMPLER_MODES)
+    if cfg.method == "sftn" and cfg.student is None:
+        raise UsageError("--method sftn needs --student plan.json:K (the student it is for)")
+    if cfg.method != "sftn" and cfg.student is not None:
+        raise UsageError("--student is for --method sftn; GTN takes its students via --pool")
+    if cfg.method == "gtn" and cfg.sampler in ("pool", "fixed") and not cfg.pool:
+        raise UsageError(f"--sampler {cfg.sampler} needs --pool plan.json")
+    for name in ("epochs", "batch_size", "paths", "micro_batches"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.batch_size % cfg.micro_batches:
+        raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by "
+                         f"--micro-batches {cfg.micro_batches}")
+    if cfg.lr <= 0:
+        raise UsageError(f"--lr must be positive, got {cfg.lr}")
+    space = get_space(cfg.task)
+    for arch in cfg.pool_archs() + ([cfg.student_arch()] if cfg.student else []):
+        space.validate(arch)
+    return cfg
+
+
+def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise UsageError(f"unknown {flag} '{value}'; valid {flag}s: {', '.join(valid)}")
+
+
+def read_plan(path: str | Path, task: str) -> list[ArchConfig]:
+    """Every candidate of a plan file, devices in order, candidates in order."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"plan file {path} does not exist (write one with 'gtnd plan')") \
+            from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"plan file {path} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
+        raise CheckpointError(f"{path} is not a gtn_deploy plan (kind must be '{PLAN_KIND}')")
+    if doc.get("task") != task:
+        raise UsageError(f"plan {path} is for task '{doc.get('task')}', this run is for "
+                         f"task '{task}'")
+    archs = []
+    for d, device in enumerate(doc.get("devices") or []):
+        for c, cand in enumerate(device.get("candidates") or []):
+            where = f"{path}: devices[{d}].candidates[{c}].arch"
+            if not isinstance(cand, dict) or not isinstance(cand.get("arch"), dict):
+                raise CheckpointError(f"{where} is missing")
+            try:
+                archs.append(get_space(task).validate(ArchConfig.from_dict(cand["arch"], where)))
+            except ArchError as exc:
+                raise CheckpointError(f"{where}: {exc}") from None
+    if not archs:
+        raise CheckpointError(f"plan {path} has no candidates")
+    return archs
+
+
+def read_student(ref: str, task: str) -> ArchConfig:
+    """``plan.json:K`` -> the K-th (0-based) candidate over all devices in order."""
+    path, sep, index = ref.rpartition(":")
+    if not sep or not index.isdigit():
+        path, index = ref, "0"
+    archs = read_plan(path, task)
+    k = int(index)
+    if k >= len(archs):
+        raise UsageError(f"--student {ref}: the plan has {len(archs)} candidates "
+                         f"(valid K: 0..{len(archs) - 1})")
+    return archs[k]
+
+
+def unique(archs: list[ArchConfig]) -> list[ArchConfig]:
+    seen, out = set(), []
+    for arch in archs:
+        if arch not in seen:
+            seen.add(arch)
+            out.append(arch)
+    return out

@@ -1,0 +1,64 @@
+"""Evaluation of the teacher and of supernet subnets, sharded over processes."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+from torch import nn
+
+from gtn_deploy.arch import ArchConfig, TaskSpec
+from gtn_deploy.data import BatchPlan, Dataset, eval_batches, normalize, train_batches
+from gtn_deploy.train.distributed import DistInfo, all_reduce_sum
+
+
+def autocast_for(device: str, dtype: torch.dtype | None):
+    if device.startswith("cuda") and dtype is not None:
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _prepare(images: torch.Tensor, task: TaskSpec, device: str) -> torch.Tensor:
+    x = normalize(images.to(device, non_blocking=True), task)
+    return x.contiguous(memory_format=torch.channels_last) if device.startswith("cuda") else x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, task: TaskSpec, info: DistInfo,
+             batch_size: int = 500, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Top-1 (%) and mean cross-entropy of ``model`` on ``data``; restores train/eval mode."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=info.device)
+    try:
+        for images, labels in eval_batches(data, batch_size, info.rank, info.world_size):
+            labels = labels.to(info.device)
+            with autocast_for(info.device, amp_dtype):
+                logits = model(_prepare(images, task, info.device)).float()
+            loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
+            correct = (logits.argmax(1) == labels).sum()
+            totals += torch.stack([loss.double(), correct.double(),
+                                   torch.tensor(float(len(labels)), dtype=torch.float64,
+                                                device=info.device)])
+    finally:
+        model.train(was_training)
+    all_reduce_sum(totals, info)
+    n = max(1.0, float(totals[2]))
+    return {"top1": round(100.0 * float(totals[1]) / n, 4), "loss": float(totals[0]) / n}
+
+
+@torch.no_grad()
+def evaluate_subnet(supernet: nn.Module, arch: ArchConfig, train: Dataset, val: Dataset,
+                    task: TaskSpec, info: DistInfo, calib_images: int = 2000,
+                    batch_size: int = 250) -> dict[str, float]:
+    """Val top-1 of one subnet after BN recalibration, on a copy (the supernet is untouched)."""
+    from gtn_deploy.supernet import recalibrate_bn
+
+    net = copy.deepcopy(supernet)
+    net.set_active(arch)
+    plan = BatchPlan(min(len(train), calib_images), batch_size, drop_last=False)
+    calib = (_prepare(x, task, info.device)
+             for _, x, _ in train_batches(train, task, plan, seed=0, epoch=0, do_augment=False))
+    recalibrate_bn(net, calib)
+    return evaluate(net, val, task, info, batch_size)

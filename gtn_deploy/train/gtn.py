@@ -1,0 +1,80 @@
+"""The teacher-training objective of each method, as one module with one forward.
+
+One forward computes the whole step's loss (teacher plus every sampled path's branches), so
+the module can be wrapped in DistributedDataParallel as is: DDP needs exactly one forward per
+backward, and the supernet runs a different subnet per path.
+
+- ``vanilla``: CE(z_T, y).
+- ``sftn``: L_cond(a) for one fixed student a.
+- ``gtn``: CE(z_T, y) + mean over the m sampled paths of the branch terms of L_cond(a),
+  i.e. the mean of L_cond(a) over the paths (the teacher CE is shared by them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from gtn_deploy.arch import ArchConfig
+from gtn_deploy.train import losses
+from gtn_deploy.train.branches import StudentBranches
+
+METHODS = ("gtn", "vanilla", "sftn")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    l_ce: float = 1.0
+    l_kl: float = 3.0
+    tau: float = 1.0
+
+
+class TeacherObjective(nn.Module):
+    """Teacher (+ supernet and adapters for gtn/sftn); ``forward`` returns loss and stats."""
+
+    def __init__(self, method: str, teacher: nn.Module, supernet: nn.Module | None = None,
+                 image_size: int = 28, weights: LossWeights = LossWeights()):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method}")
+        self.method, self.weights = method, weights
+        self.teacher = teacher
+        if method != "vanilla":
+            if supernet is None:
+                raise ValueError(f"method '{method}' needs a supernet")
+            self.supernet = supernet
+            self.branches = StudentBranches(teacher, supernet, image_size)
+
+    @property
+    def uses_branches(self) -> bool:
+        return self.method != "vanilla"
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, archs: Sequence[ArchConfig] = (),
+                branch_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, stats); stats = [teacher CE, teacher correct, branch loss, KL_a per path]."""
+        if not self.uses_branches:
+            logits = self.teacher(x)
+            ce = losses.cross_entropy(logits, y)
+            return ce, _stats(ce, logits, y, ce.new_zeros(()), [])
+        feats, logits = self.teacher.forward_features(x)
+        ce = losses.cross_entropy(logits, y)
+        path_terms, path_kls = [], []
+        for arch in archs:
+            self.supernet.set_active(arch)
+            q = self.branches(self.supernet, x, feats, arch)
+            term, kl = losses.branch_terms(logits, q, y, self.weights.l_ce, self.weights.l_kl,
+                                           self.weights.tau)
+            path_terms.append(term)
+            path_kls.append(kl.detach())
+        branch = torch.stack(path_terms).mean()
+        return ce + branch_scale * branch, _stats(ce, logits, y, branch, path_kls)
+
+
+def _stats(ce: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, branch: torch.Tensor,
+           kls: list[torch.Tensor]) -> torch.Tensor:
+    correct = (logits.detach().argmax(1) == y).sum().float()
+    parts = [ce.detach().float(), correct, branch.detach().float()] + [k.float() for k in kls]
+    return torch.stack(parts)

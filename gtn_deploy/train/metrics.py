@@ -1,0 +1,76 @@
+"""Running meters of an epoch and the metrics.jsonl log (rank 0 writes it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class Meters:
+    """Sums over the steps of the current epoch; exact floats, so a resume can restore them."""
+
+    FIELDS = ("n", "loss", "ce", "correct", "branch", "reward", "reward_steps")
+
+    def __init__(self) -> None:
+        self.sums = {k: 0.0 for k in self.FIELDS}
+
+    def add(self, stats: dict[str, float]) -> None:
+        n = stats["n"]
+        self.sums["n"] += n
+        self.sums["correct"] += stats["correct"]
+        for key in ("loss", "ce", "branch"):
+            self.sums[key] += stats[key] * n
+        if "reward" in stats:
+            self.sums["reward"] += stats["reward"]
+            self.sums["reward_steps"] += 1
+
+    def mean(self, key: str) -> float:
+        return self.sums[key] / self.sums["n"] if self.sums["n"] else 0.0
+
+    def accuracy(self) -> float:
+        return 100.0 * self.sums["correct"] / self.sums["n"] if self.sums["n"] else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        out = {"loss": self.mean("loss"), "teacher_ce": self.mean("ce"),
+               "train_acc": self.accuracy(), "branch_loss": self.mean("branch")}
+        if self.sums["reward_steps"]:
+            out["kl_a"] = self.sums["reward"] / self.sums["reward_steps"]
+        return out
+
+    def state_dict(self) -> dict[str, float]:
+        return dict(self.sums)
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.sums = {k: float(state[k]) for k in self.FIELDS}
+
+
+class MetricsLog:
+    """Append-only JSON lines; ``truncate`` rewinds it to a checkpoint's length on resume."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def truncate(self, size: int) -> None:
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as fh:
+            fh.truncate(size)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]

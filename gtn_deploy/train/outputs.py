@@ -1,0 +1,79 @@
+"""What a finished run leaves in DIR: config.json, teacher/, supernet/, sampler.json, summary.json.
+
+``summary.json`` is written last: its presence means the run completed.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from gtn_deploy import __version__
+from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.train.evaluate import evaluate, evaluate_subnet
+from gtn_deploy.train.metrics import MetricsLog
+
+if TYPE_CHECKING:
+    from gtn_deploy.train.trainer import TeacherTrainer
+
+SUMMARY_KIND = "gtn_deploy.teacher_run"
+
+
+def write_config(trainer: "TeacherTrainer") -> None:
+    info = trainer.info
+    doc = {"schema_version": 1, "kind": "gtn_deploy.teacher_config",
+           "config": trainer.cfg.to_dict(), "data": trainer.data.summary(),
+           "steps_per_epoch": trainer.plan.steps, "total_steps": trainer.total_steps,
+           "world_size": info.world_size, "device": info.device,
+           "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
+           "branches": trainer.objective.branches.describe()
+           if trainer.objective.uses_branches else [],
+           "versions": {"gtn_deploy": __version__, "torch": torch.__version__,
+                        "python": platform.python_version()}}
+    atomic_write_json(trainer.out / "config.json", doc)
+
+
+def finish_run(trainer: "TeacherTrainer", log: MetricsLog, train_time_s: float
+               ) -> dict[str, Any]:
+    """Final evaluations (all ranks), then rank 0 saves the models, sampler and summary."""
+    t, cfg, info = trainer, trainer.cfg, trainer.info
+    metrics = {"val_top1": evaluate(t.teacher, t.data.val, t.task, info,
+                                    amp_dtype=t.amp_dtype)["top1"],
+               "test_top1": evaluate(t.teacher, t.data.test, t.task, info,
+                                     amp_dtype=t.amp_dtype)["top1"]}
+    subnets = {}
+    if t.supernet is not None:
+        archs = {"max": t.space.max_arch(), "min": t.space.min_arch()}
+        if cfg.method == "sftn":
+            archs = {"student": cfg.student_arch()}
+        for name, arch in archs.items():
+            subnets[name] = {"arch": arch.summary(), **evaluate_subnet(
+                t.supernet, arch, t.data.train, t.data.val, t.task, info)}
+    summary = {"schema_version": 1, "kind": SUMMARY_KIND, "method": cfg.method,
+               "teacher": cfg.teacher, "task": cfg.task, "epochs": cfg.epochs,
+               "teacher_metrics": metrics, "supernet_val": subnets,
+               "train_time_s": round(train_time_s, 3), "finished_at": time.time()}
+    if info.is_main:
+        _save_models(t, metrics, subnets)
+        log.write({"event": "final", **metrics,
+                   **{f"supernet_{k}_val_top1": v["top1"] for k, v in subnets.items()}})
+        atomic_write_json(t.out / "summary.json", summary)
+    return summary
+
+
+def _save_models(t: "TeacherTrainer", metrics: dict, subnets: dict) -> None:
+    from gtn_deploy.models import save_teacher
+
+    meta = {"metrics": metrics, "method": t.cfg.method, "config": t.cfg.to_dict()}
+    save_teacher(t.out / "teacher", t.teacher, t.cfg.teacher, t.task, meta)
+    if t.supernet is not None:
+        from gtn_deploy.supernet import save_supernet
+
+        t.supernet.set_active(t.space.max_arch())
+        save_supernet(t.out / "supernet", t.supernet,
+                      {"metrics": {k: v["top1"] for k, v in subnets.items()},
+                       "method": t.cfg.method, "config": t.cfg.to_dict()})
+        atomic_write_json(t.out / "sampler.json", t.sampler.to_json())

@@ -1,0 +1,213 @@
+"""The path sampler p_theta(a): a product of categoricals over every elastic decision.
+
+Decisions: the depth of each stage, the kernel size and expand ratio of each block slot
+(stage x max depth; a slot past its stage's depth does not affect the architecture, so it
+is left out of log p(a)) and the resolution. Modes:
+
+- ``uniform``: theta stays uniform.
+- ``sandwich``: cycles largest, smallest, uniform random (BigNAS / Once-for-All).
+- ``learned``: theta ascends E[KL_a] by REINFORCE with a moving-average baseline, kept
+  spread by an entropy bonus and, with a pool, pulled toward it:
+  L_arch = -E[KL_a] - beta*H(p_theta) + gamma*KL(p_pool || p_theta); Adam, lr 1e-2.
+- ``pool``: uniform over the planned students only.
+- ``fixed``: always the first pool member (the SFTN baseline).
+
+This is the project's reconstruction of GTN's architecture loss (GTN_METHOD.md), not the
+paper's exact formulation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+
+from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.errors import UsageError
+
+SAMPLER_MODES = ("uniform", "sandwich", "learned", "pool", "fixed")
+
+
+class ArchSampler:
+    """Draws architectures for GTN training and, in ``learned`` mode, trains theta."""
+
+    def __init__(self, space: SearchSpace, mode: str = "uniform",
+                 pool: Sequence[ArchConfig] = (), seed: int = 0, lr: float = 1e-2,
+                 beta: float = 0.05, gamma: float = 1.0, baseline_momentum: float = 0.9):
+        if mode not in SAMPLER_MODES:
+            raise UsageError(f"unknown sampler '{mode}'; valid samplers: "
+                             f"{', '.join(SAMPLER_MODES)}")
+        if mode in ("pool", "fixed") and not pool:
+            raise UsageError(f"sampler '{mode}' needs students: pass --pool plan.json")
+        self.space, self.mode = space, mode
+        self.pool = tuple(space.validate(a) for a in pool)
+        self.beta, self.gamma, self.momentum = beta, gamma if pool else 0.0, baseline_momentum
+        self.decisions = _decisions(space)
+        sizes = [len(c) for _, c in self.decisions]
+        self.offsets = [0]
+        for size in sizes:
+            self.offsets.append(self.offsets[-1] + size)
+        self.theta = torch.zeros(self.offsets[-1], dtype=torch.float64, requires_grad=True)
+        self.optimizer = torch.optim.Adam([self.theta], lr=lr)
+        self.generator = torch.Generator().manual_seed(int(seed) + 7919)
+        self.baseline: float | None = None
+        self.paths_drawn = 0
+        self.updates = 0
+        self._slot = {name: i for i, (name, _) in enumerate(self.decisions)}
+        self._pool_prior = _pool_prior(self) if self.pool else None
+
+    # -- sampling ----------------------------------------------------------------------------
+    def sample(self, m: int) -> list[ArchConfig]:
+        """``m`` architectures for one training step (changes only the sampler's RNG)."""
+        out = []
+        for _ in range(m):
+            out.append(self._one(self.paths_drawn))
+            self.paths_drawn += 1
+        return out
+
+    def _one(self, index: int) -> ArchConfig:
+        if self.mode == "fixed":
+            return self.pool[0]
+        if self.mode == "pool":
+            pick = torch.randint(len(self.pool), (1,), generator=self.generator)
+            return self.pool[int(pick)]
+        if self.mode == "sandwich" and index % 3 < 2:
+            return self.space.max_arch() if index % 3 == 0 else self.space.min_arch()
+        return self._draw()
+
+    def _draw(self) -> ArchConfig:
+        with torch.no_grad():
+            picks = []
+            for i in range(len(self.decisions)):
+                probs = torch.softmax(self._logits(i), 0)
+                picks.append(int(torch.multinomial(probs, 1, generator=self.generator)))
+        values = {name: choices[c] for (name, choices), c in zip(self.decisions, picks)}
+        stages = []
+        for s in range(self.space.num_stages):
+            depth = values[f"depth.{s}"]
+            stages.append([(values[f"kernel.{s}.{j}"], values[f"expand.{s}.{j}"])
+                           for j in range(depth)])
+        return ArchConfig.from_stage_blocks(stages, values["resolution"], self.space.width_mult)
+
+    # -- theta -------------------------------------------------------------------------------
+    def _logits(self, i: int) -> torch.Tensor:
+        return self.theta[self.offsets[i]:self.offsets[i + 1]]
+
+    def log_prob(self, arch: ArchConfig) -> torch.Tensor:
+        """log p_theta(arch) over the decisions that shape it (differentiable in theta)."""
+        total = self.theta.new_zeros(())
+        for i, choice in self._choices(arch):
+            total = total + torch.log_softmax(self._logits(i), 0)[choice]
+        return total
+
+    def _choices(self, arch: ArchConfig) -> list[tuple[int, int]]:
+        out = []
+        for s, blocks in enumerate(arch.stage_blocks()):
+            out.append(self._pick(f"depth.{s}", len(blocks)))
+            for j, (k, e) in enumerate(blocks):
+                out += [self._pick(f"kernel.{s}.{j}", k), self._pick(f"expand.{s}.{j}", e)]
+        out.append(self._pick("resolution", arch.resolution))
+        return out
+
+    def _pick(self, name: str, value: int) -> tuple[int, int]:
+        i = self._slot[name]
+        return i, self.decisions[i][1].index(value)
+
+    def entropy(self) -> torch.Tensor:
+        total = self.theta.new_zeros(())
+        for i in range(len(self.decisions)):
+            logp = torch.log_softmax(self._logits(i), 0)
+            total = total - (logp.exp() * logp).sum()
+        return total
+
+    def pool_kl(self) -> torch.Tensor:
+        """KL(p_pool || p_theta), summed over decisions that the pool constrains."""
+        total = self.theta.new_zeros(())
+        for i, prior in (self._pool_prior or {}).items():
+            logp = torch.log_softmax(self._logits(i), 0)
+            total = total + (prior * (prior.log() - logp)).sum()
+        return total
+
+    def update(self, archs: Sequence[ArchConfig], rewards: Sequence[float]) -> dict[str, float]:
+        """One REINFORCE step on L_arch with the paths' rewards (KL_a); a no-op unless learned."""
+        mean_reward = float(sum(rewards) / len(rewards))
+        baseline = mean_reward if self.baseline is None else self.baseline
+        stats = {"reward": mean_reward, "baseline": baseline}
+        if self.mode == "learned":
+            self.optimizer.zero_grad(set_to_none=True)
+            reinforce = torch.stack([-(r - baseline) * self.log_prob(a)
+                                     for a, r in zip(archs, rewards)]).mean()
+            entropy = self.entropy()
+            loss = reinforce - self.beta * entropy
+            if self.gamma and self._pool_prior:
+                loss = loss + self.gamma * self.pool_kl()
+            loss.backward()
+            self.optimizer.step()
+            self.updates += 1
+            stats["entropy"] = float(entropy.detach())
+        self.baseline = self.momentum * baseline + (1 - self.momentum) * mean_reward
+        return stats
+
+    # -- state -------------------------------------------------------------------------------
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        with torch.no_grad():
+            return {name: {str(c): round(float(p), 6) for c, p in
+                           zip(choices, torch.softmax(self._logits(i), 0))}
+                    for i, (name, choices) in enumerate(self.decisions)}
+
+    def state_dict(self) -> dict:
+        return {"theta": self.theta.detach().clone(),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "generator": self.generator.get_state(), "mode": self.mode,
+                "baseline": self.baseline, "paths_drawn": self.paths_drawn,
+                "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["mode"] != self.mode or state["theta"].shape != self.theta.shape:
+            raise ValueError(f"sampler state is for mode '{state['mode']}' and "
+                             f"{tuple(state['theta'].shape)} logits")
+        with torch.no_grad():
+            self.theta.copy_(state["theta"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.baseline, self.paths_drawn = state["baseline"], int(state["paths_drawn"])
+        self.updates = int(state["updates"])
+
+    def to_json(self) -> dict:
+        """A readable summary for the output folder (the exact state is in the checkpoint)."""
+        return {"schema_version": 1, "kind": "gtn_deploy.sampler", "mode": self.mode,
+                "beta": self.beta, "gamma": self.gamma, "baseline": self.baseline,
+                "paths_drawn": self.paths_drawn, "updates": self.updates,
+                "entropy": float(self.entropy().detach()), "probabilities": self.probabilities(),
+                "pool": [a.to_dict() for a in self.pool]}
+
+
+def _decisions(space: SearchSpace) -> list[tuple[str, tuple[int, ...]]]:
+    out = [(f"depth.{s}", tuple(space.depth_choices)) for s in range(space.num_stages)]
+    for s in range(space.num_stages):
+        for j in range(space.max_depth):
+            out += [(f"kernel.{s}.{j}", tuple(space.kernel_choices)),
+                    (f"expand.{s}.{j}", tuple(space.expand_choices))]
+    out.append(("resolution", tuple(space.resolutions)))
+    return out
+
+
+def _pool_prior(sampler: ArchSampler, eps: float = 1e-3) -> dict[int, torch.Tensor]:
+    """Per decision, the smoothed frequencies of its choices among the pool's students."""
+    counts: dict[int, torch.Tensor] = {}
+    for arch in sampler.pool:
+        for i, c in sampler._choices(arch):
+            counts.setdefault(i, torch.zeros(len(sampler.decisions[i][1]), dtype=torch.float64))
+            counts[i][c] += 1
+    out = {}
+    for i, cnt in counts.items():
+        freq = cnt / cnt.sum()
+        out[i] = (freq + eps) / (1 + eps * len(cnt))
+    return out
+
+
+def entropy_of_uniform(space: SearchSpace) -> float:
+    """H of the uniform sampler (the entropy's upper bound), for reports."""
+    return sum(math.log(len(c)) for _, c in _decisions(space))
