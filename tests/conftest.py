@@ -9,3 +9,12 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    """One torch thread for the whole session (OMP_NUM_THREADS may be set by the caller)."""
+    try:
+        import torch
+    except ImportError:  # the light core's tests need no torch
+        return
+    torch.set_num_threads(1)

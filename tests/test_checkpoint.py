@@ -17,14 +17,6 @@ from gtn_deploy.supernet import (Supernet, build_student, load_student, load_sup
                                  save_student, save_supernet)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on this shared 2-core machine OpenMP's spinning threads made these
-    tests ~20x slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 SPACE = SPACES["fashion-mnist"]

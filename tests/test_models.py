@@ -12,14 +12,6 @@ from gtn_deploy.models import (LARGE_INPUT_TEACHERS, SMALL_INPUT_TEACHERS, TEACH
                                create_teacher)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on this shared 2-core machine OpenMP's spinning threads made these
-    tests ~20x slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 CASES = [(name, task, 28 if TASKS[task].in_channels == 1 else 32)

@@ -22,14 +22,6 @@ PLAN = [("fashion-mnist", 16, False), ("digits", 6, False), ("cifar10", 12, Fals
 IMAGENET_RES = (128, 160)  # keep the imagenet checks cheap on CPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on this shared 2-core machine OpenMP's spinning threads made these
-    tests ~20x slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def randomise(net: nn.Module, seed: int) -> nn.Module:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import random
 
-import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -15,14 +14,6 @@ from gtn_deploy.cost.analytic import network_cost
 from gtn_deploy.supernet import build_student
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on this shared 2-core machine OpenMP's spinning threads made these
-    tests ~20x slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _archs():

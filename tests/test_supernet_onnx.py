@@ -17,14 +17,6 @@ from gtn_deploy.arch import SPACES
 from gtn_deploy.supernet import Supernet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on this shared 2-core machine OpenMP's spinning threads made these
-    tests ~20x slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 OPSET = 17
@@ -78,7 +70,7 @@ def test_student_exports_and_matches_onnxruntime(task, arch):
     node_names = " ".join(node.name for node in model.graph.node)
     assert "stages.0/blocks.0/depthwise" in node_names  # the calibration maps names to blocks
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # shared CPU: see _one_thread
+    options.intra_op_num_threads = 1  # shared CPU: see tests/conftest.py
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     x = torch.randn(3, space.task.in_channels, arch.resolution, arch.resolution)

@@ -21,15 +21,6 @@ from gtn_deploy.train.sampler import ArchSampler, entropy_of_uniform
 SPACE = get_space("digits")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 cores shared with other jobs: one thread avoids OpenMP spin contention (5x faster)
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_kd_kl_matches_definition_and_reaches_both():

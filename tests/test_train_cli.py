@@ -15,15 +15,6 @@ from gtn_deploy.cli.main import app
 SPACE = get_space("digits")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 cores shared with other jobs: one thread avoids OpenMP spin contention (5x faster)
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 TINY = ["--task", "digits", "--epochs", "1", "--batch-size", "32", "--limit-train", "64",
         "--limit-val", "64", "--paths", "1", "--no-progress", "--device", "cpu"]
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.cost.analytic import Layer, network_layers
-from gtn_deploy.cost.latency import (BYTES_PER_ELEM, OP_CLASSES, LatencyEstimate, roofline,
+from gtn_deploy.cost.latency import (OP_CLASSES, LatencyEstimate, roofline,
                                      tier0_ms)
 
 if TYPE_CHECKING:

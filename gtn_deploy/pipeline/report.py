@@ -27,10 +27,10 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
     teacher = _marker(run.teacher.path)
     pool = json.loads((run.teacher.path / "pool.json").read_text())
     rows = [_device_row(b, pool["devices"]) for b in run.branches]
-    stages = [{"stage": m["stage"], "seconds": m["seconds"]} for m in
-              [teacher] + [_marker(p) for b in run.branches
-                           for p in (b.plan.path, b.student.path, b.bundle.path,
-                                     b.bench.path if b.bench else None) if p]]
+    order = ([b.plan.path for b in run.branches] + [run.teacher.path]
+             + [p for b in run.branches for p in (b.student.path, b.bundle.path,
+                                                  b.bench.path if b.bench else None) if p])
+    stages = [{"stage": m["stage"], "seconds": m["seconds"]} for m in map(_marker, order)]
     return {"task": run.cfg.task, "quick": run.cfg.quick, "teacher": {
         "name": run.cfg.teacher, "epochs": run.cfg.teacher_epochs, "sampler": run.cfg.sampler,
         **teacher["figures"], "seconds": teacher["seconds"], "pool_devices": pool["devices"]},

@@ -1,0 +1,55 @@
+"""End to end on a tiny Fashion-MNIST setting: plan, GTN teacher, distil, export, bench, report."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gtn_deploy.cli.main import app
+from gtn_deploy.manifest import verify_files
+from gtn_deploy.pipeline.config import load_config
+from gtn_deploy.pipeline.run import run_pipeline
+
+TINY = {"quick": True, "teacher_epochs": 1, "distill_epochs": 1, "limit_train": 300,
+        "limit_val": 200, "batch_size": 64, "eval_images": 256, "int8": False,
+        "bench_iters": 20}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    cfg = load_config(None, {"devices": "local,raspberry-pi-5", **TINY})
+    return cfg, out, run_pipeline(cfg, out, log=lambda line: None)
+
+
+def test_every_stage_ran_and_the_report_is_complete(first_run):
+    _, out, run = first_run
+    assert run.stages_run[0].startswith("plan-") and "teacher" in run.stages_run
+    assert {f"bundle-{d}" for d in ("local", "raspberry-pi-5")} <= set(run.stages_run)
+    assert "bench-local" in run.stages_run and "bench-raspberry-pi-5" not in run.stages_run
+    report = (out / "report.md").read_text()
+    assert "| local " in report and "| raspberry-pi-5 " in report
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and 'src="http' not in html
+    data = json.loads((out / "report.json").read_text())
+    for device in data["devices"]:
+        assert device["fp32_top1"] > 10  # a student, not noise (tiny run: few images)
+        assert verify_files(device["bundle"]) == []
+
+
+def test_rerun_is_all_cached_and_a_new_device_runs_only_its_branch(first_run):
+    cfg, out, _ = first_run
+    again = run_pipeline(cfg, out, log=lambda line: None)
+    assert again.stages_run == []
+    more = load_config(None, {"devices": "local,raspberry-pi-5,x86-laptop", **TINY})
+    grown = run_pipeline(more, out, log=lambda line: None)
+    assert sorted(grown.stages_run) == ["bundle-x86-laptop", "plan-x86-laptop",
+                                        "student-x86-laptop"]
+    assert "x86-laptop (added later)" in (out / "report.md").read_text()
+
+
+def test_unknown_device_stops_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["pipeline", "--devices", "local,jetsn", "--out", str(out)])
+    assert result.exit_code != 0 and "unknown device 'jetsn'" in result.output
+    assert not out.exists()
