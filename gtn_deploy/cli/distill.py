@@ -1,0 +1,63 @@
+"""``gtnd distill``: KD of planned students from a frozen teacher (torch imported inside)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gtn_deploy.cli.common import user_errors
+
+
+@user_errors
+def distill(
+    plan: Annotated[Path, typer.Option("--plan", help="plan.json from 'gtnd plan'.")],
+    teacher: Annotated[str, typer.Option(
+        "--teacher", help="Teacher run folder from 'gtnd teacher train', or 'none' for the "
+                          "CE-only baseline.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder; each student goes to OUT/c<K>/.")],
+    candidate: Annotated[str, typer.Option(
+        help="'all' or K (comma-separated for several): the K-th candidate (0-based) over "
+             "all devices of the plan in order, as in plan.json:K.")] = "all",
+    epochs: Annotated[int, typer.Option(help="Training epochs per student.")] = 1,
+    init: Annotated[str, typer.Option(
+        help="scratch (as in the paper) | supernet (the teacher's trained supernet).")]
+    = "scratch",
+    temperature: Annotated[float, typer.Option(help="KD temperature T.")] = 4.0,
+    alpha: Annotated[float, typer.Option(help="Weight of the KD term (1-alpha: CE).")] = 0.9,
+    seed: Annotated[int, typer.Option(help="Seed of weights and data order.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak SGD learning rate (cosine decay).")] = 0.05,
+    limit_train: Annotated[Optional[int], typer.Option(
+        help="Train on a stratified subset of N images.")] = None,
+    limit_val: Annotated[Optional[int], typer.Option(
+        help="Validate on a stratified subset of N images.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="Also checkpoint every N steps (0: only each epoch).")] = 0,
+    calib_images: Annotated[int, typer.Option(
+        help="Training images for BN recalibration.")] = 2000,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No crop/flip.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the students in --out; finished ones are kept.")] = False,
+) -> None:
+    """Distil each chosen candidate: OUT/c<K>/{student.json, weights.safetensors, ...}."""
+    from gtn_deploy.train.distill import KDConfig
+    from gtn_deploy.train.kd_run import distill_plan
+
+    cfg = KDConfig(epochs=epochs, init=init, temperature=temperature, alpha=alpha, seed=seed,
+                   batch_size=batch_size, lr=lr, limit_train=limit_train, limit_val=limit_val,
+                   data_dir=str(data_dir) if data_dir else None, augment=not no_augment,
+                   calib_images=calib_images, checkpoint_every=checkpoint_every,
+                   progress=progress)
+    source = None if teacher.lower() == "none" else teacher
+    result = distill_plan(plan, source, cfg, out, candidate, resume, device)
+    if result["rank"] == 0:
+        for s in result["students"]:
+            typer.echo(json.dumps({"id": s["id"], "out": str(out / s["id"]),
+                                   "arch": s["arch_summary"], "method": s["method"],
+                                   **s["metrics"], "train_time_s": s["train_time_s"]}))

@@ -1,0 +1,190 @@
+"""Accuracy predictor for ``gtnd plan --predictor`` (numpy only, no torch).
+
+Encoding (Once-for-All's accuracy-predictor layout): for every block slot (stage x max
+depth) a one-hot of the kernel size and one of the expand ratio, all zeros for a slot past
+its stage's depth; a one-hot of each stage's depth; a one-hot of the resolution (when the
+space has several); plus log10 MFLOPs and log10 params. The model is ridge regression on the
+standardised features, its strength picked by exact leave-one-out error on the training
+subnets. Saved as JSON (never pickle) with the space it belongs to.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.errors import CheckpointError, UsageError
+
+PREDICTOR_KIND = "gtn_deploy.accuracy_predictor"
+SCHEMA_VERSION = 1
+RIDGE_ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def encoding_size(space: SearchSpace) -> int:
+    slots = space.num_stages * space.max_depth
+    res = len(space.resolutions) if len(space.resolutions) > 1 else 0
+    return (slots * (len(space.kernel_choices) + len(space.expand_choices))
+            + space.num_stages * len(space.depth_choices) + res + 2)
+
+
+def encode(space: SearchSpace, arch: ArchConfig, mflops: float | None = None,
+           params: int | None = None) -> np.ndarray:
+    """The feature vector of ``arch`` (cost computed when not given)."""
+    if mflops is None or params is None:
+        from gtn_deploy.cost.analytic import network_cost
+
+        cost = network_cost(space, arch)
+        mflops, params = cost.mflops, cost.params
+    parts: list[float] = []
+    ks, es, ds = space.kernel_choices, space.expand_choices, space.depth_choices
+    for blocks in arch.stage_blocks():
+        for j in range(space.max_depth):
+            k, e = blocks[j] if j < len(blocks) else (None, None)
+            parts += [float(k == c) for c in ks] + [float(e == c) for c in es]
+    for d in arch.depths:
+        parts += [float(d == c) for c in ds]
+    if len(space.resolutions) > 1:
+        parts += [float(arch.resolution == r) for r in space.resolutions]
+    parts += [math.log10(max(mflops, 1e-9)), math.log10(max(params, 1))]
+    return np.asarray(parts, dtype=np.float64)
+
+
+@dataclass
+class AccuracyPredictor:
+    """Predicted top-1 (%) of a subnet; the Objective protocol of ``search.planner``."""
+
+    space: str
+    task: str
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+    alpha: float
+    report: dict = field(default_factory=dict)
+    name: str = "accuracy-predictor"
+
+    def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float:
+        from gtn_deploy.arch import get_space
+
+        return float(self.predict_features(encode(get_space(self.space), arch, mflops,
+                                                  params)[None])[0])
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.weights + self.bias
+
+    def predict(self, space: SearchSpace, archs: Sequence[ArchConfig]) -> np.ndarray:
+        return self.predict_features(np.stack([encode(space, a) for a in archs]))
+
+    def to_json(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "kind": PREDICTOR_KIND, "space": self.space,
+                "task": self.task, "model": "ridge", "alpha": self.alpha,
+                "features": len(self.weights), "mean": self.mean.tolist(),
+                "scale": self.scale.tolist(), "weights": self.weights.tolist(),
+                "bias": self.bias, "report": self.report}
+
+    def save(self, path: str | Path) -> Path:
+        from gtn_deploy.io_utils import atomic_write_json
+
+        return atomic_write_json(path, self.to_json())
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float, float]:
+    """Weights, bias and the exact leave-one-out MSE of ridge on standardised ``x``."""
+    n = len(y)
+    xc = np.hstack([x, np.ones((n, 1))])
+    reg = alpha * np.eye(xc.shape[1])
+    reg[-1, -1] = 0.0  # the bias is not shrunk
+    inv = np.linalg.pinv(xc.T @ xc + reg)
+    coef = inv @ xc.T @ y
+    hat = np.einsum("ij,jk,ik->i", xc, inv, xc)
+    resid = (y - xc @ coef) / np.clip(1.0 - hat, 1e-6, None)
+    return coef[:-1], float(coef[-1]), float(np.mean(resid**2))
+
+
+def fit_predictor(space: SearchSpace, archs: Sequence[ArchConfig], accuracies: Sequence[float],
+                  alphas: Sequence[float] = RIDGE_ALPHAS) -> AccuracyPredictor:
+    """Ridge regression of top-1 on the encoding; alpha by leave-one-out error."""
+    if len(archs) != len(accuracies) or len(archs) < 3:
+        raise UsageError(f"need at least 3 (arch, accuracy) pairs to fit, got {len(archs)}")
+    x = np.stack([encode(space, a) for a in archs])
+    y = np.asarray(accuracies, dtype=np.float64)
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale < 1e-12] = 1.0  # constant features (a choice never drawn) stay at zero
+    xs = (x - mean) / scale
+    best = min((_ridge(xs, y, a) + (a,) for a in alphas), key=lambda r: r[2])
+    weights, bias, loo, alpha = best
+    return AccuracyPredictor(space.name, space.task.name, mean, scale, weights, bias, alpha,
+                             {"train_n": len(y), "loo_rmse": round(math.sqrt(loo), 4)})
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b (ties counted as neither concordant nor discordant)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    i, j = np.triu_indices(len(a), k=1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    denom = math.sqrt(float(np.sum(da != 0)) * float(np.sum(db != 0)))
+    return float(np.sum(da * db) / denom) if denom else 0.0
+
+
+def rmse(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
+
+
+def fit_with_holdout(space: SearchSpace, archs: Sequence[ArchConfig],
+                     accuracies: Sequence[float], holdout: float = 0.2, seed: int = 0
+                     ) -> AccuracyPredictor:
+    """Fit on a seeded (1 - holdout) share, report Kendall tau / RMSE on the rest, then
+    refit on everything (the report keeps the held-out numbers)."""
+    n = len(archs)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_test = int(round(n * holdout)) if holdout > 0 else 0
+    if n_test and n - n_test < 3:
+        raise UsageError(f"--holdout {holdout} leaves fewer than 3 subnets to fit on")
+    report = {"n": n, "holdout_n": n_test}
+    if n_test:
+        test, train = order[:n_test], order[n_test:]
+        model = fit_predictor(space, [archs[i] for i in train], [accuracies[i] for i in train])
+        pred = model.predict(space, [archs[i] for i in test])
+        truth = [accuracies[i] for i in test]
+        report.update(holdout_kendall_tau=round(kendall_tau(pred, truth), 4),
+                      holdout_rmse=round(rmse(pred, truth), 4))
+    final = fit_predictor(space, archs, accuracies)
+    final.report = {**final.report, **report}
+    return final
+
+
+def load_predictor(path: str | Path, space: SearchSpace) -> AccuracyPredictor:
+    """Read a predictor file; it must be for ``space`` (same name and encoding size)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"predictor file {path} does not exist (fit one with "
+                         "'gtnd predictor fit')") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"predictor file {path} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != PREDICTOR_KIND:
+        raise CheckpointError(f"{path} is not an accuracy predictor (kind must be "
+                              f"'{PREDICTOR_KIND}')")
+    if doc.get("space") != space.name:
+        raise UsageError(f"predictor {path} was fitted for space '{doc.get('space')}', "
+                         f"this plan searches space '{space.name}'")
+    size = encoding_size(space)
+    try:
+        arrays = [np.asarray(doc[k], dtype=np.float64) for k in ("mean", "scale", "weights")]
+        bias, alpha = float(doc["bias"]), float(doc["alpha"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: malformed predictor ({exc})") from None
+    if any(a.shape != (size,) for a in arrays):
+        raise CheckpointError(f"{path}: {len(arrays[2])} features, space '{space.name}' "
+                              f"encodes {size}")
+    return AccuracyPredictor(space.name, str(doc.get("task")), *arrays, bias, alpha,
+                             doc.get("report") or {})

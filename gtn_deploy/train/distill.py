@@ -1,0 +1,304 @@
+"""Phase 3 of GTN: distil a frozen teacher into one static student (GTN_METHOD.md).
+
+L = (1 - alpha) * CE(q_S, y) + alpha * T^2 * KL(softmax(z_T/T) || softmax(q_S/T)), T = 4,
+alpha = 0.9 by default; without a teacher (the ``ce`` baseline) L = CE(q_S, y). The student
+starts from scratch (``build_student``, as in the paper) or from the GTN-trained supernet's
+weights (``Supernet.extract``, BN recalibrated before training). After training its BN
+statistics are recalibrated on training images and it is evaluated (val and test top-1).
+
+A student folder holds ``config.json``, ``metrics.jsonl``, ``checkpoint/last.pt`` (written
+every epoch and every ``checkpoint_every`` steps, same machinery and exactness as teacher
+training), then ``weights.safetensors`` + ``student.json`` and ``summary.json`` (written
+last: its presence means the student is done).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.data import (
+    BatchPlan,
+    TaskData,
+    load_space_data,
+    normalize,
+    train_batches,
+)
+from gtn_deploy.errors import UsageError
+from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.train import checkpoint as ckpt
+from gtn_deploy.train.distributed import DistInfo
+from gtn_deploy.train.evaluate import autocast_for, evaluate
+from gtn_deploy.train.kd_teacher import TeacherSource
+from gtn_deploy.train.losses import cross_entropy, distillation_loss
+from gtn_deploy.train.metrics import MetricsLog
+from gtn_deploy.train.progress import Progress
+
+INITS = ("scratch", "supernet")
+RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
+SUMMARY_KIND = "gtn_deploy.student_run"
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """Everything that determines a student's result (plus a few display settings)."""
+
+    task: str = "fashion-mnist"
+    epochs: int = 1
+    init: str = "scratch"
+    temperature: float = 4.0
+    alpha: float = 0.9
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    limit_train: int | None = None
+    limit_val: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    data_dir: str | None = None
+    augment: bool = True
+    calib_images: int = 2000  # BN recalibration images (training set, no augmentation)
+    checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
+    log_every: int = 20
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def validate_kd(cfg: KDConfig) -> KDConfig:
+    if cfg.init not in INITS:
+        raise UsageError(f"unknown init '{cfg.init}'; valid inits: {', '.join(INITS)}")
+    for name in ("epochs", "batch_size", "calib_images"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0.0 <= cfg.alpha <= 1.0:
+        raise UsageError(f"--alpha must be in [0, 1], got {cfg.alpha}")
+    if cfg.temperature <= 0 or cfg.lr <= 0:
+        raise UsageError("--temperature and --lr must be positive")
+    get_space(cfg.task)
+    return cfg
+
+
+class StudentDistiller:
+    """Trains one student against a frozen teacher (or with CE only) and saves it."""
+
+    def __init__(self, cfg: KDConfig, arch: ArchConfig, out: str | Path,
+                 teacher: TeacherSource | None = None, resume: bool = False,
+                 device: str = "cpu", data: TaskData | None = None, label: dict | None = None):
+        self.cfg, self.out, self.teacher_src = validate_kd(cfg), Path(out), teacher
+        self.space = get_space(cfg.task)
+        self.arch, self.task = self.space.validate(arch), self.space.task
+        if cfg.init == "supernet" and teacher is None:
+            raise UsageError("--init supernet needs a teacher folder with a trained supernet")
+        self.info = DistInfo(device=device)  # students are never split over processes
+        self.label = label or {}
+        self.run_config = {"kd": cfg.to_dict(), "arch": arch.to_dict(),
+                           "teacher_sha256": teacher.sha256 if teacher else None,
+                           "method": "kd" if teacher else "ce"}
+        self.resume_state = self._check_out_dir(resume)
+        self.data = data or load_space_data(
+            self.space, cfg.data_dir, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
+            val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
+        self.plan = BatchPlan(len(self.data.train), cfg.batch_size, True)
+        if self.plan.steps < 1:
+            raise UsageError(f"{len(self.data.train)} training images are fewer than one "
+                             f"batch of {cfg.batch_size}; lower --batch-size")
+        self.total_steps = cfg.epochs * self.plan.steps
+        self._build()
+
+    def _check_out_dir(self, resume: bool) -> dict[str, Any] | None:
+        path = self.out / ckpt.CHECKPOINT_NAME
+        if resume and path.exists():
+            return ckpt.load_checkpoint(path, self.run_config)
+        if not resume and any((self.out / f).exists() for f in RUN_FILES):
+            raise UsageError(f"{self.out} already holds a distillation run; pass --resume to "
+                             "continue it or choose another --out")
+        return None
+
+    def _build(self) -> None:
+        cfg, dev = self.cfg, self.info.device
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        torch.manual_seed(cfg.seed)
+        self.teacher = self.teacher_src.load().to(dev) if self.teacher_src else None
+        # channels-last halves depthwise-conv training time on CPU as well as on GPU
+        self.student = self._initial_student().to(dev, memory_format=torch.channels_last)
+        if cfg.init == "supernet" and self.resume_state is None:
+            self.recalibrate(self.student)  # the supernet's statistics mix every subnet
+        self.amp_dtype = None
+        if dev.startswith("cuda"):
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        self.optimizer = torch.optim.SGD(self.student.parameters(), lr=cfg.lr,
+                                         momentum=cfg.momentum, nesterov=True,
+                                         weight_decay=cfg.weight_decay)
+        total = self.total_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+
+    def _initial_student(self):
+        from gtn_deploy.supernet import build_student
+
+        if self.cfg.init == "scratch":
+            return build_student(self.space, self.arch)
+        return self.teacher_src.load_supernet().extract(self.arch)
+
+    def recalibrate(self, model) -> int:
+        from gtn_deploy.supernet import recalibrate_bn
+
+        n = min(len(self.data.train), self.cfg.calib_images)
+        plan = BatchPlan(n, min(self.cfg.batch_size, n), drop_last=False)
+        dev = self.info.device
+        batches = (normalize(x.to(dev), self.task)
+                   for _, x, _ in train_batches(self.data.train, self.task, plan, seed=0,
+                                                epoch=0, do_augment=False))
+        return recalibrate_bn(model, batches)
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self, epoch: int, step: int, sums: dict, log: MetricsLog) -> dict[str, Any]:
+        return {"config": json.dumps(self.run_config, sort_keys=True), "epoch": epoch,
+                "step": step, "model": self.student.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "meters": dict(sums),
+                "metrics_bytes": log.size(), "rng": ckpt.rng_state()}
+
+    def save(self, epoch: int, step: int, sums: dict, log: MetricsLog) -> None:
+        ckpt.save_checkpoint(self.out / ckpt.CHECKPOINT_NAME,
+                             self.state_dict(epoch, step, sums, log))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train (or continue) to the last epoch, recalibrate BN, evaluate, save."""
+        start = time.perf_counter()
+        log = MetricsLog(self.out / "metrics.jsonl")
+        epoch, step, sums = 0, 0, _zero()
+        if self.resume_state is not None:
+            st = self.resume_state
+            self.student.load_state_dict(st["model"])
+            self.optimizer.load_state_dict(st["optimizer"])
+            self.scheduler.load_state_dict(st["scheduler"])
+            ckpt.set_rng_state(st["rng"])
+            epoch, step, sums = st["epoch"], st["step"], {k: float(v) for k, v in
+                                                          st["meters"].items()}
+            log.truncate(st["metrics_bytes"])
+        else:
+            log.truncate(0)
+        self._write_config()
+        progress = Progress(self.total_steps, self.cfg.progress, self.cfg.log_every)
+        while epoch < self.cfg.epochs:
+            self._epoch(epoch, step, sums, log, progress)
+            epoch, step, sums = epoch + 1, 0, _zero()
+            self.save(epoch, 0, sums, log)
+        return self._finish(log, time.perf_counter() - start)
+
+    def _epoch(self, epoch: int, start_step: int, sums: dict, log: MetricsLog,
+               progress: Progress) -> None:
+        cfg, t0 = self.cfg, time.perf_counter()
+        self.student.train()
+        for step, images, labels in train_batches(self.data.train, self.task, self.plan,
+                                                  cfg.seed, epoch, start_step, cfg.augment):
+            stats = self._step(images, labels)
+            for key, value in stats.items():
+                sums[key] += value
+            global_step = epoch * self.plan.steps + step + 1
+            progress.update(global_step, epoch, len(labels), loss=sums["loss"] / sums["n"],
+                            acc=100.0 * sums["correct"] / sums["n"])
+            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 \
+                    and step + 1 < self.plan.steps:
+                self.save(epoch, step + 1, sums, log)
+        record = {"event": "epoch", "epoch": epoch, **_means(sums),
+                  "lr": self.scheduler.get_last_lr()[0],
+                  "time_s": round(time.perf_counter() - t0, 3)}
+        log.write(record)
+        progress.message(f"{self.out.name} epoch {epoch + 1}/{cfg.epochs}: loss "
+                         f"{record['loss']:.4f} train acc {record['train_acc']:.2f}%")
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        cfg, dev = self.cfg, self.info.device
+        x = normalize(images.to(dev, non_blocking=True), self.task)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = labels.to(dev, non_blocking=True)
+        with autocast_for(dev, self.amp_dtype):
+            z_s = self.student(x).float()
+            if self.teacher is not None:
+                with torch.no_grad():
+                    z_t = self.teacher(x).float()
+        ce = cross_entropy(z_s, y)
+        if self.teacher is None:
+            loss = ce
+        else:
+            loss = distillation_loss(z_s, z_t, y, cfg.alpha, cfg.temperature)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        n = float(len(y))
+        return {"n": n, "loss": float(loss.detach()) * n, "ce": float(ce.detach()) * n,
+                "correct": float((z_s.detach().argmax(1) == y).sum())}
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _write_config(self) -> None:
+        doc = {"schema_version": 1, "kind": "gtn_deploy.student_config", **self.run_config,
+               "arch_summary": self.arch.summary(), "label": self.label,
+               "teacher": self.teacher_src.describe() if self.teacher_src else None,
+               "data": self.data.summary(), "steps_per_epoch": self.plan.steps,
+               "total_steps": self.total_steps, "device": self.info.device}
+        atomic_write_json(self.out / "config.json", doc)
+
+    def _finish(self, log: MetricsLog, train_time_s: float) -> dict[str, Any]:
+        from gtn_deploy.supernet import save_student
+
+        self.recalibrate(self.student)
+        metrics = {f"{split}_top1": evaluate(self.student, getattr(self.data, split), self.task,
+                                            self.info, amp_dtype=self.amp_dtype)["top1"]
+                   for split in ("val", "test")}
+        teacher = self.teacher_src.describe() if self.teacher_src else None
+        save_student(self.out, self.student.cpu(), self.arch, self.space,
+                     {"metrics": metrics, "method": self.run_config["method"],
+                      "teacher": teacher, "config": self.cfg.to_dict(), "label": self.label})
+        self.student.to(self.info.device)
+        summary = {"schema_version": 1, "kind": SUMMARY_KIND, "id": self.out.name,
+                   "method": self.run_config["method"], "arch": self.arch.to_dict(),
+                   "arch_summary": self.arch.summary(), "label": self.label,
+                   "teacher": teacher, "init": self.cfg.init, "epochs": self.cfg.epochs,
+                   "metrics": metrics, "train_time_s": round(train_time_s, 3),
+                   "finished_at": time.time()}
+        log.write({"event": "final", **metrics})
+        atomic_write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def _zero() -> dict[str, float]:
+    return {"n": 0.0, "loss": 0.0, "ce": 0.0, "correct": 0.0}
+
+
+def _means(sums: dict[str, float]) -> dict[str, float]:
+    n = max(sums["n"], 1.0)
+    return {"loss": sums["loss"] / n, "ce": sums["ce"] / n,
+            "train_acc": 100.0 * sums["correct"] / n}
+
+
+def distill_student(cfg: KDConfig, arch: ArchConfig, out: str | Path,
+                    teacher: TeacherSource | None = None, resume: bool = False,
+                    device: str = "cpu", data: TaskData | None = None,
+                    label: dict | None = None) -> dict[str, Any]:
+    """Distil (or CE-train) one student into ``out``; returns its summary.
+
+    With ``resume`` a finished student (summary.json present) is returned as it is.
+    """
+    summary = Path(out) / "summary.json"
+    if resume and summary.is_file():
+        return json.loads(summary.read_text())
+    return StudentDistiller(cfg, arch, out, teacher, resume, device, data, label).run()
