@@ -27,8 +27,8 @@ class DeviceTarget(BaseModel):
 
 # Settings that differ between the --quick main job (minutes on 2 CPU cores) and a full run.
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "quick": {"teacher": "resnet20", "teacher_epochs": 3, "distill_epochs": 6,
-              "limit_train": 3000, "limit_val": 1000, "batch_size": 128, "bench_iters": 200,
+    "quick": {"teacher": "resnet20", "teacher_epochs": 3, "distill_epochs": 8,
+              "limit_train": 4000, "limit_val": 1000, "batch_size": 128, "bench_iters": 200,
               "eval_images": 2000},
     "full": {"teacher": "resnet20", "teacher_epochs": 30, "distill_epochs": 40,
              "limit_train": None, "limit_val": None, "batch_size": 128, "bench_iters": 1000,

@@ -116,7 +116,9 @@ def render_markdown(data: dict, plot_names: list[str]) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+    # Arch summaries use '|' between stages: escape it inside Markdown cells.
+    return "\n".join(out + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |"
+                             for r in rows])
 
 
 def render_html(data: dict, plots: dict[str, bytes]) -> str:
