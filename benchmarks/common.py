@@ -13,14 +13,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def conditions() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from gtn_deploy.machine import cpu_model
+
+    cpu = cpu_model()
     return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
             "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 

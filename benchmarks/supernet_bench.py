@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import random
 import statistics
 import sys
@@ -28,6 +27,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import conditions  # noqa: E402
 from gtn_deploy.arch import SPACES, ArchConfig, SearchSpace  # noqa: E402
 from gtn_deploy.cost.analytic import network_cost  # noqa: E402
 from gtn_deploy.io_utils import atomic_write_json  # noqa: E402
@@ -102,18 +102,9 @@ def _archs(space: SearchSpace, n_random: int, seed: int) -> list[tuple[str, Arch
 
 
 def _conditions(threads: int, quick: bool) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     # The CPU is shared: the load average says how much the timings can be trusted.
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
-            "torch": torch.__version__, "threads": threads, "quick": quick,
-            "python": platform.python_version(), "unix_time": round(time.time())}
+    return {**conditions(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "torch": torch.__version__, "threads": threads, "quick": quick}
 
 
 def _cell(text: str) -> str:
