@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from gtn_deploy.arch import get_space
 from gtn_deploy.cli.main import app
 from gtn_deploy.train.losses import distillation_loss
+from cli_helpers import assert_one_line_error
 
 SPACE = get_space("digits")
 
@@ -167,14 +168,6 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, teacher_dir)
     assert metrics(clean) == metrics(killed)
 
 
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code != 0, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_bad_inputs_are_one_line_errors(tmp_path, teacher_dir):
     plan = _plan(tmp_path / "plan.json")
     other = _plan(tmp_path / "other.json", "fashion-mnist", get_space("fashion-mnist"))
@@ -185,14 +178,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path, teacher_dir):
     def run(*args: str):
         return CliRunner().invoke(app, [*base, *args])
 
-    _one_line_error(run("--plan", str(other), "--teacher", str(teacher_dir)),
+    assert_one_line_error(run("--plan", str(other), "--teacher", str(teacher_dir)),
                     "task 'fashion-mnist'", "task 'digits'")
-    _one_line_error(run("--plan", str(plan), "--teacher", str(teacher_dir), "--candidate", "3"),
+    assert_one_line_error(run("--plan", str(plan), "--teacher", str(teacher_dir), "--candidate", "3"),
                     "--candidate 3", "valid: 0..2")
-    _one_line_error(run("--plan", str(plan), "--teacher", str(empty)), "holds no teacher")
-    _one_line_error(run("--plan", str(plan), "--teacher", str(tmp_path / "nope")),
+    assert_one_line_error(run("--plan", str(plan), "--teacher", str(empty)), "holds no teacher")
+    assert_one_line_error(run("--plan", str(plan), "--teacher", str(tmp_path / "nope")),
                     "does not exist")
-    _one_line_error(run("--plan", str(tmp_path / "missing.json"), "--teacher", "none"),
+    assert_one_line_error(run("--plan", str(tmp_path / "missing.json"), "--teacher", "none"),
                     "does not exist")
-    _one_line_error(run("--plan", str(plan), "--teacher", "none", "--init", "warm"),
+    assert_one_line_error(run("--plan", str(plan), "--teacher", "none", "--init", "warm"),
                     "valid inits: scratch, supernet")

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from gtn_deploy.arch import get_space
 from gtn_deploy.cli.main import app
+from cli_helpers import assert_one_line_error
 
 SPACE = get_space("digits")
 
@@ -34,14 +35,6 @@ def _run(*args: str):
     return CliRunner().invoke(app, ["teacher", "train", *args])
 
 
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code != 0, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("flag,value,needle", [
     ("--method", "kd", "valid methods: gtn, vanilla, sftn"),
     ("--teacher", "vgg99", "valid teachers: resnet20"),
@@ -55,36 +48,36 @@ def test_unknown_names_list_valid_choices(tmp_path, flag, value, needle):
         args += [flag, value]
     else:
         args[i + 1] = value
-    _one_line_error(_run(*args), needle)
+    assert_one_line_error(_run(*args), needle)
     assert not (tmp_path / "run").exists()
 
 
 def test_sftn_needs_a_student(tmp_path):
-    _one_line_error(_run("--method", "sftn", "--out", str(tmp_path / "r"), *TINY), "--student")
+    assert_one_line_error(_run("--method", "sftn", "--out", str(tmp_path / "r"), *TINY), "--student")
 
 
 def test_plan_of_another_task(tmp_path):
     plan = _plan(tmp_path / "plan.json", task="fashion-mnist")
-    _one_line_error(_run("--method", "sftn", "--student", f"{plan}:0", "--out",
+    assert_one_line_error(_run("--method", "sftn", "--student", f"{plan}:0", "--out",
                          str(tmp_path / "r"), *TINY), "task 'fashion-mnist'", "'digits'")
-    _one_line_error(_run("--pool", str(plan), "--out", str(tmp_path / "r"), *TINY),
+    assert_one_line_error(_run("--pool", str(plan), "--out", str(tmp_path / "r"), *TINY),
                     "task 'fashion-mnist'")
 
 
 def test_student_only_for_sftn_and_broken_plan(tmp_path):
     plan = _plan(tmp_path / "plan.json")
-    _one_line_error(_run("--student", f"{plan}:0", "--out", str(tmp_path / "r"), *TINY),
+    assert_one_line_error(_run("--student", f"{plan}:0", "--out", str(tmp_path / "r"), *TINY),
                     "--student is for --method sftn")
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    _one_line_error(_run("--pool", str(broken), "--out", str(tmp_path / "r"), *TINY),
+    assert_one_line_error(_run("--pool", str(broken), "--out", str(tmp_path / "r"), *TINY),
                     "not valid JSON")
     assert not (tmp_path / "r").exists()
 
 
 def test_student_index_out_of_range(tmp_path):
     plan = _plan(tmp_path / "plan.json")
-    _one_line_error(_run("--method", "sftn", "--student", f"{plan}:7", "--out",
+    assert_one_line_error(_run("--method", "sftn", "--student", f"{plan}:7", "--out",
                          str(tmp_path / "r"), *TINY), "valid K: 0..2")
 
 
@@ -94,7 +87,7 @@ def test_corrupt_checkpoint_on_resume_overwrites_nothing(tmp_path):
     (run / "checkpoint" / "last.pt").write_bytes(b"PK\x03\x04 definitely not a checkpoint")
     (run / "metrics.jsonl").write_text('{"event": "step"}\n')
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    _one_line_error(_run("--out", str(run), "--resume", *TINY), "corrupt", "last.pt")
+    assert_one_line_error(_run("--out", str(run), "--resume", *TINY), "corrupt", "last.pt")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -123,7 +116,7 @@ def test_gtn_run_writes_everything_and_refuses_to_overwrite(tmp_path):
     supernet, _ = load_supernet(run / "supernet")
     assert supernet.space.name == "digits"
     again = _run("--out", str(run), *TINY)
-    _one_line_error(again, "already holds a training run", "--resume")
+    assert_one_line_error(again, "already holds a training run", "--resume")
 
 
 def test_sftn_run_trains_branches_of_its_student(tmp_path):

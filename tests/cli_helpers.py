@@ -1,0 +1,10 @@
+"""Assertions shared by the CLI tests."""
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    """A user error: non-zero exit and exactly one ``error:`` line holding every needle."""
+    assert result.exit_code != 0, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
