@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Callable, TypeVar
 
 import typer
@@ -40,7 +39,3 @@ def split_csv(values: list[str] | None) -> list[str]:
     for value in values or []:
         out += [v.strip() for v in value.split(",") if v.strip()]
     return out
-
-
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()

@@ -33,8 +33,7 @@ def plan(
     from gtn_deploy.cost.latency import check_precision
     from gtn_deploy.io_utils import atomic_write_json
     from gtn_deploy.profiles import load_profile
-    from gtn_deploy.search.planner import (PlanRequest, plan_device, plan_document,
-                                           task_scaled_budget_ms)
+    from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 
     refs = split_csv(device)
     if not refs:
@@ -50,16 +49,10 @@ def plan(
     objective = _load_objective(predictor, space) if predictor else None
     entries, warnings = [], []
     for profile in profiles:
-        prec = precision or profile.preferred_precision
-        batch = batch_size or profile.budgets.batch_size
-        budget_ms = profile.budgets.latency_ms if latency_ms is None else latency_ms
-        if scale_budget and latency_ms is None and prec in profile.precisions:
-            budget_ms = task_scaled_budget_ms(profile, space, budget_ms, prec, batch)
-        req = PlanRequest(
-            profile=profile, space=space, precision=prec, batch_size=batch,
-            latency_ms=budget_ms,
-            memory_mb=profile.budgets.memory_mb if memory_mb is None else memory_mb,
-            margin=margin, top_k=top_k, seed=seed)
+        req = PlanRequest.for_device(
+            profile, space, precision=precision, batch_size=batch_size, latency_ms=latency_ms,
+            memory_mb=memory_mb, scale_budget=scale_budget, margin=margin, top_k=top_k,
+            seed=seed)
         entries.append(plan_device(req, objective)[1])
         warnings += _fingerprint_warnings(profile)
     document = plan_document(space, entries)

@@ -113,16 +113,13 @@ def _plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
 
 
 def _plan(cfg: PipelineConfig, space, b: DeviceBranch, folder: Path) -> dict:
-    from gtn_deploy.search.planner import (PlanRequest, plan_device, plan_document,
-                                           task_scaled_budget_ms)
+    from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 
     p, t = b.profile, b.target
-    precision = t.precision or p.preferred_precision
-    latency = t.latency_ms or p.budgets.latency_ms
-    if cfg.scale_budget and t.latency_ms is None:
-        latency = task_scaled_budget_ms(p, space, latency, precision, p.budgets.batch_size)
-    req = PlanRequest(p, space, precision, p.budgets.batch_size, latency,
-                      t.memory_mb or p.budgets.memory_mb, cfg.margin, 5, cfg.seed)
+    req = PlanRequest.for_device(p, space, precision=t.precision, latency_ms=t.latency_ms,
+                                 memory_mb=t.memory_mb, scale_budget=cfg.scale_budget,
+                                 margin=cfg.margin, seed=cfg.seed)
+    latency = req.latency_ms
     entry = plan_device(req)[1]
     entry["budget"]["scaled_from_ms"] = p.budgets.latency_ms if latency != p.budgets.latency_ms else None
     atomic_write_json(folder / "plan.json", plan_document(space, [entry]))

@@ -59,6 +59,22 @@ class PlanRequest:
     top_k: int = 5
     seed: int = 0
 
+    @classmethod
+    def for_device(cls, profile: "DeviceProfile", space: SearchSpace, *,
+                   precision: str | None = None, batch_size: int | None = None,
+                   latency_ms: float | None = None, memory_mb: float | None = None,
+                   scale_budget: bool = False, margin: float = 0.1, top_k: int = 5,
+                   seed: int = 0) -> "PlanRequest":
+        """Fill what was not given from the profile; an explicit latency is never scaled."""
+        precision = precision or profile.preferred_precision
+        batch_size = batch_size or profile.budgets.batch_size
+        budget_ms = profile.budgets.latency_ms if latency_ms is None else latency_ms
+        if scale_budget and latency_ms is None and precision in profile.precisions:
+            budget_ms = task_scaled_budget_ms(profile, space, budget_ms, precision, batch_size)
+        return cls(profile, space, precision, batch_size, budget_ms,
+                   profile.budgets.memory_mb if memory_mb is None else memory_mb,
+                   margin, top_k, seed)
+
 
 def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_ms: float,
                           precision: str, batch_size: int = 1) -> float:
