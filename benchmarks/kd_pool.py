@@ -92,15 +92,12 @@ def load_data(args, space):
 def student_pool(space) -> list[dict]:
     """Three planned students (one per device, distinct) and three random ones."""
     from gtn_deploy.profiles import load_profile
-    from gtn_deploy.search.planner import PlanRequest, plan_device, task_scaled_budget_ms
+    from gtn_deploy.search.planner import PlanRequest, plan_device
 
     pool, seen = [], set()
     for device in DEVICES:
-        p = load_profile(device)
-        prec, batch = p.preferred_precision, p.budgets.batch_size
-        budget = task_scaled_budget_ms(p, space, p.budgets.latency_ms, prec, batch)
-        _, entry = plan_device(PlanRequest(p, space, prec, batch, budget, p.budgets.memory_mb,
-                                           top_k=5))
+        req = PlanRequest.for_device(load_profile(device), space, scale_budget=True, top_k=5)
+        _, entry = plan_device(req)
         from gtn_deploy.arch import ArchConfig
 
         for cand in entry["candidates"]:
@@ -108,7 +105,7 @@ def student_pool(space) -> list[dict]:
             if arch not in seen:
                 seen.add(arch)
                 pool.append({"id": f"plan:{device}", "kind": "planned", "arch": arch,
-                             "budget_ms": round(budget, 4), "mflops": cand["mflops"]})
+                             "budget_ms": round(req.latency_ms, 4), "mflops": cand["mflops"]})
                 break
     rng = random.Random(2024)
     while sum(s["kind"] == "random" for s in pool) < 3:
