@@ -42,3 +42,13 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def settings_key(settings: dict) -> str:
+    """A short hash of every setting that changes a result: names a cached run folder, so a
+    changed setting can never reuse a stale run."""
+    import hashlib
+    import json
+
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,8 +1,11 @@
 """Teacher-training cost and a short real run: GTN vs vanilla (vs SFTN step time).
 
-1. Step time at the same batch and teacher on this CPU: vanilla (teacher CE), sftn (one
-   fixed student, 1 path) and gtn (learned sampler, m paths): warm-up steps, then timed
-   steps of forward + backward + SGD step + sampler update; median, p90, images/s, ratio.
+1. Step time at the same batch and teacher on this CPU, all channels_last, paired (every
+   variant steps on the same batch in turn): vanilla (teacher CE), sftn (one fixed student,
+   one branch per step), gtn (learned sampler, 1 path, one branch per step, branches on half
+   the batch: the defaults), gtn on the whole batch, and the old default gtn (2 paths, all
+   branches); forward + backward + SGD step + sampler
+   update; median, p90, images/s, and the median per-round ratio to vanilla (goal <= 2.0).
 2. A short Fashion-MNIST run of vanilla and gtn teachers through the real trainer:
    teacher val/test top-1, wall time, loss curves (PNG).
 
@@ -35,49 +38,84 @@ from gtn_deploy.io_utils import atomic_write_json  # noqa: E402
 from gtn_deploy.models import create_teacher  # noqa: E402
 from gtn_deploy.supernet import Supernet  # noqa: E402
 from gtn_deploy.train.config import TrainConfig  # noqa: E402
-from gtn_deploy.train.gtn import TeacherObjective  # noqa: E402
+from gtn_deploy.train.gtn import LossWeights, TeacherObjective  # noqa: E402
 from gtn_deploy.train.sampler import ArchSampler  # noqa: E402
 from gtn_deploy.train.trainer import TeacherTrainer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def time_steps(method: str, data, space, teacher: str, batch: int, paths: int,
-               warmup: int, iters: int) -> dict:
-    """Median/p90 wall time of one full training step of ``method``."""
-    torch.manual_seed(0)
-    net = create_teacher(teacher, space.task)
-    supernet = Supernet(space) if method != "vanilla" else None
-    objective = TeacherObjective(method, net, supernet, max(space.resolutions)).train()
-    opt = torch.optim.SGD(objective.parameters(), lr=0.05, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
-    sampler = None
-    if method == "gtn":
-        sampler = ArchSampler(space, "learned", seed=0)
-    elif method == "sftn":
-        sampler = ArchSampler(space, "fixed", [space.sample(__import__("random").Random(1))])
+# Step variants timed side by side: (method, paths, branches). The last is the old default.
+VARIANTS = {"vanilla": ("vanilla", 0, None, 1.0), "sftn": ("sftn", 1, "one", 0.5),
+            "gtn": ("gtn", 1, "one", 0.5), "gtn-full-batch": ("gtn", 1, "one", 1.0),
+            "gtn-2paths-all-branches": ("gtn", 2, "all", 1.0)}
+
+
+class StepRunner:
+    """One training step of a method (forward, backward, SGD, sampler update), channels_last
+    as the trainer runs it."""
+
+    def __init__(self, method: str, paths: int, branches, branch_batch: float, space,
+                 teacher: str):
+        torch.manual_seed(0)
+        net = create_teacher(teacher, space.task)
+        supernet = Supernet(space) if method != "vanilla" else None
+        self.objective = TeacherObjective(method, net, supernet, max(space.resolutions),
+                                          LossWeights(branch_batch=branch_batch)).train()
+        self.objective.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.objective.parameters(), lr=0.05, momentum=0.9,
+                                   nesterov=True, weight_decay=5e-4)
+        self.sampler, self.paths, self.branches, self.step = None, paths, branches, 0
+        if method == "gtn":
+            self.sampler = ArchSampler(space, "learned", seed=0)
+        elif method == "sftn":
+            self.sampler = ArchSampler(space, "fixed",
+                                       [space.sample(__import__("random").Random(1))])
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        t0 = time.perf_counter()
+        x = x.contiguous(memory_format=torch.channels_last)
+        archs = self.sampler.sample(self.paths) if self.sampler else []
+        which = None
+        if self.branches == "one":
+            which = [self.step % self.objective.branches.num_branches]
+        loss, stats = self.objective(x, y, archs, which=which)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.sampler:
+            self.sampler.update(archs, stats[3:].tolist())
+        self.step += 1
+        return time.perf_counter() - t0
+
+
+def time_steps(data, space, teacher: str, batch: int, warmup: int, iters: int) -> dict:
+    """Every variant steps on the same batch in turn (paired), so load drifts hit them
+    alike; the ratio to vanilla is the median of the per-round ratios."""
+    runners = {name: StepRunner(*variant, space, teacher) for name, variant in VARIANTS.items()}
+    times = {name: [] for name in runners}
     plan = BatchPlan(len(data.train), batch)
-    times = []
     batches = train_batches(data.train, space.task, plan, seed=0, epoch=0)
     for i in range(warmup + iters):
         _, images, labels = next(batches)
-        t0 = time.perf_counter()
         x = normalize(images, space.task)
-        archs = sampler.sample(paths if method == "gtn" else 1) if sampler else []
-        loss, stats = objective(x, labels, archs)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sampler:
-            sampler.update(archs, stats[3:].tolist())
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    median = statistics.median(times)
-    return {"method": method, "paths": paths if method == "gtn" else (1 if sampler else 0),
-            "median_step_ms": round(1000 * median, 2),
-            "p90_step_ms": round(1000 * times[int(0.9 * (len(times) - 1))], 2),
-            "images_per_s": round(batch / median, 1), "timed_steps": iters}
+        for name, run in runners.items():
+            elapsed = run(x, labels)
+            if i >= warmup:
+                times[name].append(elapsed)
+    out = {}
+    for name, values in times.items():
+        ratios = sorted(a / b for a, b in zip(values, times["vanilla"]))
+        ordered = sorted(values)
+        median = statistics.median(ordered)
+        method, paths, branches, branch_batch = VARIANTS[name]
+        out[name] = {"method": method, "paths": paths, "branches": branches,
+                     "branch_batch": branch_batch,
+                     "median_step_ms": round(1000 * median, 2),
+                     "p90_step_ms": round(1000 * ordered[int(0.9 * (len(ordered) - 1))], 2),
+                     "images_per_s": round(batch / median, 1), "timed_steps": iters,
+                     "ratio_to_vanilla": round(statistics.median(ratios), 2)}
+    return out
 
 
 def short_run(method: str, args, data, workdir: Path) -> dict:
@@ -136,7 +174,7 @@ def parse() -> argparse.Namespace:
                    help="torch threads (1 is fastest on a shared 2-core machine)")
     args = p.parse_args()
     quick = args.quick
-    args.batch_size, args.paths, args.lr = 128, 2, 0.05
+    args.batch_size, args.paths, args.lr = 128, 1, 0.05
     args.epochs = 3 if quick else 8
     args.limit_train = 3000 if quick else 10000
     args.limit_val = 2000 if quick else None
@@ -149,11 +187,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     space = get_space("fashion-mnist")
     data = load_space_data(space, limit_train=args.limit_train, limit_val=args.limit_val)
-    step = {m: time_steps(m, data, space, args.teacher, args.batch_size, args.paths,
-                          args.warmup, args.iters) for m in ("vanilla", "sftn", "gtn")}
-    for m in ("sftn", "gtn"):
-        step[m]["ratio_to_vanilla"] = round(step[m]["median_step_ms"]
-                                            / step["vanilla"]["median_step_ms"], 2)
+    step = time_steps(data, space, args.teacher, args.batch_size, args.warmup, args.iters)
     print(json.dumps(step, indent=1), file=sys.stderr)
     workdir = Path(tempfile.mkdtemp(prefix="teacher_bench_"))
     try:

@@ -28,7 +28,14 @@ def train(
     = "resnet20",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,
     sampler: Annotated[str, typer.Option(help=f"GTN path sampler: {_SAMPLERS}.")] = "learned",
-    paths: Annotated[int, typer.Option(help="Paths sampled per step (m).")] = 2,
+    paths: Annotated[int, typer.Option(help="Paths sampled per step (m).")] = 1,
+    branches: Annotated[str, typer.Option(
+        help="Branches per path and step: one (drawn uniformly: an unbiased estimate of "
+             "their mean, cheaper) | all.")] = "one",
+    branch0: Annotated[bool, typer.Option(
+        help="Include branch 0, the full student from the image.")] = True,
+    branch_batch: Annotated[float, typer.Option(
+        help="Share of each batch the branches see (an unbiased estimate; cheaper).")] = 0.5,
     pool: Annotated[Optional[Path], typer.Option(
         help="plan.json whose candidates form the student pool (sampler prior / 'pool').")]
     = None,
@@ -49,6 +56,10 @@ def train(
         help="Also checkpoint every N steps (0: only each epoch).")] = 0,
     l_kl: Annotated[float, typer.Option(help="Weight of the branch KL term.")] = 3.0,
     tau: Annotated[float, typer.Option(help="Temperature of the branch KL term.")] = 1.0,
+    kl_detach: Annotated[bool, typer.Option(
+        "--kl-detach", help="Ablation: the branch KL does not pull on the teacher.")] = False,
+    gamma: Annotated[float, typer.Option(
+        help="Pull of the learned sampler toward the --pool students.")] = 0.1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No crop/flip.")] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
@@ -64,11 +75,13 @@ def train(
     student_arch = read_student(student, task) if student else None
     cfg = TrainConfig(
         method=method, task=task, teacher=teacher, epochs=epochs, sampler=sampler,
-        paths=paths, pool=tuple(a.to_dict() for a in pool_archs),
+        paths=paths, branches=branches, branch0=branch0, branch_batch=branch_batch,
+        pool=tuple(a.to_dict() for a in pool_archs),
         student=student_arch.to_dict() if student_arch else None, batch_size=batch_size,
         micro_batches=micro_batches,
         lr=lr, seed=seed, limit_train=limit_train, limit_val=limit_val,
         data_dir=str(data_dir) if data_dir else None, l_kl=l_kl, tau=tau,
+        kl_detach=kl_detach, gamma=gamma,
         augment=not no_augment, checkpoint_every=checkpoint_every, progress=progress,
         sources={"pool": str(pool) if pool else None, "student": student})
     trainer = TeacherTrainer(cfg, out, resume=resume, device=device)

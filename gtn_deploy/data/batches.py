@@ -88,9 +88,13 @@ class BatchPlan:
 
 
 def train_batches(data: Dataset, task: TaskSpec, plan: BatchPlan, seed: int, epoch: int,
-                  start_step: int = 0, do_augment: bool = True
-                  ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Yield ``(step, images_uint8, labels)`` of this rank for steps ``start_step..``."""
+                  start_step: int = 0, do_augment: bool = True, with_index: bool = False
+                  ) -> Iterator[tuple]:
+    """Yield ``(step, images_uint8, labels)`` of this rank for steps ``start_step..``.
+
+    ``with_index`` appends the images' positions in ``data`` (for per-image caches such as
+    the teacher logits of KD without augmentation).
+    """
     order = torch.randperm(len(data), generator=_generator(seed, epoch))
     for step in range(start_step, plan.steps):
         index = order[step * plan.batch_size:(step + 1) * plan.batch_size]
@@ -98,7 +102,10 @@ def train_batches(data: Dataset, task: TaskSpec, plan: BatchPlan, seed: int, epo
         if do_augment:
             images = augment(images, task, _generator(seed, epoch, step, 1))
         part = plan.local_slice(len(index))
-        yield step, images[part], labels[part]
+        if with_index:
+            yield step, images[part], labels[part], index[part]
+        else:
+            yield step, images[part], labels[part]
 
 
 def eval_batches(data: Dataset, batch_size: int, rank: int = 0, world_size: int = 1

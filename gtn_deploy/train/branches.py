@@ -14,6 +14,7 @@ are used at most once and in increasing order.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,13 +79,24 @@ class StudentBranches(nn.Module):
         self.adapters = nn.ModuleList(
             Adapter(channels[k], supernet.stage_in_channels(j)) for k, j in self.points)
 
+    @property
+    def num_branches(self) -> int:
+        """Branch 0 (the full student from the image) plus one per adapter."""
+        return 1 + len(self.adapters)
+
     def forward(self, supernet: nn.Module, x: torch.Tensor, feats: list[torch.Tensor],
-                arch: ArchConfig) -> list[torch.Tensor]:
-        """Logits of every branch for ``arch`` (the caller has set it active)."""
-        image = resize(x, arch.resolution)
-        logits = [supernet.forward_from(supernet.stem_forward(image), 0)]
-        for adapter, (k, j) in zip(self.adapters, self.points):
-            h = adapter(feats[k], _side(arch.resolution, supernet.stage_in_stride(j)))
+                arch: ArchConfig, which: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Logits of the branches ``which`` (default all) for ``arch`` (set active by the
+        caller), in the order given."""
+        logits = []
+        for b in range(self.num_branches) if which is None else which:
+            if b == 0:
+                h = supernet.stem_forward(resize(x, arch.resolution))
+                logits.append(supernet.forward_from(h, 0))
+                continue
+            k, j = self.points[b - 1]
+            h = self.adapters[b - 1](feats[k], _side(arch.resolution,
+                                                     supernet.stage_in_stride(j)))
             logits.append(supernet.forward_from(h, j))
         return logits
 

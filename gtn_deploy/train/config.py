@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
 
 PLAN_KIND = "gtn_deploy.plan"
+BRANCH_MODES = ("one", "all")
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,12 @@ class TrainConfig:
     teacher: str = "resnet20"
     epochs: int = 1
     sampler: str = "learned"
-    paths: int = 2  # m: sampled paths per step
+    paths: int = 1  # m: sampled paths per step
+    # Branches run per path and step: "all", or "one" drawn uniformly (an unbiased estimate
+    # of their mean at a fraction of the cost); branch0 = the full student from the image
+    branches: str = "one"
+    branch0: bool = True
+    branch_batch: float = 0.5  # share of each batch the branches see (unbiased, cheaper)
     pool: tuple[dict, ...] = ()  # ArchConfig dicts (from --pool)
     student: dict | None = None  # ArchConfig dict (sftn, from --student)
     batch_size: int = 128  # global, over all processes
@@ -46,9 +53,10 @@ class TrainConfig:
     l_ce: float = 1.0
     l_kl: float = 3.0
     tau: float = 1.0
+    kl_detach: bool = False  # ablation: the branch KL does not pull on the teacher
     sampler_lr: float = 1e-2
     beta: float = 0.05
-    gamma: float = 1.0
+    gamma: float = 0.1  # pool pull; small enough that the normalised reward moves theta
     augment: bool = True
     # Stabilisers (all methods alike): linear LR warm-up over this share of the steps, and
     # for gtn/sftn a linear ramp of the branch terms from 0 to full weight, so the teacher
@@ -85,6 +93,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("task", cfg.task, tuple(TASKS))
     _choice("teacher", cfg.teacher, TEACHERS)
     _choice("sampler", cfg.sampler, SAMPLER_MODES)
+    _choice("branches", cfg.branches, BRANCH_MODES)
     if cfg.method == "sftn" and cfg.student is None:
         raise UsageError("--method sftn needs --student plan.json:K (the student it is for)")
     if cfg.method != "sftn" and cfg.student is not None:
@@ -97,8 +106,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.batch_size % cfg.micro_batches:
         raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by "
                          f"--micro-batches {cfg.micro_batches}")
-    if cfg.lr <= 0:
-        raise UsageError(f"--lr must be positive, got {cfg.lr}")
+    if not cfg.lr > 0 or not math.isfinite(cfg.lr):
+        raise UsageError(f"--lr must be a positive finite number, got {cfg.lr}")
+    if not 0 < cfg.branch_batch <= 1:
+        raise UsageError(f"--branch-batch must be in (0, 1], got {cfg.branch_batch}")
     space = get_space(cfg.task)
     for arch in cfg.pool_archs() + ([cfg.student_arch()] if cfg.student else []):
         space.validate(arch)

@@ -37,6 +37,7 @@ from gtn_deploy.data import (
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.train import checkpoint as ckpt
+from gtn_deploy.train import teacher_logits
 from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.kd_teacher import TeacherSource
@@ -134,6 +135,11 @@ class StudentDistiller:
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
         self.teacher = self.teacher_src.load().to(dev) if self.teacher_src else None
+        self.teacher_table = None
+        if self.teacher is not None and not cfg.augment \
+                and teacher_logits.fits(self.data.train, self.task.num_classes):
+            self.teacher_table = teacher_logits.training_logits(
+                self.teacher, self.teacher_src.sha256, self.data.train, self.task, dev)
         # channels-last halves depthwise-conv training time on CPU as well as on GPU
         self.student = self._initial_student().to(dev, memory_format=torch.channels_last)
         if cfg.init == "supernet" and self.resume_state is None:
@@ -207,9 +213,10 @@ class StudentDistiller:
                progress: Progress) -> None:
         cfg, t0 = self.cfg, time.perf_counter()
         self.student.train()
-        for step, images, labels in train_batches(self.data.train, self.task, self.plan,
-                                                  cfg.seed, epoch, start_step, cfg.augment):
-            stats = self._step(images, labels)
+        for step, images, labels, index in train_batches(
+                self.data.train, self.task, self.plan, cfg.seed, epoch, start_step, cfg.augment,
+                with_index=True):
+            stats = self._step(images, labels, index)
             for key, value in stats.items():
                 sums[key] += value
             global_step = epoch * self.plan.steps + step + 1
@@ -225,14 +232,17 @@ class StudentDistiller:
         progress.message(f"{self.out.name} epoch {epoch + 1}/{cfg.epochs}: loss "
                          f"{record['loss']:.4f} train acc {record['train_acc']:.2f}%")
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
+              ) -> dict[str, float]:
         cfg, dev = self.cfg, self.info.device
         x = normalize(images.to(dev, non_blocking=True), self.task)
         x = x.contiguous(memory_format=torch.channels_last)
         y = labels.to(dev, non_blocking=True)
         with autocast_for(dev, self.amp_dtype):
             z_s = self.student(x).float()
-            if self.teacher is not None:
+            if self.teacher_table is not None:
+                z_t = self.teacher_table[index].to(dev)
+            elif self.teacher is not None:
                 with torch.no_grad():
                     z_t = self.teacher(x).float()
         ce = cross_entropy(z_s, y)

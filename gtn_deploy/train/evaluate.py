@@ -21,7 +21,7 @@ def autocast_for(device: str, dtype: torch.dtype | None):
 
 def _prepare(images: torch.Tensor, task: TaskSpec, device: str) -> torch.Tensor:
     x = normalize(images.to(device, non_blocking=True), task)
-    return x.contiguous(memory_format=torch.channels_last) if device.startswith("cuda") else x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -30,22 +30,29 @@ def evaluate(model: nn.Module, data: Dataset, task: TaskSpec, info: DistInfo,
     """Top-1 (%) and mean cross-entropy of ``model`` on ``data``; restores train/eval mode."""
     was_training = model.training
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=info.device)
+    totals = torch.zeros(6, dtype=torch.float64, device=info.device)
     try:
         for images, labels in eval_batches(data, batch_size, info.rank, info.world_size):
             labels = labels.to(info.device)
             with autocast_for(info.device, amp_dtype):
                 logits = model(_prepare(images, task, info.device)).float()
             loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
-            correct = (logits.argmax(1) == labels).sum()
-            totals += torch.stack([loss.double(), correct.double(),
-                                   torch.tensor(float(len(labels)), dtype=torch.float64,
-                                                device=info.device)])
+            logp = torch.log_softmax(logits, 1)
+            totals += torch.stack([
+                loss.double(), (logits.argmax(1) == labels).sum().double(),
+                torch.tensor(float(len(labels)), dtype=torch.float64, device=info.device),
+                logits.std(1).sum().double(), -(logp.exp() * logp).sum().double(),
+                logp.gather(1, labels[:, None]).exp().sum().double()])
     finally:
         model.train(was_training)
     all_reduce_sum(totals, info)
     n = max(1.0, float(totals[2]))
-    return {"top1": round(100.0 * float(totals[1]) / n, 4), "loss": float(totals[0]) / n}
+    # how sharp the model is (a KD teacher that comes out soft transfers less): the mean
+    # per-image std of the logits, the mean entropy (nats) and p(true class)
+    return {"top1": round(100.0 * float(totals[1]) / n, 4), "loss": float(totals[0]) / n,
+            "logit_std": round(float(totals[3]) / n, 4),
+            "entropy": round(float(totals[4]) / n, 4),
+            "p_true": round(float(totals[5]) / n, 4)}
 
 
 @torch.no_grad()

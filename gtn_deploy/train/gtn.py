@@ -12,6 +12,7 @@ backward, and the supernet runs a different subnet per path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,6 +31,12 @@ class LossWeights:
     l_ce: float = 1.0
     l_kl: float = 3.0
     tau: float = 1.0
+    # Ablation: stop the branch KL's gradient into the teacher (GTN_METHOD.md says it flows)
+    kl_detach: bool = False
+    # Share of the batch the branches see: the batch is shuffled, so its first part is a
+    # uniform sample and the branch loss on it an unbiased estimate of the whole batch's
+    # (the depthwise student branches cost more than the teacher itself on a CPU)
+    branch_batch: float = 1.0
 
 
 class TeacherObjective(nn.Module):
@@ -53,19 +60,28 @@ class TeacherObjective(nn.Module):
         return self.method != "vanilla"
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, archs: Sequence[ArchConfig] = (),
-                branch_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, stats); stats = [teacher CE, teacher correct, branch loss, KL_a per path]."""
+                branch_scale: float = 1.0, which: Sequence[int] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, stats); stats = [teacher CE, teacher correct, branch loss, KL_a per path].
+
+        ``which``: the branches to run (default all). A uniformly drawn subset gives an
+        unbiased estimate of the mean over all branches at a fraction of the cost.
+        """
         if not self.uses_branches:
             logits = self.teacher(x)
             ce = losses.cross_entropy(logits, y)
             return ce, _stats(ce, logits, y, ce.new_zeros(()), [])
         feats, logits = self.teacher.forward_features(x)
         ce = losses.cross_entropy(logits, y)
+        n = max(1, math.ceil(self.weights.branch_batch * len(y)))
+        xb, yb, fb, target = x[:n], y[:n], [f[:n] for f in feats], logits[:n]
+        if self.weights.kl_detach:
+            target = target.detach()
         path_terms, path_kls = [], []
         for arch in archs:
             self.supernet.set_active(arch)
-            q = self.branches(self.supernet, x, feats, arch)
-            term, kl = losses.branch_terms(logits, q, y, self.weights.l_ce, self.weights.l_kl,
+            q = self.branches(self.supernet, xb, fb, arch, which)
+            term, kl = losses.branch_terms(target, q, yb, self.weights.l_ce, self.weights.l_kl,
                                            self.weights.tau)
             path_terms.append(term)
             path_kls.append(kl.detach())

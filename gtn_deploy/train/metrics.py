@@ -11,7 +11,8 @@ from typing import Any
 class Meters:
     """Sums over the steps of the current epoch; exact floats, so a resume can restore them."""
 
-    FIELDS = ("n", "loss", "ce", "correct", "branch", "reward", "reward_steps")
+    FIELDS = ("n", "loss", "ce", "correct", "branch", "reward", "reward_steps", "steps",
+              "clipped_teacher", "clipped_student")
 
     def __init__(self) -> None:
         self.sums = {k: 0.0 for k in self.FIELDS}
@@ -25,6 +26,9 @@ class Meters:
         if "reward" in stats:
             self.sums["reward"] += stats["reward"]
             self.sums["reward_steps"] += 1
+        self.sums["steps"] += 1
+        for key in ("clipped_teacher", "clipped_student"):
+            self.sums[key] += stats.get(key, 0.0)
 
     def mean(self, key: str) -> float:
         return self.sums[key] / self.sums["n"] if self.sums["n"] else 0.0
@@ -37,13 +41,16 @@ class Meters:
                "train_acc": self.accuracy(), "branch_loss": self.mean("branch")}
         if self.sums["reward_steps"]:
             out["kl_a"] = self.sums["reward"] / self.sums["reward_steps"]
+        if self.sums["steps"]:  # share of steps whose gradient norm was clipped, per group
+            out["clipped_teacher"] = self.sums["clipped_teacher"] / self.sums["steps"]
+            out["clipped_student"] = self.sums["clipped_student"] / self.sums["steps"]
         return out
 
     def state_dict(self) -> dict[str, float]:
         return dict(self.sums)
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.sums = {k: float(state[k]) for k in self.FIELDS}
+        self.sums = {k: float(state.get(k, 0.0)) for k in self.FIELDS}
 
 
 class MetricsLog:

@@ -40,10 +40,11 @@ def finish_run(trainer: "TeacherTrainer", log: MetricsLog, train_time_s: float
                ) -> dict[str, Any]:
     """Final evaluations (all ranks), then rank 0 saves the models, sampler and summary."""
     t, cfg, info = trainer, trainer.cfg, trainer.info
-    metrics = {"val_top1": evaluate(t.teacher, t.data.val, t.task, info,
-                                    amp_dtype=t.amp_dtype)["top1"],
-               "test_top1": evaluate(t.teacher, t.data.test, t.task, info,
-                                     amp_dtype=t.amp_dtype)["top1"]}
+    val = evaluate(t.teacher, t.data.val, t.task, info, amp_dtype=t.amp_dtype)
+    test = evaluate(t.teacher, t.data.test, t.task, info, amp_dtype=t.amp_dtype)
+    metrics = {"val_top1": val["top1"], "test_top1": test["top1"],
+               "test_logit_std": test["logit_std"], "test_entropy": test["entropy"],
+               "test_p_true": test["p_true"]}
     subnets = {}
     if t.supernet is not None:
         archs = {"max": t.space.max_arch(), "min": t.space.min_arch()}

@@ -9,6 +9,10 @@ is left out of log p(a)) and the resolution. Modes:
 - ``learned``: theta ascends E[KL_a] by REINFORCE with a moving-average baseline, kept
   spread by an entropy bonus and, with a pool, pulled toward it:
   L_arch = -E[KL_a] - beta*H(p_theta) + gamma*KL(p_pool || p_theta); Adam, lr 1e-2.
+  The advantage (KL_a - baseline) is divided by a moving estimate of the reward's standard
+  deviation: raw KL_a differences are ~0.01, which the pool pull swamped at any useful gamma
+  (theta ended exactly at the pool prior); normalised, the update does not depend on the
+  reward's scale and gamma = 0.1 lets the reward move theta.
 - ``pool``: uniform over the planned students only.
 - ``fixed``: always the first pool member (the SFTN baseline).
 
@@ -35,7 +39,7 @@ class ArchSampler:
 
     def __init__(self, space: SearchSpace, mode: str = "uniform",
                  pool: Sequence[ArchConfig] = (), seed: int = 0, lr: float = 1e-2,
-                 beta: float = 0.05, gamma: float = 1.0, baseline_momentum: float = 0.9):
+                 beta: float = 0.05, gamma: float = 0.1, baseline_momentum: float = 0.9):
         if mode not in SAMPLER_MODES:
             raise UsageError(f"unknown sampler '{mode}'; valid samplers: "
                              f"{', '.join(SAMPLER_MODES)}")
@@ -53,6 +57,7 @@ class ArchSampler:
         self.optimizer = torch.optim.Adam([self.theta], lr=lr)
         self.generator = torch.Generator().manual_seed(int(seed) + 7919)
         self.baseline: float | None = None
+        self.reward_var: float | None = None  # moving variance of the reward (normalisation)
         self.paths_drawn = 0
         self.updates = 0
         self._slot = {name: i for i, (name, _) in enumerate(self.decisions)}
@@ -134,11 +139,12 @@ class ArchSampler:
         """One REINFORCE step on L_arch with the paths' rewards (KL_a); a no-op unless learned."""
         mean_reward = float(sum(rewards) / len(rewards))
         baseline = mean_reward if self.baseline is None else self.baseline
+        advantages = self.advantages(rewards, baseline)
         stats = {"reward": mean_reward, "baseline": baseline}
         if self.mode == "learned":
             self.optimizer.zero_grad(set_to_none=True)
-            reinforce = torch.stack([-(r - baseline) * self.log_prob(a)
-                                     for a, r in zip(archs, rewards)]).mean()
+            reinforce = torch.stack([-adv * self.log_prob(a)
+                                     for a, adv in zip(archs, advantages)]).mean()
             entropy = self.entropy()
             loss = reinforce - self.beta * entropy
             if self.gamma and self._pool_prior:
@@ -149,6 +155,15 @@ class ArchSampler:
             stats["entropy"] = float(entropy.detach())
         self.baseline = self.momentum * baseline + (1 - self.momentum) * mean_reward
         return stats
+
+    def advantages(self, rewards: Sequence[float], baseline: float) -> list[float]:
+        """(r - baseline) / std, std a moving estimate that includes this step's rewards."""
+        sq = sum((r - baseline) ** 2 for r in rewards) / len(rewards)
+        var = sq if self.reward_var is None else (
+            self.momentum * self.reward_var + (1 - self.momentum) * sq)
+        self.reward_var = var
+        scale = math.sqrt(var) if var > 1e-24 else 1.0
+        return [(r - baseline) / scale for r in rewards]
 
     # -- state -------------------------------------------------------------------------------
     def probabilities(self) -> dict[str, dict[str, float]]:
@@ -161,8 +176,8 @@ class ArchSampler:
         return {"theta": self.theta.detach().clone(),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "generator": self.generator.get_state(), "mode": self.mode,
-                "baseline": self.baseline, "paths_drawn": self.paths_drawn,
-                "updates": self.updates}
+                "baseline": self.baseline, "reward_var": self.reward_var,
+                "paths_drawn": self.paths_drawn, "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         if state["mode"] != self.mode or state["theta"].shape != self.theta.shape:
@@ -173,6 +188,7 @@ class ArchSampler:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.baseline, self.paths_drawn = state["baseline"], int(state["paths_drawn"])
+        self.reward_var = state.get("reward_var")
         self.updates = int(state["updates"])
 
     def to_json(self) -> dict:
