@@ -17,7 +17,7 @@ WORKDIR /opt/gtn_deploy
 COPY pyproject.toml README.md ./
 COPY gtn_deploy ./gtn_deploy
 COPY device_profiles ./device_profiles
-# Editable install keeps device_profiles/ beside the package, where the loader looks.
-RUN python3 -m pip install -e ".${EXTRAS:+[$EXTRAS]}"
+# A plain install: the wheel carries device_profiles/ inside the package.
+RUN python3 -m pip install ".${EXTRAS:+[$EXTRAS]}"
 
 CMD ["gtnd", "--help"]

@@ -31,9 +31,14 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same semantics, 10x f
 
 
 def profiles_dir() -> Path:
-    """``$GTND_PROFILES_DIR`` if set, else the ``device_profiles/`` folder of the repository."""
+    """``$GTND_PROFILES_DIR`` if set, else the repository's ``device_profiles/`` (a source
+    checkout or editable install), else the copy shipped inside the installed package."""
     env = os.environ.get("GTND_PROFILES_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "device_profiles"
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "device_profiles"
+    return checkout if checkout.is_dir() else here / "device_profiles"
 
 
 # -- the plain-float view the cost model uses ---------------------------------------------------

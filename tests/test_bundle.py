@@ -137,6 +137,38 @@ def test_runner_needs_only_onnxruntime_and_refuses_pickles(tmp_path, bundle):
     assert bad.returncode != 0 and "allow_pickle" in bad.stderr
 
 
+@pytest.fixture(scope="module")
+def fixed_bundle(tmp_path_factory, student):
+    """The pipeline's default: fixed batch 1, fp32 only."""
+    out = tmp_path_factory.mktemp("fixed")
+    return export_student(student, load_profile("x86-laptop"), out,
+                          ExportOptions(int8=False, eval_images=300))
+
+
+@pytest.mark.parametrize("kind", ["fixed", "dynamic"])
+def test_runner_classifies_every_image_and_names_its_provider(kind, tmp_path, bundle,
+                                                              fixed_bundle):
+    path = (fixed_bundle if kind == "fixed" else bundle).path
+    assert load_manifest(path)["input"]["dynamic_batch"] is (kind == "dynamic")
+    test = load_fashion_mnist(None)["test"]
+    np.save(tmp_path / "three.npy", test.images[:3, 0])
+    out = subprocess.run([sys.executable, "-I", str(path / "run_onnx.py"), "--runs", "3",
+                          "--input", str(tmp_path / "three.npy")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("image ")]
+    assert [ln.split(":")[0] for ln in lines] == ["image 0", "image 1", "image 2"]
+    assert "3 image(s) classified" in out.stdout and "ExecutionProvider" in out.stdout
+
+
+def test_dynamic_batch_bundle_benches(bundle):
+    from gtn_deploy.bench.run import bench_bundle
+
+    for batch in (1, 4):
+        result = bench_bundle(bundle.path, batch_size=batch, iters=5, warmup=1, force=True)
+        assert result["batch_size"] == batch and result["timing"]["p50_ms"] > 0
+
+
 def test_verify_and_info_do_not_import_torch(bundle):
     code = ("import sys; from typer.testing import CliRunner; from gtn_deploy.cli.bundle import app\n"
             f"r = CliRunner().invoke(app, ['verify', {str(bundle.tarball)!r}])\n"

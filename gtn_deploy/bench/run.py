@@ -73,11 +73,12 @@ def _preflight(bundle_dir: Path, manifest: dict, force: bool) -> list[str]:
 
 def _input_batch(manifest: dict, batch_size: int, seed: int = 0) -> np.ndarray:
     inp = manifest["input"]
-    shape = [int(d) for d in inp["shape"]]
-    if batch_size != shape[0] and not inp.get("dynamic_batch"):
+    # a dynamic batch dimension is named ("batch"), a fixed one is a number
+    first, rest = inp["shape"][0], [int(d) for d in inp["shape"][1:]]
+    if not inp.get("dynamic_batch") and batch_size != int(first):
         raise UsageError(f"--batch {batch_size}: this bundle's input has a fixed batch of "
-                         f"{shape[0]} (input.dynamic_batch is false)")
-    return np.random.default_rng(seed).standard_normal([batch_size, *shape[1:]]).astype(np.float32)
+                         f"{first} (input.dynamic_batch is false)")
+    return np.random.default_rng(seed).standard_normal([batch_size, *rest]).astype(np.float32)
 
 
 def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int = 1,

@@ -105,6 +105,13 @@ def readme(manifest: dict[str, Any]) -> str:
     parity = "\n".join(f"| {k} | {v['max_abs_diff']:.3g} | {v['top1_agreement']:.4f} | "
                        f"{v['images']} | {'yes' if v['passed'] else 'no'} |"
                        for k, v in met.get("parity", {}).items())
+    if m["device"]["runtime"]["name"].lower() == "tensorrt":
+        engine = ("    ./build_engine.sh               # on the device: TensorRT engine into "
+                  "build/\n\nEngines are never shipped: TensorRT engines and timing caches "
+                  "only run on the GPU,\nTensorRT and CUDA versions that built them.")
+    else:  # a CPU runtime runs the ONNX model itself: no engine to build
+        engine = (f"\nThe device runs {m['device']['runtime']['name']}: the ONNX model is what "
+                  "it runs, no engine\nis built.")
     return f"""# Bundle `{m['name']}`
 
 Student `{m['arch_summary']}` ({m['space']}) exported for device `{m['device']['id']}`
@@ -123,10 +130,9 @@ Student `{m['arch_summary']}` ({m['space']}) exported for device `{m['device']['
 
     gtnd bundle verify .            # schema, every sha256, runs in onnxruntime
     python3 run_onnx.py             # needs only onnxruntime + numpy; --input images.npy
-    ./build_engine.sh               # on the device: TensorRT engine into build/
+{engine}
 
-Engines are never shipped: TensorRT engines and timing caches only run on the GPU, TensorRT
-and CUDA versions that built them. Input: {m['input']['layout']} float32
+Input: {m['input']['layout']} float32
 {m['input']['shape']}, pixels / {m['input']['scale']:g} then (x - mean) / std with mean
 {m['input']['mean']} and std {m['input']['std']}.
 """
