@@ -9,6 +9,7 @@ Python values go in, so loading never runs arbitrary unpickling.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -22,7 +23,7 @@ from gtn_deploy.errors import CheckpointError
 from gtn_deploy.io_utils import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "gtn_deploy.train_checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: a sha256 trailer after the torch bytes
 CHECKPOINT_NAME = "checkpoint/last.pt"
 
 
@@ -45,11 +46,31 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (tensors and plain values) atomically to ``path``."""
+    """Write ``state`` (tensors and plain values) atomically to ``path``, followed by the
+    sha256 of those bytes: flipped bytes inside a tensor load fine with torch alone, so the
+    hash is what catches them on resume. A failed write leaves the previous file intact."""
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    body = buffer.getvalue()
+    trailer = _TRAILER + hashlib.sha256(body).hexdigest().encode()
+    return atomic_write_bytes(path, body + trailer)
+
+
+_TRAILER = b"\ngtn_deploy-sha256:"
+_TRAILER_LEN = len(_TRAILER) + 64
+
+
+def _verified_body(path: Path) -> bytes:
+    data = path.read_bytes()
+    body, trailer = data[:-_TRAILER_LEN], data[-_TRAILER_LEN:]
+    if not trailer.startswith(_TRAILER):
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (no integrity "
+                              "trailer); nothing was overwritten: delete it to start over")
+    if hashlib.sha256(body).hexdigest().encode() != trailer[len(_TRAILER):]:
+        raise CheckpointError(f"checkpoint {path} is corrupt (sha256 mismatch); nothing was "
+                              "overwritten: delete it to start over")
+    return body
 
 
 def load_checkpoint(path: str | Path, expect_config: dict[str, Any] | None = None
@@ -57,9 +78,12 @@ def load_checkpoint(path: str | Path, expect_config: dict[str, Any] | None = Non
     """Read a checkpoint; any damage or mismatch is a one-line CheckpointError."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        body = _verified_body(path)
+        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
+    except CheckpointError:
+        raise
     except Exception as exc:  # torch raises many types for damaged files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({first[:160]})") \

@@ -67,7 +67,8 @@ class MetricsLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+b") as fh:
-            fh.truncate(size)
+            # never grow the file: truncate() past the end would pad it with NUL bytes
+            fh.truncate(min(size, fh.seek(0, os.SEEK_END)))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
