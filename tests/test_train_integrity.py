@@ -55,3 +55,16 @@ def test_resume_never_pads_the_metrics_log(tmp_path):
     assert log.size() == size and b"\0" not in (tmp_path / "metrics.jsonl").read_bytes()
     log.truncate(3)
     assert log.size() == 3
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--lr", "nan"), ("--lr", "inf"), ("--tau", "0"), ("--tau", "nan"), ("--l-kl", "-1"),
+    ("--gamma", "inf"), ("--branch-batch", "0"), ("--branch-batch", "1.5"),
+    ("--seed", str(2**64)), ("--checkpoint-every", "-1")])
+def test_bad_numbers_are_one_error_line_before_anything_is_written(tmp_path, flag, value):
+    out = tmp_path / "run"
+    args = [a for a in ARGS] + ["--method", "gtn", "--out", str(out), flag, value]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert "error:" in result.output and flag in result.output
+    assert not out.exists()

@@ -106,14 +106,38 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.batch_size % cfg.micro_batches:
         raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by "
                          f"--micro-batches {cfg.micro_batches}")
-    if not cfg.lr > 0 or not math.isfinite(cfg.lr):
-        raise UsageError(f"--lr must be a positive finite number, got {cfg.lr}")
-    if not 0 < cfg.branch_batch <= 1:
-        raise UsageError(f"--branch-batch must be in (0, 1], got {cfg.branch_batch}")
+    _numbers(cfg)
     space = get_space(cfg.task)
     for arch in cfg.pool_archs() + ([cfg.student_arch()] if cfg.student else []):
         space.validate(arch)
     return cfg
+
+
+# (low, high, low inclusive): every float setting is finite and in its range, so that NaN
+# or infinity never trains a model at chance and exits 0
+_RANGES = {"lr": (0, None, False), "sampler_lr": (0, None, False), "tau": (0, None, False),
+           "l_ce": (0, None, True), "l_kl": (0, None, True), "beta": (0, None, True),
+           "gamma": (0, None, True), "momentum": (0, 1, True), "weight_decay": (0, None, True),
+           "warmup_frac": (0, 1, True), "cond_ramp_frac": (0, 1, True),
+           "clip_grad": (0, None, True), "val_fraction": (0, 1, False),
+           "branch_batch": (0, 1, False)}
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+
+
+def _numbers(cfg: TrainConfig) -> None:
+    for name, (low, high, inclusive) in _RANGES.items():
+        value = getattr(cfg, name)
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low) and \
+            (high is None or value <= high)
+        if not ok:
+            bound = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high else "")
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number {bound}, "
+                             f"got {value}")
+    for name in ("seed", "split_seed"):
+        if not 0 <= getattr(cfg, name) <= MAX_SEED:
+            raise UsageError(f"--{name.replace('_', '-')} must be in 0..{MAX_SEED}")
+    if cfg.checkpoint_every < 0:
+        raise UsageError("--checkpoint-every must be >= 0 (0: only at the end of each epoch)")
 
 
 def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
