@@ -1,39 +1,39 @@
-"""The GTN claim, measured: one generic teacher vs. the baselines on the same students.
+"""The GTN claim, measured: one generic teacher vs. the baselines on the same students, in a
+regime where KD beats CE (issue 11; the regime comes from benchmarks/kd_pilot.py).
 
-    python benchmarks/kd_pool.py --quick                      # Fashion-MNIST, 2-core CPU
-    python benchmarks/kd_pool.py                              # the full CPU setting
-    python benchmarks/kd_pool.py --task cifar100 --data-dir ~/data/cifar-100-python \\
-        --teacher resnet32x4 --limit-train 0 --teacher-epochs 240 --kd-epochs 240 \\
-        --batch-size 128 --lr 0.05 --limit-test 0 --device cuda      # GPU, paper-like epochs
+    python benchmarks/kd_pool.py --quick            # smoke run: 3,000 images, 1 seed
+    python benchmarks/kd_pool.py                    # the table: 3 seeds (hours, 1 thread)
+    python benchmarks/kd_pool.py --seed-list 1,2    # a second process takes other seeds
 
-Pool: the top candidate of ``plan`` for three device profiles (raspberry-pi-4, x86-laptop,
-jetson-nano) plus three students sampled at random (seeded). Profile latency budgets are set
-for 224-px ImageNet models, where every device would fit the whole 28-px space; each device is
-therefore planned with its budget scaled by tier0(task max arch) / tier0(imagenet max arch) on
-that device (``search.planner.task_scaled_budget_ms``), so devices get different students.
+Regime (the pilot's): Fashion-MNIST without augmentation, resnet20 teachers trained for a few
+epochs, students from the small end of the space (39k-134k params) trained for one epoch
+from scratch, KD at the (alpha, T) the pilot chose on the validation split; the test top-1
+is on the whole 10,000-image test set.
 
-Methods, all with the same teacher architecture, epochs, data and KD recipe (T=4, alpha=0.9):
-``ce`` (no teacher), ``vanilla`` (CE teacher), ``sftn`` (one teacher per student),
-``gtn`` (learned sampler, pulled toward the planned students), and the sampler ablation
-``gtn-uniform`` and ``gtn-pool`` (only the planned students). The random students are never
-in the pool: they measure how the generic teacher transfers to students it was not told about.
+Pool (as in the paper: NAS-derived and random students): for each of three devices the best
+candidate of ``plan`` under budgets set by the pilot's reference student (d2 k3 e3, 88k
+params): its predicted latency on that device and 1.25x its model memory, so that the planned
+students stay within the regime's sizes; plus three random students of those sizes that the
+teachers are never told about.
 
-Every teacher is trained once per (method, seed) and cached in --work-dir, every student
-once per (method, student, seed); a rerun continues where it stopped. Outputs:
-benchmarks/results/kd_pool[_quick].{json,md,png}. The top-1 reported is on a fixed stratified
-subset of the official test split (--limit-test), the same for every run.
+Teacher methods (each one teacher per seed, except sftn: one per student):
+``vanilla`` (CE), ``gtn`` (learned sampler pulled toward the planned students), the sampler
+ablations ``gtn-uniform`` and ``gtn-pool``, the branch-0 ablation ``gtn-no-branch0``, and
+``sftn`` for the first ``--sftn-students`` students; ``ce`` trains students without a teacher.
+vanilla, gtn, sftn and ce run on every seed; the ablations on the first ``--ablation-seeds``.
+Extra GTN variants (free choices of our reconstruction) are named in VARIANTS and selected
+with ``--methods``; choose among them on the validation column, never on test.
 
-Measured wall times (2-core CPU shared with other jobs, 1 thread; ``wall_time_s`` in the
-results JSON): --quick 17.6 min (400 train images, 3+3 epochs, batch 16: teachers reach only
-~65% and every KD method lost to CE there; read it as a protocol smoke test). The full
-setting (5000 images, 15+15 epochs) has NOT been run here: by the quick run's per-image cost it
-would take ~60x longer (~18 h on this CPU); on a GPU use the cifar100 line above or the
-full Fashion-MNIST setting with --device cuda.
+Caching: a teacher's folder name is a hash of its whole TrainConfig, a student's of its
+KDConfig, arch and teacher weights' sha256: a changed setting never reuses a stale run, and a
+rerun continues where it stopped. Results (rewritten after every run, from every cached run
+of the requested seeds, so two processes can share the work): kd_pool[_quick].{json,md,png}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -42,219 +42,337 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
+from benchmarks.common import RESULTS, markdown_table, settings_key, write_results  # noqa: E402
 
 DEVICES = ("raspberry-pi-4", "x86-laptop", "jetson-nano")
-KD_METHODS = ("ce", "vanilla", "sftn", "gtn", "gtn-uniform", "gtn-pool")
-TEACHER_OF = {"vanilla": ("vanilla", None), "gtn": ("gtn", "learned"),
-              "gtn-uniform": ("gtn", "uniform"), "gtn-pool": ("gtn", "pool")}
-QUICK = dict(seeds=3, teacher="resnet20", teacher_epochs=3, kd_epochs=3, limit_train=400,
-             limit_val=200, limit_test=1000, batch_size=16, lr=0.05, paths=1, calib=400,
-             augment=0)
-FULL = dict(seeds=3, teacher="resnet20", teacher_epochs=15, kd_epochs=15, limit_train=5000,
-            limit_val=1000, limit_test=5000, batch_size=64, lr=0.05, paths=2, calib=2000,
-            augment=1)
+MIN_PARAMS, MAX_PARAMS = 38_000, 134_000  # the pilot's student sizes
+# Teacher variants: TrainConfig fields on top of the shared setting. "pool" = the planned
+# students are passed to the sampler (its prior, or its only choices for sampler=pool).
+VARIANTS = {
+    "vanilla": dict(method="vanilla"),
+    "gtn": dict(method="gtn", sampler="learned", pool=True),
+    "gtn-uniform": dict(method="gtn", sampler="uniform"),
+    "gtn-pool": dict(method="gtn", sampler="pool", pool=True),
+    "gtn-no-branch0": dict(method="gtn", sampler="learned", pool=True, branch0=False),
+    # the conditioning as GTN_METHOD.md writes it: KL into the teacher, full feature gradient
+    "gtn-as-written": dict(method="gtn", sampler="learned", pool=True, kl_detach=False,
+                           teacher_grad=1.0),
+    "gtn-all-branches": dict(method="gtn", sampler="learned", pool=True, branches="all"),
+}
+DEFAULT_METHODS = "ce,vanilla,sftn,gtn,gtn-uniform,gtn-pool,gtn-no-branch0,gtn-as-written"
+FULL = dict(seeds=3, teacher="resnet20", teacher_epochs=3, kd_epochs=1, limit_train=20000,
+            batch_size=128, lr=0.05, alpha=0.9, temperature=4.0, sftn_students=2,
+            ablation_seeds=1)
+QUICK = dict(seeds=1, teacher="resnet20", teacher_epochs=1, kd_epochs=1, limit_train=3000,
+             batch_size=128, lr=0.05, alpha=0.9, temperature=4.0, sftn_students=2,
+             ablation_seeds=1)
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--task", default="fashion-mnist")
-    ap.add_argument("--data-dir", default=None)
     ap.add_argument("--work-dir", default=None, help="cache of teachers and students")
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", default=DEFAULT_METHODS,
+                    help=f"comma list of ce, sftn and {', '.join(VARIANTS)}")
+    ap.add_argument("--seed-list", default=None, help="seeds this process trains (default all)")
+    ap.add_argument("--name", default=None, help="results file stem")
     for key, value in FULL.items():
         ap.add_argument("--" + key.replace("_", "-"), type=type(value), default=None)
     args = ap.parse_args()
-    base = QUICK if args.quick else FULL
-    for key, value in base.items():
+    for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.name = "kd_pool_quick" if args.quick else "kd_pool"
-    if args.task != "fashion-mnist":
-        args.name += f"_{args.task}"
-    args.work_dir = Path(args.work_dir or f"/tmp/gtn_{args.name}")
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in args.methods if m not in VARIANTS and m not in ("ce", "sftn")]
+    if unknown or "vanilla" not in args.methods:
+        ap.error(f"--methods: unknown {unknown} (vanilla is required: gains are against it)")
+    args.name = args.name or ("kd_pool_quick" if args.quick else "kd_pool")
+    args.work_dir = Path(args.work_dir or "/tmp/gtn_kd_pool")
+    seeds = range(args.seeds) if args.seed_list is None else \
+        [int(s) for s in args.seed_list.split(",")]
+    args.train_seeds = list(seeds)
     return args
 
 
-def load_data(args, space):
-    from gtn_deploy.data import TaskData, load_space_data, stratified_subset
+# -- the pool ----------------------------------------------------------------------------------
+def reference_student(space):
+    from gtn_deploy.arch import ArchConfig
 
-    data = load_space_data(space, args.data_dir, limit_train=args.limit_train or None,
-                           limit_val=args.limit_val or None)
-    if args.limit_test:
-        test = data.test.subset(stratified_subset(data.test.labels, args.limit_test, 7))
-        data = TaskData(data.task, data.train, data.val, test, data.classes)
-    return data
+    return space.validate(ArchConfig.from_stage_blocks(
+        [[(3, 3)] * 2] * space.num_stages, max(space.resolutions), space.width_mult))
 
 
 def student_pool(space) -> list[dict]:
     """Three planned students (one per device, distinct) and three random ones."""
+    from gtn_deploy.arch import ArchConfig
+    from gtn_deploy.cost.analytic import network_cost
+    from gtn_deploy.cost.latency import predict_latency, predict_memory_mb
     from gtn_deploy.profiles import load_profile
     from gtn_deploy.search.planner import PlanRequest, plan_device
 
-    pool, seen = [], set()
-    for device in DEVICES:
-        req = PlanRequest.for_device(load_profile(device), space, scale_budget=True, top_k=5)
-        _, entry = plan_device(req)
-        from gtn_deploy.arch import ArchConfig
+    def params(arch) -> int:
+        return network_cost(space, arch).params
 
+    pool, seen, ref = [], set(), reference_student(space)
+    for device in DEVICES:
+        profile = load_profile(device)
+        precision = profile.preferred_precision
+        # the reference student's predicted latency and 1.25x its model memory on this device
+        req = PlanRequest.for_device(
+            profile, space, latency_ms=predict_latency(space, ref, profile, precision).latency_ms,
+            memory_mb=1.25 * predict_memory_mb(space, ref, precision), top_k=30)
+        _, entry = plan_device(req)
         for cand in entry["candidates"]:
             arch = ArchConfig.from_dict(cand["arch"])
-            if arch not in seen:
+            if arch not in seen and MIN_PARAMS <= params(arch) <= MAX_PARAMS:
                 seen.add(arch)
                 pool.append({"id": f"plan:{device}", "kind": "planned", "arch": arch,
-                             "budget_ms": round(req.latency_ms, 4), "mflops": cand["mflops"]})
+                             "budget_ms": round(req.latency_ms, 4),
+                             "memory_budget_mb": round(req.memory_mb, 4),
+                             "params": params(arch)})
                 break
     rng = random.Random(2024)
     while sum(s["kind"] == "random" for s in pool) < 3:
         arch = space.sample(rng)
-        if arch not in seen:
+        if arch not in seen and MIN_PARAMS <= params(arch) <= MAX_PARAMS:
             seen.add(arch)
             pool.append({"id": f"random{sum(s['kind'] == 'random' for s in pool)}",
-                         "kind": "random", "arch": arch, "mflops": _mflops(space, arch)})
+                         "kind": "random", "arch": arch, "params": params(arch)})
+    for s in pool:
+        s["mflops"] = round(network_cost(space, s["arch"]).mflops, 2)
     return pool
 
 
-def _mflops(space, arch) -> float:
-    from gtn_deploy.cost.analytic import network_cost
-
-    return round(network_cost(space, arch).mflops, 3)
-
-
-def train_teachers(args, space, data, pool, seed: int, log) -> dict:
-    """Every teacher of one seed: {key: (run dir, train_time_s)}; cached in the work dir."""
-    import json
-
+# -- training (cached) -------------------------------------------------------------------------
+def teacher_config(args, space, name: str, seed: int, pool, student=None):
     from gtn_deploy.train.config import TrainConfig
+
+    job = dict(VARIANTS.get(name, {}))
+    if name.startswith("sftn:"):
+        job = dict(method="sftn", student=student.to_dict())
+    planned = tuple(s["arch"].to_dict() for s in pool if s["kind"] == "planned")
+    job["pool"] = planned if job.pop("pool", False) else ()
+    return TrainConfig(task=space.task.name, teacher=args.teacher, epochs=args.teacher_epochs,
+                       batch_size=args.batch_size, lr=args.lr, seed=seed,
+                       limit_train=args.limit_train or None, augment=False, progress=False,
+                       **job)
+
+
+def train_teacher(args, cfg, data, log) -> Path:
     from gtn_deploy.train.trainer import TeacherTrainer
 
-    planned = tuple(s["arch"].to_dict() for s in pool if s["kind"] == "planned")
-    jobs = {m: dict(method=meth, sampler=smp or "uniform", pool=planned if smp else ())
-            for m, (meth, smp) in TEACHER_OF.items()}
-    for i, s in enumerate(pool):
-        jobs[f"sftn:{i}"] = dict(method="sftn", student=s["arch"].to_dict())
-    out = {}
-    for key, job in jobs.items():
-        run = args.work_dir / f"seed{seed}" / "teachers" / key.replace(":", "-")
-        summary = run / "summary.json"
-        if not summary.is_file():
-            cfg = TrainConfig(task=space.task.name, teacher=args.teacher,
-                              epochs=args.teacher_epochs, paths=args.paths,
-                              batch_size=args.batch_size, lr=args.lr, seed=seed,
-                              limit_train=args.limit_train or None, data_dir=args.data_dir,
-                              augment=bool(args.augment), progress=False, **job)
-            t0 = time.perf_counter()
-            TeacherTrainer(cfg, run, resume=True, device=args.device, data=data).run()
-            log(f"seed {seed} teacher {key}: {time.perf_counter() - t0:.1f}s")
-        doc = json.loads(summary.read_text())
-        out[key] = (run, doc["train_time_s"], doc["teacher_metrics"]["test_top1"])
-    return out
+    run = args.work_dir / "teachers" / f"{cfg.method}-s{cfg.seed}-{settings_key(cfg.to_dict())}"
+    if not (run / "summary.json").is_file():
+        t0 = time.perf_counter()
+        TeacherTrainer(cfg, run, resume=True, device="cpu", data=data).run()
+        log(f"teacher {run.name}: {time.perf_counter() - t0:.0f} s")
+    return run
 
 
-def distil_all(args, space, data, pool, seed: int, teachers: dict, log) -> list[dict]:
-    from gtn_deploy.train.distill import KDConfig, distill_student
+def kd_config(args, space, seed: int, with_teacher: bool):
+    from gtn_deploy.train.distill import KDConfig
+
+    return KDConfig(task=space.task.name, epochs=args.kd_epochs, seed=seed,
+                    batch_size=args.batch_size, lr=args.lr,
+                    alpha=args.alpha if with_teacher else 0.0,
+                    temperature=args.temperature, limit_train=args.limit_train or None,
+                    augment=False, progress=False)
+
+
+def student_dir(args, cfg, arch, teacher_sha: str | None) -> Path:
+    key = settings_key({"kd": cfg.to_dict(), "arch": arch.to_dict(), "teacher": teacher_sha})
+    return args.work_dir / "students" / key
+
+
+MAIN_TEACHERS = ("vanilla", "gtn")  # every seed; the other variants are ablations
+
+
+def teacher_names(args, pool, seed: int) -> list[str]:
+    names = [m for m in args.methods if m in VARIANTS
+             and (m in MAIN_TEACHERS or seed < args.ablation_seeds)]
+    if "sftn" in args.methods:
+        names += [f"sftn:{i}" for i in range(min(args.sftn_students, len(pool)))]
+    return names
+
+
+def run_seed(args, space, data, pool, seed: int, log, report) -> None:
+    from gtn_deploy.train.distill import distill_student
     from gtn_deploy.train.kd_teacher import open_teacher
 
-    cfg = KDConfig(task=space.task.name, epochs=args.kd_epochs, seed=seed,
-                   batch_size=args.batch_size, lr=args.lr, calib_images=args.calib,
-                   augment=bool(args.augment), progress=False)
-    rows = []
-    for i, s in enumerate(pool):
-        for method in KD_METHODS:
-            key = f"sftn:{i}" if method == "sftn" else method
-            source = open_teacher(teachers[key][0]) if method != "ce" else None
-            out = args.work_dir / f"seed{seed}" / "students" / f"{method}-{i}"
-            summary = distill_student(cfg, s["arch"], out, source, resume=True,
-                                      device=args.device, data=data,
-                                      label={"student": s["id"], "method": method})
-            rows.append({"seed": seed, "student": s["id"], "method": method,
-                         "top1": summary["metrics"]["test_top1"],
-                         "val_top1": summary["metrics"]["val_top1"],
-                         "kd_time_s": summary["train_time_s"]})
-        log(f"seed {seed} student {s['id']}: " + " ".join(
-            f"{r['method']} {r['top1']:.2f}" for r in rows[-len(KD_METHODS):]))
-    return rows
+    students = [("ce", i, None) for i in range(len(pool)) if "ce" in args.methods]
+    for name in teacher_names(args, pool, seed):
+        index = int(name.split(":")[1]) if name.startswith("sftn:") else None
+        cfg = teacher_config(args, space, name, seed, pool,
+                             pool[index]["arch"] if index is not None else None)
+        source = open_teacher(train_teacher(args, cfg, data, log))
+        report()
+        targets = [index] if index is not None else range(len(pool))
+        students += [(name, i, source) for i in targets]
+    for name, i, source in students:
+        cfg = kd_config(args, space, seed, source is not None)
+        out = student_dir(args, cfg, pool[i]["arch"], source.sha256 if source else None)
+        if not (out / "summary.json").is_file():
+            summary = distill_student(cfg, pool[i]["arch"], out, source, resume=True,
+                                      device="cpu", data=data,
+                                      label={"student": pool[i]["id"], "method": name})
+            log(f"seed {seed} {pool[i]['id']} {name}: test "
+                f"{summary['metrics']['test_top1']:.2f} ({summary['train_time_s']:.0f} s)")
+            report()
+
+
+# -- collecting and summarising ----------------------------------------------------------------
+def collect(args, space, pool) -> tuple[list[dict], list[dict]]:
+    """Every finished teacher and student run of the requested seeds, from the cache."""
+    rows, teachers = [], []
+    for seed in range(args.seeds):
+        shas = {}
+        for name in teacher_names(args, pool, seed):
+            index = int(name.split(":")[1]) if name.startswith("sftn:") else None
+            cfg = teacher_config(args, space, name, seed, pool,
+                                 pool[index]["arch"] if index is not None else None)
+            run = args.work_dir / "teachers" / \
+                f"{cfg.method}-s{seed}-{settings_key(cfg.to_dict())}"
+            if not (run / "summary.json").is_file():
+                continue
+            doc = json.loads((run / "summary.json").read_text())
+            sampler = run / "sampler.json"
+            teachers.append({"seed": seed, "teacher": name, "train_time_s": doc["train_time_s"],
+                             **doc["teacher_metrics"],
+                             "sampler_entropy": json.loads(sampler.read_text())["entropy"]
+                             if sampler.is_file() else None})
+            from gtn_deploy.train.kd_teacher import open_teacher
+
+            shas[name] = (open_teacher(run).sha256, index)
+        for method in ["ce"] + list(shas):
+            if method == "ce" and "ce" not in args.methods:
+                continue
+            sha, index = shas.get(method, (None, None))
+            for i, s in enumerate(pool):
+                if index is not None and i != index:
+                    continue
+                out = student_dir(args, kd_config(args, space, seed, sha is not None),
+                                  s["arch"], sha) / "summary.json"
+                if out.is_file():
+                    doc = json.loads(out.read_text())
+                    rows.append({"seed": seed, "student": s["id"],
+                                 "method": method.split(":")[0], **doc["metrics"],
+                                 "train_time_s": doc["train_time_s"]})
+    return rows, teachers
 
 
 def _ms(values: list[float]) -> str:
+    if not values:
+        return "-"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.2f} ± {sd:.2f}"
 
 
-def summarise(pool, rows, teacher_rows, seeds) -> tuple[dict, str]:
+def summarise(pool, rows, methods, seeds) -> tuple[dict, str]:
+    top = {(r["student"], r["method"], r["seed"]): r for r in rows}
     ids = [s["id"] for s in pool]
-    top = {(r["student"], r["method"], r["seed"]): r["top1"] for r in rows}
-    table = []
-    for s in pool:
-        table.append([s["id"], s["arch"].summary(), f"{s['mflops']:.1f}"] +
-                     [_ms([top[(s["id"], m, k)] for k in seeds]) for m in KD_METHODS])
-    per_seed = {m: [statistics.mean(top[(i, m, k)] for i in ids) for k in seeds]
-                for m in KD_METHODS}
-    table.append(["**pool average**", "", ""] + [_ms(per_seed[m]) for m in KD_METHODS])
-    md = [markdown_table(["student", "arch", "MFLOPs"] + list(KD_METHODS), table), ""]
+    cols = [m for m in methods if any(r["method"] == m for r in rows)]
+
+    def vals(i, m, split="test_top1"):
+        return [top[(i, m, k)][split] for k in seeds if (i, m, k) in top]
+
+    table = [[s["id"], s["arch"].summary(), f"{s['params'] / 1e3:.0f}k"] +
+             [_ms(vals(s["id"], m)) for m in cols] for s in pool]
+    per_seed, per_seed_val = {}, {}
+    for m in cols:  # pool average per seed, over the students that every seed has
+        complete = [k for k in seeds if all((i, m, k) in top for i in ids)]
+        per_seed[m] = {k: statistics.mean(top[(i, m, k)]["test_top1"] for i in ids)
+                       for k in complete}
+        per_seed_val[m] = {k: statistics.mean(top[(i, m, k)]["val_top1"] for i in ids)
+                           for k in complete}
+    table.append(["**pool average** (test)", "", ""] +
+                 [_ms(list(per_seed[m].values())) for m in cols])
+    table.append(["pool average (val)", "", ""] +
+                 [_ms(list(per_seed_val[m].values())) for m in cols])
+    md = [markdown_table(["student", "arch", "params"] + cols, table), ""]
     comparisons = {}
-    for method in ("gtn", "gtn-uniform", "gtn-pool", "sftn"):
-        gains = [per_seed[method][j] - per_seed["vanilla"][j] for j in range(len(seeds))]
-        student_gain = {i: statistics.mean(top[(i, method, k)] - top[(i, "vanilla", k)]
-                                           for k in seeds) for i in ids}
-        pairs = [top[(i, method, k)] > top[(i, "vanilla", k)] for i in ids for k in seeds]
-        comparisons[method] = {
-            "pool_gain_mean": statistics.mean(gains),
+    for m in cols:
+        if m == "vanilla":
+            continue
+        both = [k for k in per_seed[m] if k in per_seed.get("vanilla", {})]
+        gains = [per_seed[m][k] - per_seed["vanilla"][k] for k in both]
+        pairs = [top[(i, m, k)]["test_top1"] > top[(i, "vanilla", k)]["test_top1"]
+                 for i in ids for k in seeds if (i, m, k) in top and (i, "vanilla", k) in top]
+        if not pairs:
+            continue
+        comparisons[m] = {
+            "seeds": len(gains), "pool_gain_mean": statistics.mean(gains) if gains else None,
             "pool_gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
-            "win_rate_students": sum(g > 0 for g in student_gain.values()) / len(ids),
-            "win_rate_pairs": sum(pairs) / len(pairs), "gain_per_student": student_gain}
+            "win_rate_pairs": sum(pairs) / len(pairs), "pairs": len(pairs)}
     md.append(markdown_table(
-        ["method vs vanilla KD", "pool gain (pts, mean ± std over seeds)",
-         "win rate (students, mean over seeds)", "win rate (student x seed)"],
-        [[m, f"{c['pool_gain_mean']:+.2f} ± {c['pool_gain_std']:.2f}",
-          f"{c['win_rate_students']:.0%}", f"{c['win_rate_pairs']:.0%}"]
-         for m, c in comparisons.items()]))
-    return {"per_seed_pool_mean": per_seed, "comparisons": comparisons}, "\n".join(md)
+        ["method vs vanilla KD", "pool gain, test (pts, mean ± std over seeds)",
+         "win rate (student x seed pairs)"],
+        [[m, "-" if c["pool_gain_mean"] is None else
+          f"{c['pool_gain_mean']:+.2f} ± {c['pool_gain_std']:.2f} ({c['seeds']} seeds)",
+          f"{c['win_rate_pairs']:.0%} of {c['pairs']}"] for m, c in comparisons.items()]))
+    return {"per_seed_pool_test": per_seed, "per_seed_pool_val": per_seed_val,
+            "comparisons": comparisons}, "\n".join(md)
 
 
-def cost_table(pool, rows, teacher_rows) -> tuple[dict, str]:
+def teacher_table(teachers) -> str:
+    by = {}
+    for t in teachers:
+        by.setdefault(t["teacher"].split(":")[0], []).append(t)
+
+    def col(ts, key):
+        return _ms([t[key] for t in ts if t.get(key) is not None])
+
+    return markdown_table(
+        ["teacher", "runs", "val top-1", "test top-1", "test logit std", "test entropy (nats)",
+         "p(true class)", "train s (one)"],
+        [[name, len(ts), col(ts, "val_top1"), col(ts, "test_top1"), col(ts, "test_logit_std"),
+          col(ts, "test_entropy"), col(ts, "test_p_true"), col(ts, "train_time_s")]
+         for name, ts in by.items()])
+
+
+def cost_table(pool, rows, teachers) -> tuple[dict, str]:
+    """Amortised cost for N students: GTN one teacher, SFTN one teacher per student."""
     n = len(pool)
-    t = {}
-    for key, value in teacher_rows.items():
-        t.setdefault(key.split(":")[0], []).append(value)
-    kd = statistics.mean(r["kd_time_s"] for r in rows if r["method"] != "ce")
-    ce = statistics.mean(r["kd_time_s"] for r in rows if r["method"] == "ce")
-    c = {m: statistics.mean(v) for m, v in t.items()}
-    amortised = {"ce": n * ce, "vanilla": c["vanilla"] + n * kd, "sftn": n * (c["sftn"] + kd),
-                 "gtn": c["gtn"] + n * kd, "gtn-uniform": c["gtn-uniform"] + n * kd,
-                 "gtn-pool": c["gtn-pool"] + n * kd}
-    teachers = {"ce": 0, "vanilla": 1, "sftn": n, "gtn": 1, "gtn-uniform": 1, "gtn-pool": 1}
-    table = [[m, teachers[m], f"{c.get(m, 0.0):.1f}", f"{amortised[m]:.1f}"]
-             for m in KD_METHODS]
-    md = markdown_table(["method", f"teachers for N={n}", "teacher training s (one)",
-                         f"total s for N={n} (teachers + KD runs, KD {kd:.1f} s each)"], table)
-    return {"teacher_s": c, "kd_run_s": kd, "ce_run_s": ce, "amortised_s": amortised,
-            "teachers_needed": teachers}, md
+    secs = {}
+    for t in teachers:
+        secs.setdefault(t["teacher"].split(":")[0], []).append(t["train_time_s"])
+    kd = [r["train_time_s"] for r in rows if r["method"] != "ce"]
+    if not kd or "vanilla" not in secs:
+        return {}, ""
+    kd_s = statistics.mean(kd)
+    c = {m: statistics.mean(v) for m, v in secs.items()}
+    out = {m: (n if m == "sftn" else 1) * c[m] + n * kd_s for m in c}
+    table = [[m, n if m == "sftn" else 1, f"{c[m]:.0f}", f"{out[m]:.0f}",
+              f"{out[m] / out['vanilla']:.2f}"] for m in c]
+    md = markdown_table(["method", f"teachers for N={n}", "teacher training s (one, measured)",
+                         f"total s for N={n} (+ {n} KD runs of {kd_s:.0f} s)",
+                         "x vanilla"], table)
+    return {"teacher_s": c, "kd_run_s": kd_s, "amortised_s": out}, md
 
 
-def plot(pool, rows, seeds, path: Path) -> None:
+def plot(pool, rows, methods, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / len(KD_METHODS)
-    for j, method in enumerate(KD_METHODS):
-        means, sds = [], []
-        for s in pool:
-            v = [r["top1"] for r in rows if r["student"] == s["id"] and r["method"] == method]
-            means.append(statistics.mean(v))
-            sds.append(statistics.stdev(v) if len(v) > 1 else 0.0)
-        xs = [i + (j - len(KD_METHODS) / 2 + 0.5) * width for i in range(len(pool))]
+    cols = [m for m in methods if any(r["method"] == m for r in rows)]
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    width = 0.8 / max(1, len(cols))
+    for j, method in enumerate(cols):
+        xs, means, sds = [], [], []
+        for i, s in enumerate(pool):
+            v = [r["test_top1"] for r in rows if r["student"] == s["id"] and r["method"] == method]
+            if v:
+                xs.append(i + (j - len(cols) / 2 + 0.5) * width)
+                means.append(statistics.mean(v))
+                sds.append(statistics.stdev(v) if len(v) > 1 else 0.0)
         ax.bar(xs, means, width, yerr=sds, label=method, capsize=2)
-    ax.set_xticks(range(len(pool)), [s["id"] for s in pool], rotation=15)
-    lo = min(r["top1"] for r in rows)
-    ax.set_ylim(max(0, lo - 5), min(100, max(r["top1"] for r in rows) + 3))
-    ax.set_ylabel(f"test top-1 % (mean ± std, {len(seeds)} seeds)")
-    ax.legend(ncol=len(KD_METHODS), fontsize=8, loc="upper center")
+    ax.set_xticks(range(len(pool)), [s["id"] for s in pool], rotation=10)
+    lo, hi = min(r["test_top1"] for r in rows), max(r["test_top1"] for r in rows)
+    ax.set_ylim(max(0, lo - 2), min(100, hi + 1.5))
+    ax.set_ylabel("test top-1 % (mean ± std over seeds)")
+    ax.legend(ncol=len(cols), fontsize=8, loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -266,6 +384,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from gtn_deploy.arch import get_space
+    from gtn_deploy.data import load_space_data
     from gtn_deploy.io_utils import atomic_write_text
 
     start = time.perf_counter()
@@ -273,40 +392,41 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f}s] {msg}", flush=True)
 
-    space = get_space(args.task)
-    data = load_data(args, space)
+    space = get_space("fashion-mnist")
+    data = load_space_data(space, None, limit_train=args.limit_train or None)
     pool = student_pool(space)
     for s in pool:
-        log(f"student {s['id']}: {s['arch'].summary()} ({s['mflops']} MFLOPs)")
-    seeds = list(range(args.seeds))
-    rows, teacher_rows, teacher_acc = [], {}, {}
-    for seed in seeds:
-        teachers = train_teachers(args, space, data, pool, seed, log)
-        for key, (_, secs, acc) in teachers.items():
-            teacher_rows.setdefault(key, []).append(secs)
-            teacher_acc.setdefault(key.split(":")[0], []).append(acc)
-        rows += distil_all(args, space, data, pool, seed, teachers, log)
-    stats, md_main = summarise(pool, rows, teacher_rows, seeds)
-    costs, md_cost = cost_table(pool, rows, {k: statistics.mean(v)
-                                             for k, v in teacher_rows.items()})
-    wall = time.perf_counter() - start
-    teacher_md = markdown_table(["teacher", "test top-1 (mean ± std over seeds and students)"],
-                                [[k, _ms(v)] for k, v in teacher_acc.items()])
-    setting = {k: getattr(args, k) for k in list(FULL) + ["task", "device", "threads"]}
-    header = (f"# KD pool: {args.task}, {len(pool)} students, {len(seeds)} seeds\n\n"
-              f"Setting: `{' '.join(sys.argv[1:]) or '(defaults)'}` -> {setting}\n"
-              f"Wall time {wall / 60:.1f} min. Top-1 on {len(data.test)} test images.\n")
-    md = "\n\n".join([header, md_main, "Teachers:\n\n" + teacher_md,
-                      "Cost (wall-clock, this machine):\n\n" + md_cost]) + "\n"
-    atomic_write_text(RESULTS / f"{args.name}.md", md)
-    plot(pool, rows, seeds, RESULTS / f"{args.name}.png")
-    write_results(args.name, {
-        "setting": setting, "wall_time_s": round(wall, 1), "data": data.summary(),
-        "pool": [{**s, "arch": s["arch"].to_dict(), "summary": s["arch"].summary()}
-                 for s in pool],
-        "rows": rows, "teacher_train_s": teacher_rows, "teacher_test_top1": teacher_acc,
-        **stats, "cost": costs})
-    print(md)
+        log(f"student {s['id']}: {s['arch'].summary()} ({s['params']} params, "
+            f"{s['mflops']} MFLOPs)")
+    setting = {k: getattr(args, k) for k in FULL} | {"methods": args.methods,
+                                                     "augment": False}
+
+    def report() -> None:
+        rows, teachers = collect(args, space, pool)
+        if not rows:
+            return
+        seeds = list(range(args.seeds))
+        order = ["ce"] + [m for m in args.methods if m != "ce"]
+        stats, md_main = summarise(pool, rows, order, seeds)
+        costs, md_cost = cost_table(pool, rows, teachers)
+        header = (f"# KD pool: Fashion-MNIST, {len(pool)} students, seeds {seeds}\n\n"
+                  f"Setting: {setting}. {len(data.train)} training images, no augmentation; "
+                  f"top-1 on {len(data.test)} test images. Rows so far: {len(rows)}.\n")
+        md = "\n\n".join([header, md_main, "Teachers:\n\n" + teacher_table(teachers),
+                          "Cost (wall-clock on this machine):\n\n" + md_cost]) + "\n"
+        atomic_write_text(RESULTS / f"{args.name}.md", md)
+        plot(pool, rows, order, RESULTS / f"{args.name}.png")
+        write_results(args.name, {
+            "setting": setting, "data": data.summary(),
+            "pool": [{**s, "arch": s["arch"].to_dict(), "summary": s["arch"].summary()}
+                     for s in pool],
+            "rows": rows, "teachers": teachers, **stats, "cost": costs})
+
+    for seed in args.train_seeds:
+        run_seed(args, space, data, pool, seed, log, report)
+    report()
+    log("done")
+    print((RESULTS / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

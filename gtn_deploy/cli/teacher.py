@@ -57,7 +57,11 @@ def train(
     l_kl: Annotated[float, typer.Option(help="Weight of the branch KL term.")] = 3.0,
     tau: Annotated[float, typer.Option(help="Temperature of the branch KL term.")] = 1.0,
     kl_detach: Annotated[bool, typer.Option(
-        "--kl-detach", help="Ablation: the branch KL does not pull on the teacher.")] = False,
+        help="The branch KL does not pull on the teacher's logits (the default: it made "
+             "the teacher soft and weak).")] = True,
+    teacher_grad: Annotated[float, typer.Option(
+        help="Scale of the branch gradients reaching the teacher's features (1: the "
+             "written design).")] = 0.1,
     gamma: Annotated[float, typer.Option(
         help="Pull of the learned sampler toward the --pool students.")] = 0.1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
@@ -81,7 +85,7 @@ def train(
         micro_batches=micro_batches,
         lr=lr, seed=seed, limit_train=limit_train, limit_val=limit_val,
         data_dir=str(data_dir) if data_dir else None, l_kl=l_kl, tau=tau,
-        kl_detach=kl_detach, gamma=gamma,
+        kl_detach=kl_detach, teacher_grad=teacher_grad, gamma=gamma,
         augment=not no_augment, checkpoint_every=checkpoint_every, progress=progress,
         sources={"pool": str(pool) if pool else None, "student": student})
     trainer = TeacherTrainer(cfg, out, resume=resume, device=device)

@@ -87,8 +87,10 @@ def validate_kd(cfg: KDConfig) -> KDConfig:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 <= cfg.alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {cfg.alpha}")
-    if cfg.temperature <= 0 or cfg.lr <= 0:
-        raise UsageError("--temperature and --lr must be positive")
+    for name in ("temperature", "lr"):  # written so that NaN and infinity fail too
+        value = getattr(cfg, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"--{name} must be a positive finite number, got {value}")
     get_space(cfg.task)
     return cfg
 
@@ -98,17 +100,24 @@ class StudentDistiller:
 
     def __init__(self, cfg: KDConfig, arch: ArchConfig, out: str | Path,
                  teacher: TeacherSource | None = None, resume: bool = False,
-                 device: str = "cpu", data: TaskData | None = None, label: dict | None = None):
+                 device: str = "cpu", data: TaskData | None = None, label: dict | None = None,
+                 supernet_from: TeacherSource | None = None):
+        """``teacher``: the KD teacher (None: plain CE). ``supernet_from``: the run whose
+        trained supernet ``--init supernet`` starts from (default: the teacher's), so a CE
+        baseline can start where its KD twin starts."""
         self.cfg, self.out, self.teacher_src = validate_kd(cfg), Path(out), teacher
+        self.supernet_src = supernet_from or teacher
         self.space = get_space(cfg.task)
         self.arch, self.task = self.space.validate(arch), self.space.task
-        if cfg.init == "supernet" and teacher is None:
+        if cfg.init == "supernet" and self.supernet_src is None:
             raise UsageError("--init supernet needs a teacher folder with a trained supernet")
         self.info = DistInfo(device=device)  # students are never split over processes
         self.label = label or {}
         self.run_config = {"kd": cfg.to_dict(), "arch": arch.to_dict(),
                            "teacher_sha256": teacher.sha256 if teacher else None,
                            "method": "kd" if teacher else "ce"}
+        if cfg.init == "supernet":
+            self.run_config["init_from_sha256"] = self.supernet_src.sha256
         self.resume_state = self._check_out_dir(resume)
         self.data = data or load_space_data(
             self.space, cfg.data_dir, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
@@ -159,7 +168,7 @@ class StudentDistiller:
 
         if self.cfg.init == "scratch":
             return build_student(self.space, self.arch)
-        return self.teacher_src.load_supernet().extract(self.arch)
+        return self.supernet_src.load_supernet().extract(self.arch)
 
     def recalibrate(self, model) -> int:
         from gtn_deploy.supernet import recalibrate_bn
@@ -303,7 +312,8 @@ def _means(sums: dict[str, float]) -> dict[str, float]:
 def distill_student(cfg: KDConfig, arch: ArchConfig, out: str | Path,
                     teacher: TeacherSource | None = None, resume: bool = False,
                     device: str = "cpu", data: TaskData | None = None,
-                    label: dict | None = None) -> dict[str, Any]:
+                    label: dict | None = None,
+                    supernet_from: TeacherSource | None = None) -> dict[str, Any]:
     """Distil (or CE-train) one student into ``out``; returns its summary.
 
     With ``resume`` a finished student (summary.json present) is returned as it is.
@@ -311,4 +321,5 @@ def distill_student(cfg: KDConfig, arch: ArchConfig, out: str | Path,
     summary = Path(out) / "summary.json"
     if resume and summary.is_file():
         return json.loads(summary.read_text())
-    return StudentDistiller(cfg, arch, out, teacher, resume, device, data, label).run()
+    return StudentDistiller(cfg, arch, out, teacher, resume, device, data, label,
+                            supernet_from).run()

@@ -37,6 +37,9 @@ class LossWeights:
     # uniform sample and the branch loss on it an unbiased estimate of the whole batch's
     # (the depthwise student branches cost more than the teacher itself on a CPU)
     branch_batch: float = 1.0
+    # Scale of the branch gradients that reach the teacher's features (1: the design; lower
+    # keeps more of the teacher's own accuracy; 0: the teacher is not conditioned at all)
+    teacher_grad: float = 1.0
 
 
 class TeacherObjective(nn.Module):
@@ -74,7 +77,8 @@ class TeacherObjective(nn.Module):
         feats, logits = self.teacher.forward_features(x)
         ce = losses.cross_entropy(logits, y)
         n = max(1, math.ceil(self.weights.branch_batch * len(y)))
-        xb, yb, fb, target = x[:n], y[:n], [f[:n] for f in feats], logits[:n]
+        xb, yb, target = x[:n], y[:n], logits[:n]
+        fb = [_scale_grad(f[:n], self.weights.teacher_grad) for f in feats]
         if self.weights.kl_detach:
             target = target.detach()
         path_terms, path_kls = [], []
@@ -87,6 +91,13 @@ class TeacherObjective(nn.Module):
             path_kls.append(kl.detach())
         branch = torch.stack(path_terms).mean()
         return ce + branch_scale * branch, _stats(ce, logits, y, branch, path_kls)
+
+
+def _scale_grad(t: torch.Tensor, scale: float) -> torch.Tensor:
+    """``t`` in the forward pass; its gradient times ``scale`` in the backward pass."""
+    if scale == 1.0:
+        return t
+    return t * scale + t.detach() * (1.0 - scale)
 
 
 def _stats(ce: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, branch: torch.Tensor,

@@ -82,7 +82,8 @@ class TeacherTrainer:
             self.supernet = Supernet(self.space)
         self.objective = TeacherObjective(
             cfg.method, self.teacher, self.supernet, max(self.space.resolutions),
-            LossWeights(cfg.l_ce, cfg.l_kl, cfg.tau, cfg.kl_detach, cfg.branch_batch))
+            LossWeights(cfg.l_ce, cfg.l_kl, cfg.tau, cfg.kl_detach, cfg.branch_batch,
+                        cfg.teacher_grad))
         cuda = info.device.startswith("cuda")
         # channels_last on CPU too: it saved 41-51% of a teacher step there (issue 11)
         self.objective.to(info.device, memory_format=torch.channels_last)
