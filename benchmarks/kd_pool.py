@@ -189,26 +189,36 @@ MAIN_TEACHERS = ("vanilla", "gtn")  # every seed; the other variants are ablatio
 
 
 def teacher_names(args, pool, seed: int) -> list[str]:
-    names = [m for m in args.methods if m in VARIANTS
-             and (m in MAIN_TEACHERS or seed < args.ablation_seeds)]
+    """Main teachers first (vanilla, gtn, sftn), then the ablations of this seed."""
+    names = [m for m in MAIN_TEACHERS if m in args.methods]
     if "sftn" in args.methods:
         names += [f"sftn:{i}" for i in range(min(args.sftn_students, len(pool)))]
+    if seed < args.ablation_seeds:
+        names += [m for m in args.methods if m in VARIANTS and m not in MAIN_TEACHERS]
     return names
 
 
 def run_seed(args, space, data, pool, seed: int, log, report) -> None:
-    from gtn_deploy.train.distill import distill_student
     from gtn_deploy.train.kd_teacher import open_teacher
 
-    students = [("ce", i, None) for i in range(len(pool)) if "ce" in args.methods]
-    for name in teacher_names(args, pool, seed):
-        index = int(name.split(":")[1]) if name.startswith("sftn:") else None
-        cfg = teacher_config(args, space, name, seed, pool,
-                             pool[index]["arch"] if index is not None else None)
-        source = open_teacher(train_teacher(args, cfg, data, log))
-        report()
-        targets = [index] if index is not None else range(len(pool))
-        students += [(name, i, source) for i in targets]
+    # each teacher's students right after it, so the main rows fill in first
+    jobs = (["ce"] if "ce" in args.methods else []) + teacher_names(args, pool, seed)
+    for name in jobs:
+        students = [("ce", i, None) for i in range(len(pool))] if name == "ce" else []
+        if name != "ce":
+            index = int(name.split(":")[1]) if name.startswith("sftn:") else None
+            cfg = teacher_config(args, space, name, seed, pool,
+                                 pool[index]["arch"] if index is not None else None)
+            source = open_teacher(train_teacher(args, cfg, data, log))
+            report()
+            targets = [index] if index is not None else range(len(pool))
+            students = [(name, i, source) for i in targets]
+        distil_students(args, space, data, pool, seed, students, log, report)
+
+
+def distil_students(args, space, data, pool, seed, students, log, report) -> None:
+    from gtn_deploy.train.distill import distill_student
+
     for name, i, source in students:
         cfg = kd_config(args, space, seed, source is not None)
         out = student_dir(args, cfg, pool[i]["arch"], source.sha256 if source else None)

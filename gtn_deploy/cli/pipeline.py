@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,6 +27,9 @@ def pipeline(
     limit_train: Annotated[Optional[int], typer.Option(help="Train on a stratified subset of N images.")] = None,
     int8: Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="INT8 bundles; default: where the profile lists int8.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every stage.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="ce (default): also train each student with plain CE to measure what KD adds | none.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="KD weight of the teacher term (default 0.9).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="KD temperature (default 4).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
 ) -> None:
     """Run (or resume) plan -> GTN teacher -> distil -> export -> bench -> report."""
@@ -35,10 +39,14 @@ def pipeline(
     overrides = {"devices": devices, "task": task, "quick": quick, "teacher": teacher,
                  "teacher_epochs": teacher_epochs, "distill_epochs": distill_epochs,
                  "sampler": sampler, "limit_train": limit_train, "int8": int8, "seed": seed,
+                 "baseline": baseline, "alpha": alpha, "temperature": temperature,
                  "data_dir": str(data_dir) if data_dir else None}
     if config is None and devices is None:
         overrides["devices"] = DEFAULT_DEVICES
     cfg = load_config(config, overrides)
+    from gtn_deploy.pipeline.report import terminal_summary
+
     run_pipeline(cfg, out, log=lambda line: typer.echo(line, err=True))
+    data = json.loads((out / "report.json").read_text())
+    typer.echo(terminal_summary(data))
     typer.echo(f"report: {out / 'report.md'} and {out / 'report.html'}")
-    typer.echo((out / "report.md").read_text())

@@ -20,19 +20,24 @@ class DeviceTarget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     device: str
-    latency_ms: Optional[float] = Field(default=None, gt=0)
-    memory_mb: Optional[float] = Field(default=None, gt=0)
+    latency_ms: Optional[float] = Field(default=None, gt=0, allow_inf_nan=False)
+    memory_mb: Optional[float] = Field(default=None, gt=0, allow_inf_nan=False)
     precision: Optional[Literal["fp32", "fp16", "int8"]] = None
 
 
 # Settings that differ between the --quick main job (minutes on 2 CPU cores) and a full run.
+# quick (chosen by measurement, README "The main job"): the teacher sees every training
+# image once; each student starts from the GTN-trained supernet and takes one KD epoch over
+# a subset, without augmentation so that KD reads the teacher's logits from a table.
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "quick": {"teacher": "resnet20", "teacher_epochs": 3, "distill_epochs": 8,
-              "limit_train": 4000, "limit_val": 1000, "batch_size": 128, "bench_iters": 200,
-              "eval_images": 2000},
-    "full": {"teacher": "resnet20", "teacher_epochs": 30, "distill_epochs": 40,
-             "limit_train": None, "limit_val": None, "batch_size": 128, "bench_iters": 1000,
-             "eval_images": None},
+    "quick": {"teacher": "resnet20", "teacher_epochs": 1, "distill_epochs": 1,
+              "limit_train": None, "distill_limit_train": 24000, "limit_val": 2000,
+              "batch_size": 128, "distill_batch_size": 64, "distill_lr": 0.05,
+              "augment": False, "bench_iters": 200, "eval_images": 2000},
+    "full": {"teacher": "resnet20", "teacher_epochs": 15, "distill_epochs": 8,
+             "limit_train": None, "distill_limit_train": None, "limit_val": None,
+             "batch_size": 128, "distill_batch_size": 128, "distill_lr": 0.05,
+             "augment": True, "bench_iters": 1000, "eval_images": None},
 }
 
 
@@ -46,7 +51,7 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     # Plan
     scale_budget: bool = True  # profile budgets are for ImageNet-sized inputs
-    margin: float = Field(default=0.1, ge=0, lt=1)
+    margin: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
     # Teacher (GTN)
     teacher: Optional[str] = None
     teacher_epochs: Optional[int] = Field(default=None, ge=1)
@@ -54,9 +59,18 @@ class PipelineConfig(BaseModel):
     # Distil and export
     distill_epochs: Optional[int] = Field(default=None, ge=1)
     init: Literal["scratch", "supernet"] = "supernet"
+    alpha: float = Field(default=0.9, ge=0, le=1, allow_inf_nan=False)
+    temperature: float = Field(default=4.0, gt=0, allow_inf_nan=False)
+    # ce: each device's student is also trained with plain CE (same arch, data, epochs and
+    # initialisation), so the report shows what the teacher added
+    baseline: Literal["ce", "none"] = "ce"
+    augment: Optional[bool] = None
     limit_train: Optional[int] = Field(default=None, ge=100)
+    distill_limit_train: Optional[int] = Field(default=None, ge=100)
     limit_val: Optional[int] = Field(default=None, ge=100)
     batch_size: Optional[int] = Field(default=None, ge=8)
+    distill_batch_size: Optional[int] = Field(default=None, ge=8)
+    distill_lr: Optional[float] = Field(default=None, gt=0, allow_inf_nan=False)
     int8: Optional[bool] = None  # None: where the device profile lists int8
     eval_images: Optional[int] = Field(default=None, ge=256)
     bench_iters: Optional[int] = Field(default=None, ge=10)

@@ -28,10 +28,18 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
     pool = json.loads((run.teacher.path / "pool.json").read_text())
     rows = [_device_row(b, pool["devices"]) for b in run.branches]
     order = ([b.plan.path for b in run.branches] + [run.teacher.path]
-             + [p for b in run.branches for p in (b.student.path, b.bundle.path,
-                                                  b.bench.path if b.bench else None) if p])
+             + [p for b in run.branches for p in (
+                 b.student.path, b.baseline.path if b.baseline else None, b.bundle.path,
+                 b.bench.path if b.bench else None) if p])
     stages = [{"stage": m["stage"], "seconds": m["seconds"]} for m in map(_marker, order)]
-    return {"task": run.cfg.task, "quick": run.cfg.quick, "teacher": {
+    c = run.cfg
+    settings = {"teacher_epochs": c.teacher_epochs, "distill_epochs": c.distill_epochs,
+                "teacher_train_images": c.limit_train or "all",
+                "student_train_images": c.distill_limit_train or "all", "init": c.init,
+                "student_batch_size": c.distill_batch_size, "student_lr": c.distill_lr,
+                "alpha": c.alpha, "temperature": c.temperature, "augment": c.augment,
+                "baseline": c.baseline, "test_images": c.eval_images or "all", "seed": c.seed}
+    return {"task": run.cfg.task, "quick": run.cfg.quick, "settings": settings, "teacher": {
         "name": run.cfg.teacher, "epochs": run.cfg.teacher_epochs, "sampler": run.cfg.sampler,
         **teacher["figures"], "seconds": teacher["seconds"], "pool_devices": pool["devices"]},
         "devices": rows, "stages": stages}
@@ -42,12 +50,18 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str]) -> dict:
     manifest = json.loads((b.bundle.path / "bundle" / "manifest.json").read_text())
     bench = _marker(b.bench.path)["figures"] if b.bench else None
     met, pred = manifest["metrics"], manifest.get("latency_prediction") or {}
+    student = _marker(b.student.path)["figures"]
+    ce = _marker(b.baseline.path)["figures"] if b.baseline else None
     return {
         "device": b.id, "name": b.profile.name, "precision": plan["precision"],
         "budget_ms": plan["budget"]["latency_ms"], "arch": plan["candidates"][0]["summary"],
         "mflops": plan["candidates"][0]["mflops"], "params": plan["candidates"][0]["params"],
         "planned_ms": plan["candidates"][0]["latency_ms"],
-        "student_val_top1": _marker(b.student.path)["figures"].get("val_top1"),
+        "student_val_top1": student.get("val_top1"),
+        "student_test_top1": student.get("test_top1"),
+        # the same arch, data, epochs and initialisation with plain CE: what KD added
+        "ce_top1": ce["test_top1"] if ce else None,
+        "kd_gain": round(student["test_top1"] - ce["test_top1"], 4) if ce else None,
         "fp32_top1": met.get("fp32_top1"), "int8_top1": met.get("int8_top1"),
         "recommended_precision": manifest["recommended_precision"],
         "predicted_ms": pred.get("latency_ms"), "tier": pred.get("tier"),
@@ -75,15 +89,46 @@ def _fmt(value, spec: str = ".2f", none: str = "-") -> str:
 
 def device_table(data: dict) -> tuple[list[str], list[list[str]]]:
     header = ["device", "student (arch)", "MFLOPs", "params", "budget ms", "predicted ms",
-              "measured p50 ms", "val top-1 %", "test top-1 fp32 %", "int8 %", "recommended",
-              "bundle"]
+              "measured p50 ms", "test top-1 % (KD)", "CE baseline %", "KD gain",
+              "bundle fp32 %", "int8 %", "recommended", "bundle"]
     rows = [[d["device"] + ("" if d["in_teacher_pool"] else " (added later)"), d["arch"],
              _fmt(d["mflops"], ".1f"), f"{d['params'] / 1e3:.0f}k", _fmt(d["budget_ms"], ".3g"),
              f"{_fmt(d['predicted_ms'], '.3g')} (tier {d['tier']})",
-             _fmt(d["measured_p50_ms"], ".3g"), _fmt(d["student_val_top1"]),
+             _fmt(d["measured_p50_ms"], ".3g"), _fmt(d["student_test_top1"]),
+             _fmt(d["ce_top1"]), _fmt(d["kd_gain"], "+.2f"),
              _fmt(d["fp32_top1"]), _fmt(d["int8_top1"]), d["recommended_precision"],
              f"`{d['bundle']}`"] for d in data["devices"]]
     return header, rows
+
+
+def terminal_summary(data: dict) -> str:
+    """A few lines for the terminal (the full tables are in report.md / report.html)."""
+    t = data["teacher"]
+    lines = [f"teacher {t['name']}: test top-1 {t['test_top1']:.2f}% ({t['train_time_s']:.0f} s)",
+             f"{'device':<20} {'test top-1':>10} {'CE':>7} {'gain':>6} {'predicted':>10} "
+             f"{'budget':>8}  verdict"]
+    for d in data["devices"]:
+        fits = d["predicted_ms"] is not None and d["predicted_ms"] <= d["budget_ms"]
+        lines.append(f"{d['device']:<20} {_fmt(d['student_test_top1']):>10} "
+                     f"{_fmt(d['ce_top1']):>7} {_fmt(d['kd_gain'], '+.2f'):>6} "
+                     f"{_fmt(d['predicted_ms'], '.3g'):>7} ms {_fmt(d['budget_ms'], '.3g'):>5} ms"
+                     f"  {'fits (predicted)' if fits else 'OVER budget (predicted)'}")
+    return "\n".join(lines + [kd_verdict(data)])
+
+
+def kd_verdict(data: dict) -> str:
+    """One plain sentence: did the teacher help every device's student?"""
+    rows = [d for d in data["devices"] if d["kd_gain"] is not None]
+    if not rows:
+        return "No CE baseline was trained (--baseline none): the KD gain is not known."
+    lost = [d for d in rows if d["kd_gain"] < 0]
+    if not lost:
+        return (f"KD beat the CE baseline on every device (gain "
+                f"{min(d['kd_gain'] for d in rows):+.2f} to {max(d['kd_gain'] for d in rows):+.2f}"
+                " points of test top-1).")
+    return ("KD LOST to plain CE on " + ", ".join(
+        f"{d['device']} ({d['kd_gain']:+.2f} points)" for d in lost)
+        + ": for those devices the teacher did not help.")
 
 
 def cost_rows(data: dict) -> list[list[str]]:
@@ -97,12 +142,15 @@ def cost_rows(data: dict) -> list[list[str]]:
 def render_markdown(data: dict, plot_names: list[str]) -> str:
     t = data["teacher"]
     header, rows = device_table(data)
-    lines = [f"# gtn_deploy pipeline report: {data['task']}" + (" (--quick)" if data["quick"] else ""),
+    lines = [f"# gtn_deploy pipeline report: {data['task']}", "",
+             "Settings: " + ", ".join(f"{k} {v}" for k, v in data["settings"].items()) + ".",
              "", f"One GTN teacher ({t['name']}, {t['epochs']} epochs, sampler `{t['sampler']}`, "
              f"conditioned on the planned students of {', '.join(t['pool_devices'])}): "
              f"val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, "
              f"trained in {t['train_time_s']:.0f} s.", "", "## Students and bundles", "",
-             _table(header, rows), "",
+             _table(header, rows), "", kd_verdict(data), "",
+             "Test top-1 (KD) and the CE baseline are on the test split in PyTorch; the "
+             "bundle's fp32 and int8 columns are the exported ONNX models in onnxruntime. "
              "Predicted latency is for the device (from its profile); measured p50 only where "
              "the bundle's target is this machine.", "", "## Teacher cost", "",
              _table(["teachers", "training time", "total for the devices"], cost_rows(data)), "",
@@ -137,10 +185,11 @@ def render_html(data: dict, plots: dict[str, bytes]) -> str:
 <title>gtn_deploy report: {html.escape(data['task'])}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}img{{max-width:100%}}</style></head><body>
-<h1>gtn_deploy pipeline report: {html.escape(data['task'])}{' (--quick)' if data['quick'] else ''}</h1>
+<h1>gtn_deploy pipeline report: {html.escape(data['task'])}</h1>
+<p>Settings: {html.escape(", ".join(f"{k} {v}" for k, v in data["settings"].items()))}.</p>
 <p>One GTN teacher ({html.escape(t['name'])}, {t['epochs']} epochs, sampler {html.escape(t['sampler'])}):
 val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, trained in {t['train_time_s']:.0f} s.</p>
-<h2>Students and bundles</h2>{table(header, rows)}
+<h2>Students and bundles</h2>{table(header, rows)}<p>{html.escape(kd_verdict(data))}</p>
 <h2>Teacher cost</h2>{table(['teachers', 'training time', 'total'], cost_rows(data))}
 <h2>Wall time per stage</h2>{table(['stage', 'seconds'], [[s['stage'], f"{s['seconds']:.1f}"] for s in data['stages']])}
 <h2>Plots</h2>{images}</body></html>
@@ -178,9 +227,12 @@ def _plots(data: dict) -> dict[str, bytes]:
     out["pareto"] = png(fig)
     fig, ax = plt.subplots(figsize=(1.6 * len(devices) + 2, 3.4))
     xs = range(len(devices))
-    ax.bar([x - 0.2 for x in xs], [d["fp32_top1"] or 0 for d in devices], 0.4, label="fp32")
-    ax.bar([x + 0.2 for x in xs], [d["int8_top1"] or 0 for d in devices], 0.4, label="int8")
-    lo = min(d["fp32_top1"] or 0 for d in devices)
+    ax.bar([x - 0.2 for x in xs], [d["student_test_top1"] or 0 for d in devices], 0.4,
+           label="KD student")
+    ax.bar([x + 0.2 for x in xs], [d["ce_top1"] or 0 for d in devices], 0.4,
+           label="CE baseline")
+    lo = min(v for d in devices for v in (d["student_test_top1"], d["ce_top1"]) if v) \
+        if devices else 0
     ax.set(xticks=list(xs), ylabel="test top-1 (%)", ylim=(max(0, lo - 15), 100),
            title="accuracy per device")
     ax.set_xticklabels([d["device"] for d in devices], rotation=20, fontsize=8)

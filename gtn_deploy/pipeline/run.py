@@ -13,6 +13,7 @@ were in it. With sampler ``pool`` the pool is part of the key.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ class DeviceBranch:
     profile: Any  # DeviceProfile
     plan: StageResult | None = None
     student: StageResult | None = None
+    baseline: StageResult | None = None  # the same student trained with plain CE
     bundle: StageResult | None = None
     bench: StageResult | None = None
     runs_here: bool = False
@@ -73,11 +75,18 @@ def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = pr
         for b in branches:
             b.plan = _stage(run, store, f"plan-{b.id}", _plan_inputs(cfg, b),
                             lambda d, b=b: _plan(cfg, space, b, d))
+        if not cfg.quick and not store.is_done("teacher", _teacher_inputs(cfg, branches)):
+            run.log(_estimate(cfg, space, branches))
         run.teacher = _stage(run, store, "teacher", _teacher_inputs(cfg, branches),
                              lambda d: _teacher(cfg, branches, d), resumable=True)
         for b in branches:
             b.student = _stage(run, store, f"student-{b.id}", _student_inputs(cfg, run, b),
                                lambda d, b=b: _distill(cfg, run, b, d), resumable=True)
+            if cfg.baseline == "ce":
+                b.baseline = _stage(run, store, f"baseline-{b.id}",
+                                    _student_inputs(cfg, run, b, with_teacher=False),
+                                    lambda d, b=b: _distill(cfg, run, b, d, with_teacher=False),
+                                    resumable=True)
             b.bundle = _stage(run, store, f"bundle-{b.id}", _bundle_inputs(cfg, b),
                               lambda d, b=b: _export(cfg, b, d))
             b.runs_here = _runs_here(b.profile)
@@ -90,6 +99,16 @@ def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = pr
     return run
 
 
+def _estimate(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> str:
+    """The full setting runs for hours: say how many before starting (a few-second probe)."""
+    from gtn_deploy.data import load_space_data
+    from gtn_deploy.pipeline.estimate import describe, probe
+
+    data = load_space_data(space, cfg.data_dir, limit_train=cfg.limit_train)
+    students = min(len(data.train), cfg.distill_limit_train or len(data.train))
+    return describe(probe(cfg, {b.id: b.arch() for b in branches}, len(data.train), students))
+
+
 def _stage(run: PipelineRun, store: StageStore, name: str, inputs: dict,
            build: Callable[[Path], dict | None], resumable: bool = False) -> StageResult:
     done = store.is_done(name, inputs)
@@ -99,6 +118,11 @@ def _stage(run: PipelineRun, store: StageStore, name: str, inputs: dict,
         run.stages_run.append(name)
         run.log(f"[{time.strftime('%H:%M:%S')}] {name}: done in {result.seconds:.1f} s")
     return result
+
+
+def _live() -> bool:
+    """Training progress bars on an interactive terminal only (they are not in any key)."""
+    return sys.stderr.isatty()
 
 
 def _key(result: StageResult) -> str:
@@ -139,50 +163,67 @@ def _pool(branches: list[DeviceBranch]) -> list[dict]:
     return pool
 
 
+def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch]):
+    from gtn_deploy.train.config import TrainConfig
+
+    return TrainConfig(
+        method="gtn", task=cfg.task, teacher=cfg.teacher, epochs=cfg.teacher_epochs,
+        sampler=cfg.sampler, pool=tuple(_pool(branches)), batch_size=cfg.batch_size,
+        seed=cfg.seed, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
+        data_dir=cfg.data_dir, augment=cfg.augment, progress=_live(),
+        sources={"pool": "pipeline plan", "devices": [b.id for b in branches]})
+
+
 def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch]) -> dict:
-    inputs = {"task": cfg.task, "teacher": cfg.teacher, "epochs": cfg.teacher_epochs,
-              "sampler": cfg.sampler, "seed": cfg.seed, "limit_train": cfg.limit_train,
-              "limit_val": cfg.limit_val, "batch_size": cfg.batch_size,
-              "data_dir": cfg.data_dir, "tool": __version__}
-    if cfg.sampler == "pool":
-        inputs["pool"] = _pool(branches)
-    return inputs
+    """The key is the config actually trained, less the pool unless the sampler draws only
+    from it (a generic teacher is reused when a device is added) and the display fields."""
+    inputs = _teacher_config(cfg, branches).to_dict()
+    for display in ("sources", "progress", "log_every"):
+        inputs.pop(display)
+    if cfg.sampler != "pool":
+        inputs.pop("pool")
+    return {**inputs, "tool": __version__}
 
 
 def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path) -> dict:
-    from gtn_deploy.train.config import TrainConfig
     from gtn_deploy.train.trainer import train_teacher
 
-    pool = _pool(branches)
-    train_cfg = TrainConfig(
-        method="gtn", task=cfg.task, teacher=cfg.teacher, epochs=cfg.teacher_epochs,
-        sampler=cfg.sampler, pool=tuple(pool), batch_size=cfg.batch_size, seed=cfg.seed,
-        limit_train=cfg.limit_train, limit_val=cfg.limit_val, data_dir=cfg.data_dir,
-        progress=False, sources={"pool": "pipeline plan", "devices": [b.id for b in branches]})
-    summary = train_teacher(train_cfg, folder, resume=True)
-    atomic_write_json(folder / "pool.json", {"devices": [b.id for b in branches], "pool": pool})
-    return {"val_top1": summary["teacher_metrics"]["val_top1"],
-            "test_top1": summary["teacher_metrics"]["test_top1"],
-            "train_time_s": summary["train_time_s"]}
+    summary = train_teacher(_teacher_config(cfg, branches), folder, resume=True)
+    atomic_write_json(folder / "pool.json", {"devices": [b.id for b in branches],
+                                             "pool": _pool(branches)})
+    return {**summary["teacher_metrics"], "train_time_s": summary["train_time_s"]}
 
 
 # -- distil ---------------------------------------------------------------------------------
-def _student_inputs(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch) -> dict:
-    return {"arch": b.arch().to_dict(), "teacher": _key(run.teacher), "task": cfg.task,
-            "epochs": cfg.distill_epochs, "init": cfg.init, "seed": cfg.seed,
-            "limit_train": cfg.limit_train, "limit_val": cfg.limit_val,
-            "batch_size": cfg.batch_size, "data_dir": cfg.data_dir, "tool": __version__}
+def _kd_config(cfg: PipelineConfig, with_teacher: bool):
+    from gtn_deploy.train.distill import KDConfig
+
+    return KDConfig(task=cfg.task, epochs=cfg.distill_epochs, init=cfg.init, seed=cfg.seed,
+                    alpha=cfg.alpha if with_teacher else 0.0, temperature=cfg.temperature,
+                    batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
+                    limit_train=cfg.distill_limit_train,
+                    limit_val=cfg.limit_val, data_dir=cfg.data_dir, augment=cfg.augment,
+                    progress=_live())
 
 
-def _distill(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch, folder: Path) -> dict:
-    from gtn_deploy.train.distill import KDConfig, distill_student
+def _student_inputs(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch,
+                    with_teacher: bool = True) -> dict:
+    kd = _kd_config(cfg, with_teacher).to_dict()
+    for display in ("progress", "log_every"):
+        kd.pop(display)
+    return {"kd": kd, "arch": b.arch().to_dict(), "teacher": _key(run.teacher),
+            "method": "kd" if with_teacher else "ce", "tool": __version__}
+
+
+def _distill(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch, folder: Path,
+             with_teacher: bool = True) -> dict:
+    from gtn_deploy.train.distill import distill_student
     from gtn_deploy.train.kd_teacher import open_teacher
 
-    kd = KDConfig(task=cfg.task, epochs=cfg.distill_epochs, init=cfg.init, seed=cfg.seed,
-                  batch_size=cfg.batch_size, limit_train=cfg.limit_train,
-                  limit_val=cfg.limit_val, data_dir=cfg.data_dir, progress=False)
-    summary = distill_student(kd, b.arch(), folder, teacher=open_teacher(run.teacher.path),
-                              resume=True, label={"device": b.id})
+    source = open_teacher(run.teacher.path)
+    summary = distill_student(_kd_config(cfg, with_teacher), b.arch(), folder,
+                              teacher=source if with_teacher else None, resume=True,
+                              label={"device": b.id}, supernet_from=source)
     return {"val_top1": summary["metrics"]["val_top1"],
             "test_top1": summary["metrics"]["test_top1"],
             "train_time_s": summary["train_time_s"]}

@@ -1,0 +1,86 @@
+"""How long a pipeline will train, from a few timed steps on this machine (a probe).
+
+The probe times real training steps (forward, backward, SGD) at the run's batch size: the
+GTN teacher objective with one sampled path, and each device's student; per-image costs
+times the images each stage trains on give the estimate. Evaluation, export and the
+machine's load during the run are not in it: read it as the training time at today's speed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gtn_deploy.pipeline.config import PipelineConfig
+
+PROBE_STEPS = 3
+
+
+def _seconds_per_image(step, batch_size: int) -> float:
+    step()  # warm-up: allocations and kernel choice
+    times = []
+    for _ in range(PROBE_STEPS):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / batch_size
+
+
+def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
+          student_images: int) -> dict:
+    """Estimated training seconds: {'teacher_s', 'students_s': {device: s}, 'total_s'}."""
+    import torch
+
+    from gtn_deploy.arch import get_space
+    from gtn_deploy.models import create_teacher
+    from gtn_deploy.supernet import Supernet, build_student
+    from gtn_deploy.train.gtn import LossWeights, TeacherObjective
+    from gtn_deploy.train.sampler import ArchSampler
+
+    space, b = get_space(cfg.task), cfg.batch_size
+    side = max(space.resolutions)
+    x = torch.randn(b, space.task.in_channels, side, side).contiguous(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, space.task.num_classes, (b,))
+    objective = TeacherObjective("gtn", create_teacher(cfg.teacher, space.task),
+                                 Supernet(space), side, LossWeights(branch_batch=0.5))
+    objective.to(memory_format=torch.channels_last).train()
+    sampler = ArchSampler(space, "uniform", seed=0)
+    opt = torch.optim.SGD(objective.parameters(), lr=0.01)
+
+    def teacher_step():
+        loss, _ = objective(x, y, sampler.sample(1), which=[0])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    teacher_s = _seconds_per_image(teacher_step, b) * train_images * cfg.teacher_epochs
+    runs = 2 if cfg.baseline == "ce" else 1
+    students = {}
+    for device, arch in archs.items():
+        model = build_student(space, arch).to(memory_format=torch.channels_last).train()
+        s_opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def student_step(model=model, s_opt=s_opt):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            s_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            s_opt.step()
+
+        students[device] = (_seconds_per_image(student_step, b) * student_images
+                            * cfg.distill_epochs * runs)
+    return {"teacher_s": teacher_s, "students_s": students,
+            "total_s": teacher_s + sum(students.values())}
+
+
+def describe(estimate: dict) -> str:
+    def clock(s: float) -> str:
+        h, m = divmod(int(round(s / 60)), 60)
+        return f"{h} h {m:02d} min" if h else f"{m} min"
+
+    per = ", ".join(f"{d} {clock(s)}" for d, s in estimate["students_s"].items())
+    return (f"estimated training time here: teacher {clock(estimate['teacher_s'])}, students "
+            f"({per}), total {clock(estimate['total_s'])} (from a probe of timed steps; "
+            "evaluation and export come on top)")
