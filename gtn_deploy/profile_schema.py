@@ -8,6 +8,8 @@ one ``path: reason`` line.
 
 from __future__ import annotations
 
+import math
+
 import types
 import typing
 from typing import Annotated, Any, Iterator, Literal
@@ -42,8 +44,8 @@ class SourcedInt(_Model):
 
 
 def _positive(v: Sourced) -> Sourced:
-    if not v.value > 0:
-        raise ValueError(f"value must be > 0, got {v.value}")
+    if not (v.value > 0 and math.isfinite(v.value)):  # YAML .inf and .nan too
+        raise ValueError(f"value must be > 0 and finite, got {v.value}")
     return v
 
 

@@ -67,3 +67,19 @@ def test_plan_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
 def test_unsupported_precision_names_the_supported_ones():
     result = invoke("plan", "--device", "jetson-nano", "--precision", "int8")
     assert result.exit_code != 0 and "supported" in result.output
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--latency-ms", "inf"), ("--latency-ms", "nan"), ("--latency-ms", "0"),
+    ("--memory-mb", "inf"), ("--batch-size", "0"), ("--margin", "nan"), ("--margin", "1")])
+def test_bad_budget_numbers_are_one_error_line(flag, value, tmp_path):
+    from typer.testing import CliRunner
+
+    from gtn_deploy.cli.main import app
+
+    out = tmp_path / "plan.json"
+    result = CliRunner().invoke(app, ["plan", "--device", "rpi4", flag, value,
+                                      "--out", str(out)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "error:" in result.output and flag in result.output, result.output
+    assert not out.exists()

@@ -59,8 +59,8 @@ def check_loop(warmup: int, iters: int | None, seconds: float | None) -> None:
         raise UsageError("give --iters or --seconds, not both")
     if iters is not None and iters < 1:
         raise UsageError(f"--iters must be >= 1, got {iters}")
-    if seconds is not None and not seconds > 0:
-        raise UsageError(f"--seconds must be > 0, got {seconds}")
+    if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+        raise UsageError(f"--seconds must be > 0 and finite, got {seconds}")
 
 
 def time_calls(fn: Callable[[], object], warmup: int = 10, iters: int | None = None,

@@ -67,7 +67,11 @@ class PlanRequest:
                    seed: int = 0) -> "PlanRequest":
         """Fill what was not given from the profile; an explicit latency is never scaled."""
         precision = precision or profile.preferred_precision
-        batch_size = batch_size or profile.budgets.batch_size
+        batch_size = profile.budgets.batch_size if batch_size is None else batch_size
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        if not 0 <= margin < 1:  # NaN fails every comparison, so it is refused too
+            raise UsageError(f"--margin must be in [0, 1), got {margin}")
         budget_ms = profile.budgets.latency_ms if latency_ms is None else latency_ms
         if scale_budget and latency_ms is None and precision in profile.precisions:
             budget_ms = task_scaled_budget_ms(profile, space, budget_ms, precision, batch_size)
@@ -119,8 +123,9 @@ def plan_device(req: PlanRequest, objective: Objective | None = None,
                 config: SearchConfig = SearchConfig()) -> tuple[SearchResult, dict]:
     """Search one device; return the raw result and its plan.json entry."""
     for name in ("latency_ms", "memory_mb"):
-        if not getattr(req, name) > 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {getattr(req, name)}")
+        value = getattr(req, name)
+        if not (value > 0 and math.isfinite(value)):  # also refuses NaN and infinity
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0 and finite, got {value}")
     if req.precision not in req.profile.precisions:
         raise UsageError(f"precision '{req.precision}' is not supported on {req.profile.id}; "
                          f"supported: {', '.join(req.profile.precisions)}")
