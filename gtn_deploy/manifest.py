@@ -155,7 +155,10 @@ def verify_files(bundle_dir: str | Path) -> list[str]:
         return [str(exc)]
     problems = []
     stored = manifest.get("manifest_sha256")
-    if stored is not None and stored != manifest_digest(manifest):
+    if stored is None:  # without it an edited manifest could not be told from a true one
+        problems.append(f"{MANIFEST}: manifest_sha256 is missing, so the manifest's own "
+                        "integrity cannot be checked")
+    elif stored != manifest_digest(manifest):
         problems.append(f"{MANIFEST}: content differs from its manifest_sha256 (file changed)")
     for name, entry in sorted(manifest["files"].items()):
         file = root / name
@@ -167,11 +170,35 @@ def verify_files(bundle_dir: str | Path) -> list[str]:
             problems.append(f"{name}: sha256 differs from the manifest (file changed)")
     for file in sorted(root.rglob("*")):
         rel = file.relative_to(root).as_posix()
-        if rel == MANIFEST or rel.split("/")[0] == BUILD_DIR or file.is_dir():
+        if rel == MANIFEST or rel.split("/")[0] == BUILD_DIR:
             continue
-        if rel not in manifest["files"]:
+        if file.is_symlink() and rel not in manifest["files"]:
+            problems.append(f"{rel}: a symbolic link, not listed in the manifest")
+        elif not file.is_dir() and rel not in manifest["files"]:
             problems.append(f"{rel}: not listed in the manifest")
     return problems
+
+
+# Bundles are a few MB of models and text; an archive far past these is refused before
+# anything is written (a small .tar.gz can hold gigabytes of zeros)
+MAX_ARCHIVE_BYTES = 2 * 2**30
+MAX_ARCHIVE_MEMBERS = 1000
+MAX_COMPRESSION_RATIO = 100
+
+
+def _check_archive_size(tar: tarfile.TarFile, tar_path: Path) -> None:
+    members = tar.getmembers()  # reads the headers through the stream; writes nothing
+    total = sum(m.size for m in members if m.isfile())
+    packed = max(1, tar_path.stat().st_size)
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise BundleError(f"{tar_path}: {len(members)} members, more than a bundle's "
+                          f"{MAX_ARCHIVE_MEMBERS}; refused")
+    if total > MAX_ARCHIVE_BYTES:
+        raise BundleError(f"{tar_path}: unpacks to {total / 2**20:.0f} MiB, more than "
+                          f"{MAX_ARCHIVE_BYTES / 2**20:.0f} MiB; refused")
+    if total / packed > MAX_COMPRESSION_RATIO and total > 64 * 2**20:
+        raise BundleError(f"{tar_path}: unpacks {total / packed:.0f}x its size (a bundle's "
+                          f"models barely compress); refused as a likely archive bomb")
 
 
 def safe_extract(tar_path: str | Path, dest: str | Path) -> Path:
@@ -186,6 +213,7 @@ def safe_extract(tar_path: str | Path, dest: str | Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=dest))
     try:
         with _open_tar(tar_path) as tar:
+            _check_archive_size(tar, tar_path)
             roots = _extract_members(tar, tar_path, staging)
         if len(roots) != 1 or not (staging / next(iter(roots))).is_dir():
             raise BundleError(f"{tar_path}: a bundle archive holds exactly one top folder "

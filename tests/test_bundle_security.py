@@ -149,3 +149,54 @@ def test_edited_manifest_and_symlinked_file_fail_verification(tmp_path):
     (folder / "README.md").unlink()
     (folder / "README.md").symlink_to(folder / "model.onnx")
     assert any(p.startswith("README.md") for p in verify_files(folder))
+
+
+def _bundle_dir(tmp_path: Path, manifest: dict) -> Path:
+    root = tmp_path / "b"
+    root.mkdir()
+    for name, data in FILES.items():
+        (root / name).write_bytes(data)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_a_manifest_without_its_own_hash_fails_verify(tmp_path):
+    doc = _manifest(FILES)
+    del doc["manifest_sha256"]
+    doc["metrics"] = {"fp32_top1": 99.9}  # an edit nobody could detect without the hash
+    problems = verify_files(_bundle_dir(tmp_path, doc))
+    assert any("manifest_sha256 is missing" in p for p in problems)
+
+
+def test_an_unlisted_symlinked_folder_fails_verify(tmp_path):
+    root = _bundle_dir(tmp_path, _manifest(FILES))
+    (tmp_path / "elsewhere").mkdir()
+    (root / "extra").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert any(p.startswith("extra: a symbolic link") for p in verify_files(root))
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int):
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = min(len(buf), self.left)
+        buf[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def test_an_archive_bomb_is_refused_before_anything_is_written(tmp_path):
+    size = 128 * 2**20  # compresses ~1000x
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("b/zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(_Zeros(size)))
+    dest = tmp_path / "out"
+    with pytest.raises(BundleError, match="archive bomb"):
+        safe_extract(path, dest)
+    assert not any(p.is_file() for p in dest.rglob("*"))
