@@ -17,6 +17,7 @@ class TimingStats:
     iters: int
     p50_ms: float
     p90_ms: float
+    p95_ms: float
     p99_ms: float
     mean_ms: float
     std_ms: float
@@ -47,7 +48,8 @@ def summarize(samples_ms: list[float], batch_size: int = 1, first_ms: float | No
     n = len(s)
     mean = sum(s) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in s) / (n - 1)) if n > 1 else 0.0
-    return TimingStats(n, percentile(s, 50), percentile(s, 90), percentile(s, 99), mean, std,
+    return TimingStats(n, percentile(s, 50), percentile(s, 90), percentile(s, 95),
+                       percentile(s, 99), mean, std,
                        s[0], s[-1], batch_size * 1e3 / mean if mean > 0 else math.inf,
                        first_ms, warmup, sum(s) / 1e3)
 
@@ -63,12 +65,23 @@ def check_loop(warmup: int, iters: int | None, seconds: float | None) -> None:
         raise UsageError(f"--seconds must be > 0 and finite, got {seconds}")
 
 
+# Without --iters or --seconds a run lasts a few seconds and at least MIN_ITERS calls, as
+# trtexec and benchmark_app do: 100 calls of a 0.2 ms model is 20 ms, too short to trust.
+DEFAULT_SECONDS = 3.0
+MIN_ITERS = 100
+# p99 / p50 above this: the tail is interference (other load, throttling), not the model
+NOISY_TAIL_RATIO = 2.0
+
+
 def time_calls(fn: Callable[[], object], warmup: int = 10, iters: int | None = None,
                seconds: float | None = None, batch_size: int = 1,
                time_first: bool = True) -> TimingStats:
-    """Time ``fn``: the first call alone, ``warmup`` untimed calls, then ``iters`` calls
-    (default 100) or as many as fit in ``seconds``."""
+    """Time ``fn``: the first call alone, ``warmup`` untimed calls, then ``iters`` calls or
+    as many as fit in ``seconds`` (default: DEFAULT_SECONDS and at least MIN_ITERS)."""
     check_loop(warmup, iters, seconds)
+    min_iters = 1
+    if iters is None and seconds is None:
+        seconds, min_iters = DEFAULT_SECONDS, MIN_ITERS
     clock = time.perf_counter
     first = None
     if time_first:
@@ -80,13 +93,22 @@ def time_calls(fn: Callable[[], object], warmup: int = 10, iters: int | None = N
     samples: list[float] = []
     if seconds is not None:
         deadline = clock() + seconds
-        while not samples or clock() < deadline:
+        while len(samples) < min_iters or clock() < deadline:
             t0 = clock()
             fn()
             samples.append((clock() - t0) * 1e3)
     else:
-        for _ in range(iters or 100):
+        for _ in range(iters):
             t0 = clock()
             fn()
             samples.append((clock() - t0) * 1e3)
     return summarize(samples, batch_size, first, warmup)
+
+
+def noise_warning(stats: TimingStats) -> str | None:
+    """A one-line warning when the latency tail says the machine was not quiet."""
+    ratio = stats.p99_ms / stats.p50_ms if stats.p50_ms > 0 else 0.0
+    if ratio > NOISY_TAIL_RATIO:
+        return (f"noisy run: p99 is {ratio:.1f}x p50 (threshold {NOISY_TAIL_RATIO}x); other "
+                "load or throttling; trust p50 and rerun on a quiet machine for the tail")
+    return None

@@ -18,7 +18,7 @@ def bench(
     batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: runtime's).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
-    iters: Annotated[Optional[int], typer.Option(help="Timed runs (default 100).")] = None,
+    iters: Annotated[Optional[int], typer.Option(help="Timed runs (default: 3 s and at least 100 runs).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Time for this long instead of --iters.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 (tensorrt) or int8; default: the bundle's recommendation.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
@@ -33,6 +33,8 @@ def bench(
                           force)
     for problem in result["forced"]:
         typer.echo(f"warning: forced past: {problem}", err=True)
+    if result["noise"]["warning"]:
+        typer.echo(f"warning: {result['noise']['warning']}", err=True)
     if out is not None:
         atomic_write_json(out, result)
     typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
@@ -48,10 +50,13 @@ def format_result(r: dict) -> str:
         f" {r['precision']} batch {r['batch_size']} threads {r['threads'] or 'default'}",
         f"  {env['cpu_model']} ({env['machine']}, {env['cpu_cores_usable']} cores)"
         + (f", GPU {env['gpu_name']}" if env.get("gpu_name") else ""),
-        f"  p50 {t['p50_ms']:.3f} ms  p90 {t['p90_ms']:.3f}  p99 {t['p99_ms']:.3f}  "
-        f"mean {t['mean_ms']:.3f} +- {t['std_ms']:.3f}  min {t['min_ms']:.3f}  max {t['max_ms']:.3f}",
-        f"  {t['throughput_ips']:.1f} img/s over {t['iters']} runs | first {t['first_ms']:.2f} ms "
-        f"| build {r['build_s']:.3f} s | peak RSS {r['memory']['peak_rss_mb']:.0f} MB",
+        f"  p50 {t['p50_ms']:.3f} ms  p90 {t['p90_ms']:.3f} ms  p95 {t['p95_ms']:.3f} ms  "
+        f"p99 {t['p99_ms']:.3f} ms",
+        f"  mean {t['mean_ms']:.3f} ms +- {t['std_ms']:.3f} ms  min {t['min_ms']:.3f} ms  "
+        f"max {t['max_ms']:.3f} ms",
+        f"  {t['throughput_ips']:.1f} img/s over {t['iters']} runs in {t['total_s']:.2f} s | "
+        f"first {t['first_ms']:.2f} ms | build {r['build_s']:.3f} s | peak RSS "
+        f"{r['memory']['peak_rss_mb']:.0f} MB | load {r['noise']['load_avg_1m']}",
     ]
     p = r.get("prediction")
     if p:
