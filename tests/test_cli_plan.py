@@ -83,3 +83,14 @@ def test_bad_budget_numbers_are_one_error_line(flag, value, tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "error:" in result.output and flag in result.output, result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["plan"], ["bench"], ["teacher", "train"], ["pipeline"],
+                                     ["bundle", "verify"]])
+def test_dash_h_is_help_everywhere(command):
+    from typer.testing import CliRunner
+
+    from gtn_deploy.cli.main import app
+
+    result = CliRunner().invoke(app, [*command, "-h"])
+    assert result.exit_code == 0 and "Usage:" in result.output, result.output

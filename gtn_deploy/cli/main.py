@@ -24,8 +24,9 @@ app = typer.Typer(
     name="gtnd",
     help="gtn_deploy: plan, distil, export and benchmark supernet students for many devices.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # gtnd --install-completion
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # sub-commands inherit it
 )
 
 app.command("plan")(plan_cmd.plan)
