@@ -1,0 +1,18 @@
+"""The report's verdicts: budget (measured p90 first, else predicted) and KD vs CE."""
+
+from gtn_deploy.pipeline.report import budget_verdict, kd_verdict
+
+
+def test_budget_verdict_prefers_the_measurement_and_states_headroom():
+    row = {"budget_ms": 1.0, "predicted_ms": 0.5, "measured_p90_ms": None}
+    assert budget_verdict(row) == "fits (predicted, 50% headroom)"
+    assert budget_verdict({**row, "measured_p90_ms": 1.25}) == "OVER (measured p90, 25% over)"
+    assert budget_verdict({**row, "predicted_ms": None}) == "unknown"
+
+
+def test_kd_verdict_says_plainly_where_kd_lost():
+    rows = [{"device": "a", "kd_gain": 1.5}, {"device": "b", "kd_gain": -0.25}]
+    assert kd_verdict({"devices": rows}) == \
+        "KD LOST to plain CE on b (-0.25 points): for those devices the teacher did not help."
+    assert kd_verdict({"devices": rows[:1]}).startswith("KD beat the CE baseline on every")
+    assert "--baseline none" in kd_verdict({"devices": [{"device": "a", "kd_gain": None}]})
