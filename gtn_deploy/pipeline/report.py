@@ -38,7 +38,8 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
                 "student_train_images": c.distill_limit_train or "all", "init": c.init,
                 "student_batch_size": c.distill_batch_size, "student_lr": c.distill_lr,
                 "alpha": c.alpha, "temperature": c.temperature, "augment": c.augment,
-                "baseline": c.baseline, "test_images": c.eval_images or "all", "seed": c.seed}
+                "baseline": c.baseline, "bundle_eval_images": c.eval_images or "all",
+                "seed": c.seed}
     return {"task": run.cfg.task, "quick": run.cfg.quick, "settings": settings, "teacher": {
         "name": run.cfg.teacher, "epochs": run.cfg.teacher_epochs, "sampler": run.cfg.sampler,
         **teacher["figures"], "seconds": teacher["seconds"], "pool_devices": pool["devices"]},
@@ -162,8 +163,9 @@ def render_markdown(data: dict, plot_names: list[str]) -> str:
              f"val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, "
              f"trained in {t['train_time_s']:.0f} s.", "", "## Students and bundles", "",
              _table(header, rows), "", kd_verdict(data), "",
-             "Test top-1 (KD) and the CE baseline are on the test split in PyTorch; the "
-             "bundle's fp32 and int8 columns are the exported ONNX models in onnxruntime. "
+             "Test top-1 (KD) and the CE baseline are on the whole test split in PyTorch; the "
+             "bundle's fp32 and int8 columns are the exported ONNX models in onnxruntime on "
+             "bundle_eval_images test images. "
              "Predicted latency is for the device (from its profile); measured p50 only where "
              "the bundle's target is this machine.", "", "## Teacher cost", "",
              _table(["teachers", "training time", "total for the devices"], cost_rows(data)), "",
