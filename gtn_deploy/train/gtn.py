@@ -31,7 +31,8 @@ class LossWeights:
     l_ce: float = 1.0
     l_kl: float = 3.0
     tau: float = 1.0
-    # Ablation: stop the branch KL's gradient into the teacher (GTN_METHOD.md says it flows)
+    # Stop the branch KL's gradient into the teacher's logits (GTN_METHOD.md lets it flow;
+    # TrainConfig turns this on by default: measured, it kept the teacher sharp)
     kl_detach: bool = False
     # Share of the batch the branches see: the batch is shuffled, so its first part is a
     # uniform sample and the branch loss on it an unbiased estimate of the whole batch's
