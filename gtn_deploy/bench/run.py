@@ -11,7 +11,7 @@ import numpy as np
 
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.runners import check_backend, make_runner
-from gtn_deploy.bench.timing import check_loop, noise_warning, time_calls
+from gtn_deploy.bench.timing import check_loop, noise_warning, tail_ratio, time_calls
 from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
 
 RESULT_KIND = "gtn_deploy.bench_result"
@@ -107,6 +107,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         finally:
             runner.close()
     info = {k: v for k, v in runner.info.items() if k != "session"}
+    ratio = tail_ratio(stats)
     return {
         "schema_version": RESULT_SCHEMA_VERSION, "kind": RESULT_KIND,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -118,7 +119,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         "memory": {"peak_rss_mb": round(envinfo.peak_rss_mb(), 2),
                    "peak_rss_before_build_mb": round(rss_before, 2)},
         "prediction": compare_prediction(manifest, stats.p50_ms, precision, batch_size),
-        "noise": {"p99_over_p50": round(stats.p99_ms / stats.p50_ms, 3) if stats.p50_ms else None,
+        "noise": {"p99_over_p50": None if ratio is None else round(ratio, 3),
                   "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg")
                   else None, "warning": noise_warning(stats)},
         "forced": forced,

@@ -105,10 +105,15 @@ def time_calls(fn: Callable[[], object], warmup: int = 10, iters: int | None = N
     return summarize(samples, batch_size, first, warmup)
 
 
+def tail_ratio(stats: TimingStats) -> float | None:
+    """p99 / p50: how far the tail sits from the typical call."""
+    return stats.p99_ms / stats.p50_ms if stats.p50_ms > 0 else None
+
+
 def noise_warning(stats: TimingStats) -> str | None:
     """A one-line warning when the latency tail says the machine was not quiet."""
-    ratio = stats.p99_ms / stats.p50_ms if stats.p50_ms > 0 else 0.0
-    if ratio > NOISY_TAIL_RATIO:
+    ratio = tail_ratio(stats)
+    if ratio is not None and ratio > NOISY_TAIL_RATIO:
         return (f"noisy run: p99 is {ratio:.1f}x p50 (threshold {NOISY_TAIL_RATIO}x); other "
                 "load or throttling; trust p50 and rerun on a quiet machine for the tail")
     return None

@@ -8,9 +8,9 @@ machine's load during the run are not in it: read it as the training time at tod
 
 from __future__ import annotations
 
-import statistics
-import time
 from typing import TYPE_CHECKING
+
+from gtn_deploy.bench.timing import time_calls
 
 if TYPE_CHECKING:
     from gtn_deploy.pipeline.config import PipelineConfig
@@ -19,13 +19,9 @@ PROBE_STEPS = 3
 
 
 def _seconds_per_image(step, batch_size: int) -> float:
-    step()  # warm-up: allocations and kernel choice
-    times = []
-    for _ in range(PROBE_STEPS):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / batch_size
+    """Median of PROBE_STEPS timed steps after one warm-up (allocations, kernel choice)."""
+    stats = time_calls(step, warmup=1, iters=PROBE_STEPS, time_first=False)
+    return stats.p50_ms / 1e3 / batch_size
 
 
 def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,

@@ -19,7 +19,8 @@ def autocast_for(device: str, dtype: torch.dtype | None):
     return contextlib.nullcontext()
 
 
-def _prepare(images: torch.Tensor, task: TaskSpec, device: str) -> torch.Tensor:
+def prepare_batch(images: torch.Tensor, task: TaskSpec, device: str) -> torch.Tensor:
+    """uint8 images -> the normalised channels_last float batch every eval forward takes."""
     x = normalize(images.to(device, non_blocking=True), task)
     return x.contiguous(memory_format=torch.channels_last)
 
@@ -35,7 +36,7 @@ def evaluate(model: nn.Module, data: Dataset, task: TaskSpec, info: DistInfo,
         for images, labels in eval_batches(data, batch_size, info.rank, info.world_size):
             labels = labels.to(info.device)
             with autocast_for(info.device, amp_dtype):
-                logits = model(_prepare(images, task, info.device)).float()
+                logits = model(prepare_batch(images, task, info.device)).float()
             loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
             logp = torch.log_softmax(logits, 1)
             totals += torch.stack([
@@ -65,7 +66,7 @@ def evaluate_subnet(supernet: nn.Module, arch: ArchConfig, train: Dataset, val: 
     net = copy.deepcopy(supernet)
     net.set_active(arch)
     plan = BatchPlan(min(len(train), calib_images), batch_size, drop_last=False)
-    calib = (_prepare(x, task, info.device)
+    calib = (prepare_batch(x, task, info.device)
              for _, x, _ in train_batches(train, task, plan, seed=0, epoch=0, do_augment=False))
     recalibrate_bn(net, calib)
     return evaluate(net, val, task, info, batch_size)

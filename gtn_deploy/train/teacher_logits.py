@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from gtn_deploy.arch import TaskSpec
-from gtn_deploy.data import Dataset, eval_batches, normalize
+from gtn_deploy.data import Dataset, eval_batches
+from gtn_deploy.train.evaluate import prepare_batch
 
 # Above this size (bytes) the table is not worth its memory: compute logits per step instead.
 MAX_TABLE_BYTES = 512 * 2**20
@@ -50,8 +51,7 @@ def training_logits(teacher: nn.Module, teacher_sha256: str, data: Dataset, task
     parts = []
     try:
         for images, _ in eval_batches(data, batch_size):
-            x = normalize(images.to(device), task).contiguous(memory_format=torch.channels_last)
-            parts.append(teacher(x).float().cpu())
+            parts.append(teacher(prepare_batch(images, task, device)).float().cpu())
     finally:
         teacher.train(was_training)
     table = torch.cat(parts)
