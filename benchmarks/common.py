@@ -38,6 +38,23 @@ def percentiles(values: list[float]) -> dict:
             "max": ordered[-1], "n": len(ordered)}
 
 
+def mean_std(values: list[float]) -> str:
+    """"mean ± std" of a result over seeds ("-" when there is none yet)."""
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
+
+
+def elapsed_log(start: float):
+    """print() with the seconds since ``start``, flushed: long runs log as they go."""
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f}s] {msg}", flush=True)
+
+    return log
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]

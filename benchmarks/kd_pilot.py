@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
     RESULTS,
+    elapsed_log,
     markdown_table,
+    mean_std,
     settings_key,
     write_results,
 )
@@ -102,17 +104,13 @@ def summarise(rows: list[dict], teacher_rows: list[dict]) -> tuple[dict, str]:
     for r in rows:
         by.setdefault((r["student"], r["method"]), []).append(r)
 
-    def ms(values):
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.2f} ± {sd:.2f}"
-
     def mean_of(method, split):
         vals = [statistics.mean(r[split] for r in by[(s, method)]) for s in STUDENTS
                 if (s, method) in by]
         return statistics.mean(vals) if len(vals) == len(STUDENTS) else None
 
-    table = [[s, STUDENTS[s]] + [ms([r["test_top1"] for r in by.get((s, m), [])])
-                                 if (s, m) in by else "-" for m in methods] for s in STUDENTS]
+    table = [[s, STUDENTS[s]] + [mean_std([r["test_top1"] for r in by.get((s, m), [])])
+                                 for m in methods] for s in STUDENTS]
     val_means = {m: mean_of(m, "val_top1") for m in methods}
     kd_val = {m: v for m, v in val_means.items() if m != "ce" and v is not None}
     chosen = max(kd_val, key=kd_val.get) if kd_val else None
@@ -148,9 +146,7 @@ def main() -> None:
     from gtn_deploy.train.kd_teacher import open_teacher
 
     start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:7.1f}s] {msg}", flush=True)
+    log = elapsed_log(start)
 
     space = get_space("fashion-mnist")
     data = load_space_data(space, None, limit_train=args.limit_train or None)

@@ -42,7 +42,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, markdown_table, settings_key, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS,
+    elapsed_log,
+    markdown_table,
+    mean_std,
+    settings_key,
+    write_results,
+)
 
 DEVICES = ("raspberry-pi-4", "x86-laptop", "jetson-nano")
 MIN_PARAMS, MAX_PARAMS = 38_000, 134_000  # the pilot's student sizes
@@ -145,12 +152,17 @@ def student_pool(space) -> list[dict]:
 
 
 # -- training (cached) -------------------------------------------------------------------------
-def teacher_config(args, space, name: str, seed: int, pool, student=None):
+def sftn_index(name: str) -> int | None:
+    """The pool index of an ``sftn:K`` teacher (its one student), else None."""
+    return int(name.split(":")[1]) if name.startswith("sftn:") else None
+
+
+def teacher_config(args, space, name: str, seed: int, pool):
     from gtn_deploy.train.config import TrainConfig
 
     job = dict(VARIANTS.get(name, {}))
-    if name.startswith("sftn:"):
-        job = dict(method="sftn", student=student.to_dict())
+    if sftn_index(name) is not None:
+        job = dict(method="sftn", student=pool[sftn_index(name)]["arch"].to_dict())
     planned = tuple(s["arch"].to_dict() for s in pool if s["kind"] == "planned")
     job["pool"] = planned if job.pop("pool", False) else ()
     return TrainConfig(task=space.task.name, teacher=args.teacher, epochs=args.teacher_epochs,
@@ -159,10 +171,15 @@ def teacher_config(args, space, name: str, seed: int, pool, student=None):
                        **job)
 
 
+def teacher_dir(args, cfg) -> Path:
+    """A teacher's cached run folder, named by a hash of its whole config."""
+    return args.work_dir / "teachers" / f"{cfg.method}-s{cfg.seed}-{settings_key(cfg.to_dict())}"
+
+
 def train_teacher(args, cfg, data, log) -> Path:
     from gtn_deploy.train.trainer import TeacherTrainer
 
-    run = args.work_dir / "teachers" / f"{cfg.method}-s{cfg.seed}-{settings_key(cfg.to_dict())}"
+    run = teacher_dir(args, cfg)
     if not (run / "summary.json").is_file():
         t0 = time.perf_counter()
         TeacherTrainer(cfg, run, resume=True, device="cpu", data=data).run()
@@ -206,11 +223,10 @@ def run_seed(args, space, data, pool, seed: int, log, report) -> None:
     for name in jobs:
         students = [("ce", i, None) for i in range(len(pool))] if name == "ce" else []
         if name != "ce":
-            index = int(name.split(":")[1]) if name.startswith("sftn:") else None
-            cfg = teacher_config(args, space, name, seed, pool,
-                                 pool[index]["arch"] if index is not None else None)
+            cfg = teacher_config(args, space, name, seed, pool)
             source = open_teacher(train_teacher(args, cfg, data, log))
             report()
+            index = sftn_index(name)
             targets = [index] if index is not None else range(len(pool))
             students = [(name, i, source) for i in targets]
         distil_students(args, space, data, pool, seed, students, log, report)
@@ -238,11 +254,7 @@ def collect(args, space, pool) -> tuple[list[dict], list[dict]]:
     for seed in range(args.seeds):
         shas = {}
         for name in teacher_names(args, pool, seed):
-            index = int(name.split(":")[1]) if name.startswith("sftn:") else None
-            cfg = teacher_config(args, space, name, seed, pool,
-                                 pool[index]["arch"] if index is not None else None)
-            run = args.work_dir / "teachers" / \
-                f"{cfg.method}-s{seed}-{settings_key(cfg.to_dict())}"
+            run = teacher_dir(args, teacher_config(args, space, name, seed, pool))
             if not (run / "summary.json").is_file():
                 continue
             doc = json.loads((run / "summary.json").read_text())
@@ -253,7 +265,7 @@ def collect(args, space, pool) -> tuple[list[dict], list[dict]]:
                              if sampler.is_file() else None})
             from gtn_deploy.train.kd_teacher import open_teacher
 
-            shas[name] = (open_teacher(run).sha256, index)
+            shas[name] = (open_teacher(run).sha256, sftn_index(name))
         for method in ["ce"] + list(shas):
             if method == "ce" and "ce" not in args.methods:
                 continue
@@ -271,13 +283,6 @@ def collect(args, space, pool) -> tuple[list[dict], list[dict]]:
     return rows, teachers
 
 
-def _ms(values: list[float]) -> str:
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}"
-
-
 def summarise(pool, rows, methods, seeds) -> tuple[dict, str]:
     top = {(r["student"], r["method"], r["seed"]): r for r in rows}
     ids = [s["id"] for s in pool]
@@ -287,7 +292,7 @@ def summarise(pool, rows, methods, seeds) -> tuple[dict, str]:
         return [top[(i, m, k)][split] for k in seeds if (i, m, k) in top]
 
     table = [[s["id"], s["arch"].summary(), f"{s['params'] / 1e3:.0f}k"] +
-             [_ms(vals(s["id"], m)) for m in cols] for s in pool]
+             [mean_std(vals(s["id"], m)) for m in cols] for s in pool]
     per_seed, per_seed_val = {}, {}
     for m in cols:  # pool average per seed, over the students that every seed has
         complete = [k for k in seeds if all((i, m, k) in top for i in ids)]
@@ -296,9 +301,9 @@ def summarise(pool, rows, methods, seeds) -> tuple[dict, str]:
         per_seed_val[m] = {k: statistics.mean(top[(i, m, k)]["val_top1"] for i in ids)
                            for k in complete}
     table.append(["**pool average** (test)", "", ""] +
-                 [_ms(list(per_seed[m].values())) for m in cols])
+                 [mean_std(list(per_seed[m].values())) for m in cols])
     table.append(["pool average (val)", "", ""] +
-                 [_ms(list(per_seed_val[m].values())) for m in cols])
+                 [mean_std(list(per_seed_val[m].values())) for m in cols])
     md = [markdown_table(["student", "arch", "params"] + cols, table), ""]
     comparisons = {}
     for m in cols:
@@ -330,7 +335,7 @@ def teacher_table(teachers) -> str:
         by.setdefault(t["teacher"].split(":")[0], []).append(t)
 
     def col(ts, key):
-        return _ms([t[key] for t in ts if t.get(key) is not None])
+        return mean_std([t[key] for t in ts if t.get(key) is not None])
 
     return markdown_table(
         ["teacher", "runs", "val top-1", "test top-1", "test logit std", "test entropy (nats)",
@@ -398,9 +403,7 @@ def main() -> None:
     from gtn_deploy.io_utils import atomic_write_text
 
     start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:7.1f}s] {msg}", flush=True)
+    log = elapsed_log(start)
 
     space = get_space("fashion-mnist")
     data = load_space_data(space, None, limit_train=args.limit_train or None)
