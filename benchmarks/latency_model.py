@@ -1,13 +1,19 @@
 """Accuracy of the latency tiers on this CPU with onnxruntime, against held-out subnets.
 
-    python benchmarks/latency_model.py [--quick] [--threads 1] [--holdout 60]
+    python benchmarks/latency_model.py [--quick] [--threads 1] [--holdout 60] [--seed 0]
 
 Per space: calibrate as ``gtnd calibrate --device local`` does (spanning subnets, tier-1 NNLS
-fit, tier-2 block table from the node profiler), then measure >= 60 held-out random subnets
-interleaved, 8 rounds of 100 runs each, and compare tiers 0, 1 and 2 with the measured
-median (share within +-10%, MAPE, Kendall tau). The noise floor is the spread of each held-out
-subnet's 8 round medians (max/min - 1), so the errors can be read against it. ``--quick``
-does Fashion-MNIST only; the full run adds the ImageNet space at resolutions 128-160.
+fit, tier-2 block table from the node profiler) and compare tiers 0, 1 and 2 with >= 60
+held-out random subnets (share within +-10%, MAPE, Kendall tau). Calibration and held-out
+subnets are measured in one rotation by the protocol of ``gtn_deploy.bench.rounds``
+(interleaved rounds in a shuffled order, p10 of the calls, more rounds until that figure
+reproduces within 3% or the time budget runs out). Beside every accuracy figure: the noise,
+as the median spread between a subnet's rounds (slowest round median / fastest - 1) and the
+median achieved spread of the p10 (first half of the rounds against the second), and the
+machine's load average at start and end. Few-shot: tiers 1 and 2 refitted on 5, 10, 20 of the
+calibration subnets (the two ends of the FLOPs range and evenly spaced ones between).
+``--quick`` does Fashion-MNIST only; the full run adds the ImageNet space at resolutions
+128-160.
 
 Writes benchmarks/results/latency_model.json, latency_model.png (predicted vs measured) and
 latency_model.md (the README table).
@@ -28,16 +34,63 @@ from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E4
 from gtn_deploy.arch import get_space  # noqa: E402
 from gtn_deploy.machine import environment  # noqa: E402
 from gtn_deploy.local_profile import local_device_profile  # noqa: E402
+from gtn_deploy.bench.calibration import measurement_summary  # noqa: E402
+from gtn_deploy.bench.rounds import RoundPlan  # noqa: E402
 from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs  # noqa: E402
 from gtn_deploy.cost.calibrate import accuracy, fit_tier1, tier1_from_profile, tier1_ms  # noqa: E402
 from gtn_deploy.cost.latency import roofline, tier0_ms  # noqa: E402
 from gtn_deploy.cost.lut import fit_block_table  # noqa: E402
 
-# space -> (train subnets, held-out rounds x iters, resolutions or None for the space's own)
+# space -> (calibration subnets, measuring plan, resolutions or None for the space's own)
 SETTINGS = {
-    "fashion-mnist": dict(train=30, rounds=8, iters=100, resolutions=None),
-    "imagenet": dict(train=40, rounds=8, iters=20, resolutions=tuple(range(128, 161, 4))),
+    "fashion-mnist": dict(train=30, plan=RoundPlan(min_rounds=6, max_rounds=40, iters=20,
+                                                   budget_s=90.0), resolutions=None),
+    "imagenet": dict(train=40, plan=RoundPlan(min_rounds=6, max_rounds=30, iters=5,
+                                              budget_s=600.0),
+                     resolutions=tuple(range(128, 161, 4))),
 }
+FEW_SHOT = (5, 10, 20)
+
+
+def load_avg() -> list[float]:
+    """The 1, 5 and 15 minute load averages (empty where /proc/loadavg is absent)."""
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return []
+
+
+def spanning_subset(train: list, n: int) -> list[int]:
+    """Indices of ``n`` of the spanning calibration subnets: the two ends of the FLOPs range
+    (``spanning_archs`` puts them first) and evenly spaced ones among the rest."""
+    rest = len(train) - 2
+    return [0, 1] + [2 + round(i * (rest - 1) / max(1, n - 3)) for i in range(n - 2)]
+
+
+def fit_and_predict(space, profile, train, t_train, held) -> dict:
+    """Tier 0-2 predictions of ``held`` from calibration timings ``t_train``."""
+    y_train = [t.latency_ms for t in t_train]
+    tier1 = fit_tier1(space, train, y_train, tier1_from_profile(profile, "fp32"))
+    table = fit_block_table(space, train, [t.block_us for t in t_train], y_train, tier1)
+    model0 = roofline(profile, "fp32", 1)
+    preds = {"0": [tier0_ms(space, a, model0) for a in held],
+             "1": [tier1_ms(space, a, tier1) for a in held]}
+    preds["2"] = [table.predict_ms(space, a, tier1) or p1 for a, p1 in zip(held, preds["1"])]
+    return {"preds": preds, "tier1": tier1.to_dict(model0.peak_flops, model0.bandwidth),
+            "tier2_entries": len(table.lut_us)}
+
+
+def few_shot(space, profile, train, t_train, held, y) -> list[dict]:
+    """Held-out accuracy of tiers 1 and 2 against the number of calibration subnets."""
+    curve = []
+    for n in [k for k in FEW_SHOT if k < len(train)] + [len(train)]:
+        idx = spanning_subset(train, n) if n < len(train) else list(range(len(train)))
+        fit = fit_and_predict(space, profile, [train[i] for i in idx],
+                              [t_train[i] for i in idx], held)
+        curve.append({"calibration_subnets": n, **{
+            f"tier{k}_within_10pct": accuracy(fit["preds"][k], y)["within_10pct"]
+            for k in ("1", "2")}})
+    return curve
 
 
 def run_space(name: str, holdout: int, threads: int, seed: int) -> dict:
@@ -46,35 +99,28 @@ def run_space(name: str, holdout: int, threads: int, seed: int) -> dict:
     rng = random.Random(seed)
     train = spanning_archs(space, s["train"], rng, s["resolutions"])
     held = random_archs(space, holdout, rng, exclude=train, resolutions=s["resolutions"])
-    t_train, cal_s = measure_subnets(space, train, threads, rounds=5, iters=40)
-    y_train = [t.latency_ms for t in t_train]
-    t_fit = time.perf_counter()
-    tier1 = fit_tier1(space, train, y_train, tier1_from_profile(profile, "fp32"))
-    table = fit_block_table(space, train, [t.block_us for t in t_train], y_train, tier1)
-    fit_s = time.perf_counter() - t_fit
-    t_held, held_s = measure_subnets(space, held, threads, s["rounds"], s["iters"],
-                                     profile_runs=0)
+    timings, info = measure_subnets(space, train + held, threads, s["plan"],
+                                    profiled=len(train), seed=seed)
+    t_train, t_held = timings[:len(train)], timings[len(train):]
     y = [t.latency_ms for t in t_held]
-    model0 = roofline(profile, "fp32", 1)
-    preds = {"0": [tier0_ms(space, a, model0) for a in held],
-             "1": [tier1_ms(space, a, tier1) for a in held]}
-    preds["2"] = [table.predict_ms(space, a, tier1) or p1 for a, p1 in zip(held, preds["1"])]
-    spreads = [max(t.round_medians_ms) / min(t.round_medians_ms) - 1 for t in t_held]
+    t_fit = time.perf_counter()
+    fit = fit_and_predict(space, profile, train, t_train, held)
+    fit_s = time.perf_counter() - t_fit
+    preds = fit["preds"]
     return {
         "space": name, "train_subnets": len(train), "held_out_subnets": len(held),
         "resolutions": list(s["resolutions"] or space.resolutions),
         "measured_ms": {"min": min(y), "median": statistics.median(y), "max": max(y)},
         "accuracy": {tier: accuracy(p, y) for tier, p in preds.items()},
-        "calibration_cost_s": {"measure_and_export": round(cal_s, 2), "fit": round(fit_s, 3)},
-        "held_out_measure_s": round(held_s, 2),
-        "noise_floor": {"rounds": s["rounds"], "iters_per_round": s["iters"],
-                        "reference_subnet_spread": round(spreads[0], 4),
-                        "median_spread": round(statistics.median(spreads), 4),
-                        "max_spread": round(max(spreads), 4),
-                        "reference_round_medians_ms": t_held[0].round_medians_ms},
-        "tier1": tier1.to_dict(model0.peak_flops, model0.bandwidth),
-        "tier2_entries": len(table.lut_us),
-        "points": {"measured_ms": y, **{f"tier{k}_ms": v for k, v in preds.items()}},
+        "few_shot": few_shot(space, profile, train, t_train, held, y),
+        "calibration_cost_s": {"measure_and_export": round(info["seconds"], 2),
+                               "export": round(info["export_s"], 2),
+                               "timing": round(info["timing_s"], 2), "fit": round(fit_s, 3)},
+        "noise": {**measurement_summary(timings, info), "plan": info["plan"],
+                  "reference_round_medians_ms": t_held[0].round_medians_ms},
+        "tier1": fit["tier1"], "tier2_entries": fit["tier2_entries"],
+        "points": {"measured_ms": y, "spread": [t.spread for t in t_held],
+                   **{f"tier{k}_ms": v for k, v in preds.items()}},
     }
 
 
@@ -96,7 +142,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
         ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="k",
                         alpha=0.08, label="+-10%")
-        ax.set(xscale="log", yscale="log", xlabel="measured p50 (ms)", ylabel="predicted (ms)",
+        ax.set(xscale="log", yscale="log", xlabel="measured p10 (ms)", ylabel="predicted (ms)",
                title=f"{r['space']}: {r['held_out_subnets']} held-out subnets")
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -104,19 +150,31 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def table(results: list[dict]) -> str:
-    rows = []
+def table(results: list[dict], load: dict) -> str:
+    """Accuracy with the noise beside it, the few-shot curve, and the load."""
+    rows, curve = [], []
     for r in results:
-        noise = r["noise_floor"]
+        n = r["noise"]
+        noise = (f"{n['spread_between_rounds_median']:.1%} / {n['spread_median']:.1%} "
+                 f"(max {n['spread_max']:.1%})")
         for tier in ("0", "1", "2"):
             a = r["accuracy"][tier]
             rows.append([r["space"], f"tier {tier}", f"{a['within_10pct']:.0%}",
                          f"{a['mape']:.1%}", f"{a['kendall_tau']:.3f}",
                          f"{r['calibration_cost_s']['measure_and_export']:.0f} s"
-                         if tier != "0" else "-",
-                         f"{noise['median_spread']:.1%} / {noise['max_spread']:.1%}"])
-    return markdown_table(["space", "tier", "within +-10%", "MAPE", "Kendall tau",
-                           "calibration cost", "noise (median / max spread)"], rows)
+                         if tier != "0" else "-", noise])
+        curve += [[r["space"], c["calibration_subnets"], f"{c['tier1_within_10pct']:.0%}",
+                   f"{c['tier2_within_10pct']:.0%}"] for c in r["few_shot"]]
+        rounds = (f"{r['space']}: {n['rounds'][0]}-{n['rounds'][1]} rounds of "
+                  f"{n['plan']['iters']} calls, stopped: {n['stop']}, "
+                  f"{n['within_bound']:.0%} of subnets within the {n['spread_bound']:.0%} bound")
+    head = markdown_table(["space", "tier", "within +-10%", "MAPE", "Kendall tau",
+                           "calibration cost",
+                           "noise: spread between rounds / of p10, median"], rows)
+    few = markdown_table(["space", "calibration subnets", "tier 1 within +-10%",
+                          "tier 2 within +-10%"], curve)
+    return (f"{head}\n\n{rounds}; load average (1/5/15 min) {load['start']} at start, "
+            f"{load['end']} at end.\n\nFew-shot (same held-out subnets):\n\n{few}")
 
 
 def main() -> None:
@@ -124,20 +182,25 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Fashion-MNIST space only.")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--holdout", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="Chooses the subnets and the round orders; results of a seed other "
+                         "than 0 go to latency_model_seed<N>.*")
     args = ap.parse_args()
     spaces = ["fashion-mnist"] if args.quick else ["fashion-mnist", "imagenet"]
-    start = time.perf_counter()
+    name = "latency_model" if args.seed == 0 else f"latency_model_seed{args.seed}"
+    start, load = time.perf_counter(), {"start": load_avg()}
     results = [run_space(s, args.holdout, args.threads, args.seed) for s in spaces]
-    plot(results, RESULTS / "latency_model.png")
-    md = table(results)
-    (RESULTS / "latency_model.md").write_text(md + "\n")
-    path = write_results("latency_model", {
+    load["end"] = load_avg()
+    plot(results, RESULTS / f"{name}.png")
+    md = table(results, load)
+    (RESULTS / f"{name}.md").write_text(md + "\n")
+    path = write_results(name, {
         "command": " ".join(["python benchmarks/latency_model.py", *sys.argv[1:]]),
-        "quick": args.quick, "threads": args.threads, "wall_s": round(time.perf_counter() - start, 1),
+        "quick": args.quick, "threads": args.threads, "seed": args.seed,
+        "wall_s": round(time.perf_counter() - start, 1), "load_avg": load,
         "environment": environment(args.threads, "onnxruntime"), "spaces": results})
     print(md)
-    print(f"results: {path}, {RESULTS / 'latency_model.png'}")
+    print(f"results: {path}, {RESULTS / f'{name}.png'}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ def test_fit_beats_tier0_and_profile_predicts(calibrated):
     assert train["1"]["mape"] < 0.5 * train["0"]["mape"]
     assert train["2"]["mape"] < 0.5 * train["0"]["mape"]
     assert c["measurement"]["device_seconds"] > 0 and c["tier"] in (1, 2)
+    m = c["measurement"]  # one interleaved rotation, its noise reported beside the accuracy
+    assert m["stop"] in ("converged", "max_rounds", "budget") and 2 <= m["rounds"][0]
+    assert m["spread_median"] >= 0 and m["spread_between_rounds_median"] >= 0
+    assert "noise: p10 spread" in output
     est = predict_latency(SPACE, SPACE.max_arch(), profile)
     assert est.tier == c["tier"] and est.low_ms < est.latency_ms < est.high_ms
     assert est.fingerprint["runtime"] == "onnxruntime"

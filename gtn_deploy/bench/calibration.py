@@ -11,7 +11,7 @@ import datetime as _dt
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gtn_deploy.arch import SearchSpace
 from gtn_deploy import machine as envinfo
@@ -47,15 +47,34 @@ def check_here(profile, force: bool) -> str | None:
     return problem
 
 
-def _measure(space, archs, threads, rounds, iters, profile_runs):
-    timings, seconds = measure_subnets(space, archs, threads, rounds, iters, profile_runs)
-    return timings, [t.latency_ms for t in timings], seconds
+def measurement_summary(timings, info: dict) -> dict[str, Any]:
+    """How the measurement went: rounds, why it stopped, the achieved spread of the
+    statistic and the raw spread between rounds (median and max over subnets)."""
+    from statistics import median
+
+    from gtn_deploy.bench.rounds import LOW_QUANTILE, round_spread
+
+    spreads = [t.spread for t in timings]
+    raw = [round_spread(t.round_medians_ms) for t in timings]
+    return {"statistic": f"p{LOW_QUANTILE:g} of the calls, pooled over interleaved rounds",
+            "spread_bound": info["plan"]["spread_bound"], "stop": info["stop"],
+            "rounds": [info["rounds_min"], info["rounds_max"]],
+            "spread_median": round(median(spreads), 4), "spread_max": round(max(spreads), 4),
+            "within_bound": round(sum(s <= info["plan"]["spread_bound"] for s in spreads)
+                                  / len(spreads), 4),
+            "spread_between_rounds_median": round(median(raw), 4),
+            "spread_between_rounds_max": round(max(raw), 4)}
 
 
 def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int = 20,
                     threads: int = 1, rounds: int = 5, iters: int = 40,
-                    profile_runs: int = 30, seed: int = 0) -> dict[str, Any]:
-    """Measure ``samples`` spanning subnets (fit) and ``holdout`` random ones (validate)."""
+                    profile_runs: int = 30, seed: int = 0,
+                    budget_s: float = 60.0) -> dict[str, Any]:
+    """Measure ``samples`` spanning subnets (fit) and ``holdout`` random ones (validate),
+    all in one interleaved rotation (``bench.rounds``: at least ``rounds`` rounds of
+    ``iters`` calls, more until the spread is under its bound or ``budget_s`` ran out)."""
+    from gtn_deploy.bench.rounds import RoundPlan
+
     if samples < 4 or holdout < 2:
         raise UsageError(f"--samples must be >= 4 and --holdout >= 2 (got {samples}, {holdout})")
     if "fp32" not in profile.precisions:
@@ -63,8 +82,13 @@ def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int
     rng = random.Random(seed)
     train = spanning_archs(space, samples, rng)
     held = random_archs(space, holdout, rng, exclude=train)
-    t_train, y_train, s_train = _measure(space, train, threads, rounds, iters, profile_runs)
-    _, y_held, s_held = _measure(space, held, threads, rounds, iters, 0)
+    plan = RoundPlan(min_rounds=rounds, max_rounds=max(rounds, RoundPlan.max_rounds),
+                     iters=iters, budget_s=budget_s)
+    timings, info = measure_subnets(space, train + held, threads, plan, profile_runs,
+                                    profiled=len(train), seed=seed)
+    t_train = timings[:len(train)]
+    y_train = [t.latency_ms for t in t_train]
+    y_held = [t.latency_ms for t in timings[len(train):]]
     start = cal.tier1_from_profile(profile, "fp32")
     tier1 = cal.fit_tier1(space, train, y_train, start)
     table = fit_block_table(space, train, [t.block_us for t in t_train], y_train, tier1)
@@ -93,9 +117,10 @@ def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int
                            for k, v in val["held_out"].items()},
         "validation": val,
         "measurement": {"train_subnets": len(train), "held_out_subnets": len(held),
-                        "rounds": rounds, "iters_per_round": iters,
-                        "profile_runs": profile_runs, "device_seconds": round(s_train + s_held, 2),
-                        "fit_seconds": round(s_train, 2), "validation_seconds": round(s_held, 2)},
+                        "min_rounds": rounds, "iters_per_round": iters, "budget_s": budget_s,
+                        "profile_runs": profile_runs, "device_seconds": round(info["seconds"], 2),
+                        "timing_seconds": round(info["timing_s"], 2),
+                        **measurement_summary(timings, info)},
         "environment": envinfo.environment(threads, "onnxruntime"),
     }
 
@@ -124,11 +149,21 @@ def _refuse_shipped(out: Path) -> None:
     if out.exists():
         try:
             existing = yaml.safe_load(out.read_text())
-        except (OSError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             existing = None
         if not (isinstance(existing, dict) and existing.get("calibration")):
             raise ProfileError(f"{out} exists and is not a calibrated profile; refusing to "
                                f"overwrite it (choose another --out)")
+
+
+def check_profile_output(out: Path) -> None:
+    """Refuse an --out that cannot take the profile, before minutes of measuring."""
+    from gtn_deploy.io_utils import check_output_file
+
+    if out.suffix not in (".yaml", ".yml"):
+        raise UsageError(f"--out {out}: a profile file ends in .yaml")
+    check_output_file(out)
+    _refuse_shipped(out)
 
 
 def write_calibrated_profile(profile, calibration: dict[str, Any],
@@ -140,9 +175,7 @@ def write_calibrated_profile(profile, calibration: dict[str, Any],
     from gtn_deploy.profiles import load_profile_file
 
     out = Path(out) if out else default_output(profile, calibration)
-    if out.suffix not in (".yaml", ".yml"):
-        raise UsageError(f"--out {out}: a profile file ends in .yaml")
-    _refuse_shipped(out)
+    check_profile_output(out)
     header = (f"# Calibrated by gtnd calibrate on {calibration['created_at']} "
               f"(fingerprint {calibration['fingerprint_id']}); valid only for that fingerprint.\n")
     text = header + yaml.safe_dump(calibrated_profile_dict(profile, calibration),
@@ -162,6 +195,10 @@ def format_report(calibration: dict[str, Any], profile_id: str) -> str:
              f"{calibration['fingerprint']['cpu_model']})",
              f"  measured {m['train_subnets']} + {m['held_out_subnets']} held-out subnets in "
              f"{m['device_seconds']:.1f} s",
+             f"  noise: p10 spread median {m['spread_median']:.1%} (bound "
+             f"{m['spread_bound']:.0%}, {m['within_bound']:.0%} of subnets within), between "
+             f"rounds median {m['spread_between_rounds_median']:.1%}; rounds "
+             f"{m['rounds'][0]}-{m['rounds'][1]}, stopped: {m['stop']}",
              f"  held-out   {'within 10%':>10} {'MAPE':>7} {'tau':>6}"]
     for tier, name in (("0", "tier 0"), ("1", "tier 1"), ("2", "tier 2")):
         a = v[tier]
@@ -172,12 +209,20 @@ def format_report(calibration: dict[str, Any], profile_id: str) -> str:
 
 def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdout: int = 20,
               threads: int = 1, out: str | Path | None = None, force: bool = False,
-              seed: int = 0, rounds: int = 5, iters: int = 40) -> tuple[Path, dict]:
-    """The whole command: load, check, measure, fit, write; return (path, calibration)."""
+              seed: int = 0, rounds: int = 5, iters: int = 40,
+              on_measured: Callable[[dict], None] | None = None) -> tuple[Path, dict]:
+    """The whole command: load, check, measure, fit, write; return (path, calibration).
+
+    ``on_measured(calibration)`` runs before the profile is written (the CLI prints the
+    report there, so a failing write loses no measurement)."""
     from gtn_deploy.arch import get_space
+    from gtn_deploy.checks import check_seed
 
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
+    check_seed(seed)
+    if out is not None:
+        check_profile_output(Path(out))
     profile = load_device(device)
     space = get_space(task)
     forced = check_here(profile, force)
@@ -187,4 +232,6 @@ def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdo
     calibration["measurement"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
     if forced:
         calibration["forced"] = [forced]
+    if on_measured is not None:
+        on_measured(calibration)
     return write_calibrated_profile(profile, calibration, out), calibration

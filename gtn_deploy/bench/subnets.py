@@ -1,9 +1,9 @@
 """Measure subnets of a space with onnxruntime: whole-network latency and per-block times.
 
 Used by calibration and ``benchmarks/latency_model.py``. Subnets are built and exported with
-torch (imported lazily, so the bundle bench path never sees it). Latency is measured
-interleaved: every round runs each model in turn, so slow drifts of a shared machine hit all
-models alike; a model's latency is the median over all its rounds.
+torch (imported lazily, so the bundle bench path never sees it). Latency follows the
+protocol of ``gtn_deploy.bench.rounds``: interleaved rounds in a shuffled order, p10 of the
+calls, more rounds until that figure reproduces; the node profiler runs interleaved too.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import random
 import re
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -22,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.bench.rounds import RoundPlan, RoundsResult, run_rounds
 from gtn_deploy.bench.runners import ort_runner
 from gtn_deploy.cost.analytic import network_cost
 
@@ -31,16 +33,19 @@ _BLOCK_RE = re.compile(r"^/?(stem|first|head|stages\.(\d+)/blocks\.(\d+))(/|_|$)
 
 @dataclass
 class SubnetTiming:
-    """One subnet's measured latency (ms) and in-context block times (us)."""
+    """One subnet's measured latency (ms, the protocol's p10), how well it reproduced
+    (``spread``: first half of the rounds against the second) and in-context block times."""
 
     arch: ArchConfig
     latency_ms: float
     round_medians_ms: list[float]
     block_us: dict[str, float] = field(default_factory=dict)
+    spread: float = float("nan")
 
     def to_dict(self) -> dict:
         return {"arch": self.arch.to_dict(), "latency_ms": self.latency_ms,
-                "round_medians_ms": self.round_medians_ms, "block_us": self.block_us}
+                "spread": self.spread, "round_medians_ms": self.round_medians_ms,
+                "block_us": self.block_us}
 
 
 def spanning_archs(space: SearchSpace, n: int, rng: random.Random,
@@ -105,26 +110,34 @@ def _input(arch: ArchConfig, space: SearchSpace) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
-def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
-                        paths: Sequence[Path], threads: int = 1, rounds: int = 5,
-                        iters: int = 40, warmup: int = 5) -> list[SubnetTiming]:
-    """Median latency per model over ``rounds`` x ``iters`` runs, models interleaved."""
-    runners = [ort_runner(p, threads, "fp32") for p in paths]
-    inputs = [_input(a, space) for a in archs]
-    samples: list[list[list[float]]] = [[] for _ in runners]
+def _round_timer(runner, x: np.ndarray, warmup: int, iters: int):
     clock = time.perf_counter
-    for _ in range(rounds):
-        for runner, x, out in zip(runners, inputs, samples):
-            for _ in range(warmup):
-                runner.run(x)
-            times = []
-            for _ in range(iters):
-                t0 = clock()
-                runner.run(x)
-                times.append((clock() - t0) * 1e3)
-            out.append(times)
-    return [SubnetTiming(a, float(median([t for r in s for t in r])),
-                         [float(median(r)) for r in s]) for a, s in zip(archs, samples)]
+
+    def time_round() -> list[float]:
+        for _ in range(warmup):  # the other models ran since: caches are cold again
+            runner.run(x)
+        times = []
+        for _ in range(iters):
+            t0 = clock()
+            runner.run(x)
+            times.append((clock() - t0) * 1e3)
+        return times
+
+    return time_round
+
+
+def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
+                        paths: Sequence[Path], threads: int = 1, plan: RoundPlan = RoundPlan(),
+                        rng: random.Random | None = None
+                        ) -> tuple[list[SubnetTiming], RoundsResult]:
+    """Latency of each model by the ``bench.rounds`` protocol (interleaved, shuffled, p10,
+    adaptive); also returns the raw rounds."""
+    timers = [_round_timer(ort_runner(p, threads, "fp32"), _input(a, space), plan.warmup,
+                           plan.iters) for a, p in zip(archs, paths)]
+    res = run_rounds(lambda i: timers[i](), len(archs), plan, rng or random.Random(0))
+    timings = [SubnetTiming(a, res.latency_ms(i), [float(median(r)) for r in res.rounds[i]],
+                            spread=res.spread(i)) for i, a in enumerate(archs)]
+    return timings, res
 
 
 def block_of(node_name: str) -> str | None:
@@ -135,26 +148,18 @@ def block_of(node_name: str) -> str | None:
     return f"s{m.group(2)}.b{m.group(3)}" if m.group(2) is not None else m.group(1)
 
 
-def _trimmed_mean(values: Sequence[float], cut: float = 0.2) -> float:
-    """Mean of the middle values: robust to preemption spikes, finer than the profiler's
-    whole-microsecond median."""
+def _low_mean(values: Sequence[float], share: float = 0.5) -> float:
+    """Mean of the fastest ``share`` of the values: interference only adds time (as p10 of
+    the whole-network calls), and a mean stays finer than the profiler's whole microseconds."""
     s = sorted(values)
-    k = int(len(s) * cut)
-    middle = s[k:len(s) - k] or s
-    return float(sum(middle) / len(middle))
+    low = s[:max(1, round(len(s) * share))]
+    return float(sum(low) / len(low))
 
 
-def profile_blocks(path: Path, space: SearchSpace, arch: ArchConfig, threads: int = 1,
-                   runs: int = 30) -> dict[str, float]:
-    """In-context time per block (us) from onnxruntime's node profiler (the warm-up runs
-    dropped). Nodes the optimiser added (layout reorders) count for the block that ran just
-    before them."""
-    with tempfile.TemporaryDirectory(prefix="gtnd-prof-") as tmp:
-        runner = ort_runner(path, threads, "fp32", profile_prefix=os.path.join(tmp, "p"))
-        x = _input(arch, space)
-        for _ in range(5 + runs):
-            runner.run(x)
-        events = json.loads(Path(runner.info["session"].end_profiling()).read_text())
+def _block_times(events: list[dict], warmup: int, period: int) -> dict[str, float]:
+    """Per block, the sum of its nodes' times; in each ``period`` runs the first ``warmup``
+    are dropped. Nodes the optimiser added (layout reorders) count for the block that ran
+    just before them."""
     per_node: dict[str, list[float]] = {}
     for ev in events:
         if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
@@ -163,19 +168,51 @@ def profile_blocks(path: Path, space: SearchSpace, arch: ArchConfig, threads: in
     current = "stem"
     for name, durs in per_node.items():  # insertion order = execution order of the first run
         current = block_of(name) or current
-        blocks[current] = blocks.get(current, 0.0) + _trimmed_mean(durs[5:] or durs)
+        kept = [d for k, d in enumerate(durs) if k % period >= warmup] or durs
+        blocks[current] = blocks.get(current, 0.0) + _low_mean(kept)
     return blocks
 
 
+def profile_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
+                        paths: Sequence[Path], threads: int = 1, runs: int = 30,
+                        rng: random.Random | None = None, per_round: int = 3,
+                        warmup: int = 2) -> list[dict[str, float]]:
+    """In-context time per block (us) of each model from onnxruntime's node profiler, the
+    models run in interleaved rounds in a shuffled order as their latency is measured."""
+    rng = rng or random.Random(0)
+    with tempfile.TemporaryDirectory(prefix="gtnd-prof-") as tmp:
+        runners = [ort_runner(p, threads, "fp32", profile_prefix=os.path.join(tmp, f"p{i}"))
+                   for i, p in enumerate(paths)]
+        inputs = [_input(a, space) for a in archs]
+        order = list(range(len(runners)))
+        for _ in range(-(-runs // per_round)):
+            rng.shuffle(order)
+            for i in order:
+                for _ in range(warmup + per_round):
+                    runners[i].run(inputs[i])
+        files = [Path(r.info["session"].end_profiling()) for r in runners]
+        return [_block_times(json.loads(f.read_text()), warmup, warmup + per_round)
+                for f in files]
+
+
 def measure_subnets(space: SearchSpace, archs: Sequence[ArchConfig], threads: int = 1,
-                    rounds: int = 5, iters: int = 40, profile_runs: int = 30,
-                    workdir: str | Path | None = None) -> tuple[list[SubnetTiming], float]:
-    """Export, time and profile ``archs``; return the timings and the seconds it took."""
+                    plan: RoundPlan = RoundPlan(), profile_runs: int = 30,
+                    profiled: int | None = None, seed: int = 0,
+                    workdir: str | Path | None = None) -> tuple[list[SubnetTiming], dict]:
+    """Export, time and profile ``archs`` (the first ``profiled`` of them; default all) in one
+    rotation; return the timings and how the measurement went (seconds, rounds, stop)."""
     start = time.perf_counter()
+    rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="gtnd-calib-", dir=workdir) as tmp:
         paths = export_all(space, archs, Path(tmp))
-        timings = measure_interleaved(space, archs, paths, threads, rounds, iters)
-        if profile_runs:
-            for t, p in zip(timings, paths):
-                t.block_us = profile_blocks(p, space, t.arch, threads, profile_runs)
-    return timings, time.perf_counter() - start
+        export_s = time.perf_counter() - start
+        timings, res = measure_interleaved(space, archs, paths, threads, plan, rng)
+        n = len(archs) if profiled is None else profiled
+        if profile_runs and n:
+            for t, blocks in zip(timings, profile_interleaved(space, archs[:n], paths[:n],
+                                                              threads, profile_runs, rng)):
+                t.block_us = blocks
+    return timings, {"seconds": time.perf_counter() - start, "export_s": export_s,
+                     "timing_s": res.seconds, "rounds_max": max(len(r) for r in res.rounds),
+                     "rounds_min": min(len(r) for r in res.rounds), "stop": res.stop,
+                     "plan": dataclasses.asdict(plan)}
