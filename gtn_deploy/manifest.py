@@ -37,6 +37,9 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 _INPUT_KEYS = ("name", "shape", "dynamic_batch", "dtype", "layout", "mean", "std", "scale",
                "class_labels")
+_PREPROCESSING_KEYS = ("input_pixels", "value_range", "color", "channel_order", "resize",
+                       "crop", "scale", "mean", "std", "layout", "dtype")
+_CHANNEL_ORDER = {"grayscale": "L", "rgb": "RGB"}
 
 
 def is_tarball(path: str | Path) -> bool:
@@ -62,6 +65,7 @@ def validate_manifest(data: Any, where: str = MANIFEST) -> dict[str, Any]:
     missing = [k for k in _INPUT_KEYS if k not in data["input"]]
     if missing:
         raise BundleError(f"{where}: input is missing {missing}")
+    _check_preprocessing(data, where)
     if data["recommended_precision"] not in PRECISIONS:
         raise BundleError(f"{where}: recommended_precision '{data['recommended_precision']}' "
                           f"not in {list(PRECISIONS)}")
@@ -78,6 +82,54 @@ def validate_manifest(data: Any, where: str = MANIFEST) -> dict[str, Any]:
     return data
 
 
+def _check_preprocessing(data: dict[str, Any], where: str) -> None:
+    """The spec the bundle's scripts follow. Optional: bundles made before it have none."""
+    prep = data.get("preprocessing")
+    if prep is None:
+        return
+
+    def bad(problem: str) -> BundleError:
+        return BundleError(f"{where}: preprocessing: {problem}")
+
+    if not isinstance(prep, dict):
+        raise bad("expected a JSON object")
+    missing = [k for k in _PREPROCESSING_KEYS if k not in prep]
+    if missing:
+        raise bad(f"missing {missing}")
+    order = _CHANNEL_ORDER.get(prep["color"])
+    if order is None or prep["channel_order"] != order:
+        raise bad("color/channel_order must be grayscale/L or rgb/RGB")
+    if prep["color"] == "grayscale" and not _numbers(prep.get("grayscale_weights"), 3):
+        raise bad("grayscale_weights needs 3 numbers (R, G, B)")
+    for key in ("mean", "std", "value_range"):
+        if not _numbers(prep[key], 2 if key == "value_range" else len(order)):
+            raise bad(f"{key} needs {2 if key == 'value_range' else len(order)} numbers")
+    if min(prep["std"]) <= 0 or not _numbers([prep["scale"]], 1) or prep["scale"] <= 0:
+        raise bad("std and scale must be > 0")
+    if prep["layout"] != "NCHW" or prep["dtype"] not in ("float32", "float16"):
+        raise bad("layout must be NCHW and dtype float32 or float16")
+    resize, crop = prep["resize"], prep["crop"]
+    if (not isinstance(resize, dict) or resize.get("interpolation") != "bilinear"
+            or not _positive_ints([resize.get("shorter_side")])):
+        raise bad("resize needs a positive shorter_side and interpolation 'bilinear'")
+    if (not isinstance(crop, dict) or crop.get("position") != "center"
+            or not _positive_ints([crop.get("height"), crop.get("width")])):
+        raise bad("crop needs positive height and width and position 'center'")
+    shape = data["input"].get("shape")
+    if isinstance(shape, list) and shape[1:] != [len(order), crop["height"], crop["width"]]:
+        raise bad(f"{len(order)} channels of {crop['height']}x{crop['width']} do not match "
+                  f"input shape {shape}")
+
+
+def _numbers(value: Any, n: int) -> bool:
+    return (isinstance(value, list) and len(value) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+def _positive_ints(values: list[Any]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
 def _check_member_name(name: str, where: str) -> None:
     p = PurePosixPath(name)
     if (not name or p.is_absolute() or ".." in p.parts or "\\" in name or name == MANIFEST
@@ -92,6 +144,8 @@ def _parse(raw: bytes, where: str) -> dict[str, Any]:
         return validate_manifest(json.loads(raw.decode("utf-8")), where)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:  # json recurses per level: 100,000 nested brackets overflow it
+        raise BundleError(f"{where}: nested too deeply to be a manifest") from None
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:

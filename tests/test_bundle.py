@@ -30,7 +30,8 @@ from gtn_deploy.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_FILES = {"model.onnx", "model.int8.onnx", "weights.safetensors", "student.json",
-                  "build_engine.sh", "run_onnx.py", "README.md"}
+                  "build_engine.sh", "run_onnx.py", "run_trt.py", "bundle_io.py", "labels.txt",
+                  "README.md"}
 runner = CliRunner()
 
 

@@ -2,14 +2,17 @@
 
 Everything is written into a temporary folder beside the target and renamed into place only
 when every gate has passed, so an export killed at any moment leaves no bundle or a complete
-one. The tarball is written to a temporary name and renamed, too.
+one. The tarball is written to a temporary name and renamed, too. What a killed export left
+is swept by the next export into the same folder (``sweep_leftovers``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -27,8 +30,16 @@ from gtn_deploy.export.quantize import PRESETS
 from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from gtn_deploy.manifest import manifest_digest, verify_files
 
-RUNNER = Path(__file__).with_name("run_onnx.py")
+# Scripts copied into bundles; they run on the device without gtn_deploy (Python 3.8, numpy
+# and onnxruntime or tensorrt). run_trt.py goes only into bundles for a TensorRT device.
+SCRIPTS_DIR = Path(__file__).parent
+BUNDLE_SCRIPTS = ("run_onnx.py", "bundle_io.py")
+TRT_SCRIPT = "run_trt.py"
 STUDENT_FILES = ("weights.safetensors", "student.json")
+# tempfile's names for atomic_dir's folder and write_tarball's file: ".<bundle>.<8>.tmp"
+# and ".<bundle>.tar.gz.<8>.tmp"; nothing else in an output folder is ever swept.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+?)(?:\.tar\.gz)?\.[a-z0-9_]{8}\.tmp$")
+STALE_AFTER_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, 
             raise UsageError(f"{student_dir}: missing {name} (is it a student folder?)")
     name = options.name or f"{Path(student_dir).resolve().name}-{profile.id}"
     final = Path(out_dir) / name
+    sweep_leftovers(Path(out_dir), name)
     if final.exists() and not options.overwrite:
         raise ExportError(f"{final} already exists; pass --overwrite or another --out")
     make_int8 = ("int8" in profile.precisions) if options.int8 is None else options.int8
@@ -128,11 +140,13 @@ def _assemble(tmp: Path, model, arch, space, student_dir, student_doc, profile, 
     _write_engine_script(tmp, plan, profile)
     if options.build_engine:
         parity.update(_build_and_check(tmp, plan, data, options))
-    shutil.copyfile(RUNNER, tmp / "run_onnx.py")
     (tmp / "build_engine.sh").chmod(0o755)
-    (tmp / "run_onnx.py").chmod(0o755)
-    fields = _manifest_fields(name, arch, space, spec, data, models, recommended, metrics,
-                              profile, make_int8, student_dir, student_doc, onnx_info, plan)
+    _copy_scripts(tmp, plan is not None)
+    labels = _class_labels(space, data)
+    atomic_write_text(tmp / "labels.txt", "".join(f"{label}\n" for label in labels))
+    fields = _manifest_fields(name, arch, space, spec, data, labels, models, recommended,
+                              metrics, profile, make_int8, student_dir, student_doc, onnx_info,
+                              plan)
     atomic_write_text(tmp / "README.md", documents.readme(
         documents.build_manifest(files={}, **fields)))
     fields["export"]["export_wall_s"] = round(time.perf_counter() - export_start, 3)
@@ -144,12 +158,13 @@ def _assemble(tmp: Path, model, arch, space, student_dir, student_doc, profile, 
     return manifest
 
 
-def _manifest_fields(name, arch, space, spec, data, models, recommended, metrics, profile,
-                     make_int8, student_dir, student_doc, onnx_info, plan) -> dict[str, Any]:
+def _manifest_fields(name, arch, space, spec, data, labels, models, recommended, metrics,
+                     profile, make_int8, student_dir, student_doc, onnx_info,
+                     plan) -> dict[str, Any]:
     """Keyword arguments of ``documents.build_manifest`` (all but ``files``)."""
     student_dir = Path(student_dir)
     return dict(
-        name=name, arch=arch, space=space, spec=spec, labels=_class_labels(space, data),
+        name=name, arch=arch, space=space, spec=spec, labels=labels,
         models=models, recommended=recommended, metrics=metrics,
         latency=_predict(space, arch, profile, recommended[0], spec.batch_size),
         profile=profile, versions=documents.tool_versions(make_int8),
@@ -253,12 +268,51 @@ def _make_readable(root: Path) -> None:
             path.chmod(0o644)
 
 
+def _copy_scripts(tmp: Path, tensorrt: bool) -> None:
+    for script in BUNDLE_SCRIPTS + ((TRT_SCRIPT,) if tensorrt else ()):
+        shutil.copyfile(SCRIPTS_DIR / script, tmp / script)
+        (tmp / script).chmod(0o644 if script == "bundle_io.py" else 0o755)
+
+
 def _class_labels(space, data: ExportData) -> list[str]:
+    """One name a class, on one line each (labels.txt has a class a line)."""
     n = space.task.num_classes
     for names in (CLASS_LABELS.get(space.task.name), data.classes):
         if names and len(names) == n:
-            return list(names)
+            return [" ".join(str(name).split()) or str(i) for i, name in enumerate(names)]
     return [str(i) for i in range(n)]
+
+
+def sweep_leftovers(out_dir: Path, name: str, now: float | None = None) -> list[Path]:
+    """Remove the temporaries a killed export left in ``out_dir``: those of bundle ``name``
+    always (an export of the same name running now would collide with this one anyway),
+    others only when untouched for ``STALE_AFTER_S``, as another export may be writing them."""
+    now = time.time() if now is None else now
+    try:
+        entries = sorted(out_dir.iterdir())
+    except OSError:  # not there yet, or unreadable: the export itself will say so
+        return []
+    swept = []
+    for path in entries:
+        match = _LEFTOVER.match(path.name)
+        if match is None or path.is_symlink():
+            continue
+        if match["name"] != name and now - _last_touched(path) < STALE_AFTER_S:
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            swept.append(path)
+    return swept
+
+
+def _last_touched(path: Path) -> float:
+    """Newest mtime of ``path`` and, for a folder, of what is directly in it."""
+    try:
+        stamps = [path.stat().st_mtime] + ([p.lstat().st_mtime for p in path.iterdir()]
+                                           if path.is_dir() else [])
+    except OSError:
+        return time.time()  # vanishing under us: someone is working on it
+    return max(stamps)
 
 
 def _teacher_hash(doc: dict[str, Any]) -> str | None:

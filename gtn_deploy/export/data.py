@@ -11,7 +11,10 @@ from gtn_deploy.errors import DataError
 
 FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                         "Shirt", "Sneaker", "Bag", "Ankle boot")
-CLASS_LABELS = {"fashion-mnist": FASHION_MNIST_LABELS,
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                  "ship", "truck")  # batches.meta's label_names, in label order
+# Names for labels.txt where the dataset files carry none (ImageFolder's come from its folders)
+CLASS_LABELS = {"fashion-mnist": FASHION_MNIST_LABELS, "cifar10": CIFAR10_LABELS,
                 "digits": tuple(str(i) for i in range(10))}
 
 

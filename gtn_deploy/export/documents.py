@@ -71,6 +71,24 @@ def tool_versions(int8: bool) -> dict[str, str | None]:
             "onnxruntime": version("onnxruntime"), "nncf": version("nncf") if int8 else None}
 
 
+def preprocessing(space, resolution: int) -> dict[str, Any]:
+    """How pixels become the model's input, complete enough for a script without gtn_deploy
+    (the bundle's bundle_io.py follows it step by step, in this order)."""
+    task = space.task
+    gray = task.in_channels == 1
+    return {
+        "input_pixels": "uint8", "value_range": [0, 255],
+        "color": "grayscale" if gray else "rgb", "channel_order": "L" if gray else "RGB",
+        # colour photos given to a grey model: ITU-R 601-2 luma, Pillow's convert("L")
+        "grayscale_weights": [0.299, 0.587, 0.114] if gray else None,
+        # only when the image is not already resolution x resolution, as data/sources.py did
+        "resize": {"shorter_side": resolution, "interpolation": "bilinear"},
+        "crop": {"height": resolution, "width": resolution, "position": "center"},
+        "scale": 255.0, "mean": list(task.mean), "std": list(task.std),  # (x / scale - mean) / std
+        "layout": "NCHW", "dtype": "float32",
+    }
+
+
 def build_manifest(*, name: str, arch, space, spec, labels, models, recommended, files,
                    metrics, latency, profile, versions, provenance, export) -> dict[str, Any]:
     precision, reason = recommended
@@ -84,6 +102,7 @@ def build_manifest(*, name: str, arch, space, spec, labels, models, recommended,
                   "dtype": "float32", "layout": "NCHW", "mean": list(space.task.mean),
                   "std": list(space.task.std), "scale": 255.0, "class_labels": list(labels)},
         "output": {"name": spec.output_name, "shape": [shape[0], space.task.num_classes]},
+        "preprocessing": preprocessing(space, spec.shape[-1]),
         "models": models, "recommended_precision": precision,
         "recommended_model": rec_model, "recommendation_reason": reason,
         "files": files, "metrics": metrics, "latency_prediction": latency,
@@ -102,12 +121,15 @@ def readme(manifest: dict[str, Any]) -> str:
             else "not made")
     pred = (f"{lat['latency_ms']:.3f} ms ({lat['low_ms']:.3f}-{lat['high_ms']:.3f}, tier "
             f"{lat['tier']}, {lat['precision']}, batch {lat['batch_size']})" if lat else "n/a")
+    prep = _describe_preprocessing(m["preprocessing"])
     parity = "\n".join(f"| {k} | {v['max_abs_diff']:.3g} | {v['top1_agreement']:.4f} | "
                        f"{v['images']} | {'yes' if v['passed'] else 'no'} |"
                        for k, v in met.get("parity", {}).items())
     if m["device"]["runtime"]["name"].lower() == "tensorrt":
         engine = ("    ./build_engine.sh               # on the device: TensorRT engine into "
-                  "build/\n\nEngines are never shipped: TensorRT engines and timing caches "
+                  "build/\n    python3 run_trt.py              # that engine; needs tensorrt, "
+                  "numpy and\n                                    # cuda-python or pycuda\n\n"
+                  "Engines are never shipped: TensorRT engines and timing caches "
                   "only run on the GPU,\nTensorRT and CUDA versions that built them.")
     else:  # a CPU runtime runs the ONNX model itself: no engine to build
         engine = (f"\nThe device runs {m['device']['runtime']['name']}: the ONNX model is what "
@@ -132,7 +154,19 @@ Student `{m['arch_summary']}` ({m['space']}) exported for device `{m['device']['
     python3 run_onnx.py             # needs only onnxruntime + numpy; --input images.npy
 {engine}
 
-Input: {m['input']['layout']} float32
-{m['input']['shape']}, pixels / {m['input']['scale']:g} then (x - mean) / std with mean
-{m['input']['mean']} and std {m['input']['std']}.
+The scripts print class names from `labels.txt` and share their pre- and post-processing
+(`bundle_io.py`, following the manifest's `preprocessing`); they run on Python 3.8 and need
+neither gtn_deploy nor torch.
+
+Input: {m['input']['layout']} float32 {m['input']['shape']}: {prep}.
 """
+
+
+def _describe_preprocessing(p: dict[str, Any]) -> str:
+    crop = p["crop"]
+    return (f"{p['value_range'][0]}-{p['value_range'][1]} {p['input_pixels']} pixels as "
+            f"{p['color']} ({p['channel_order']}); if not {crop['height']}x{crop['width']}, "
+            f"shorter side resized ({p['resize']['interpolation']}) to "
+            f"{p['resize']['shorter_side']} and the {crop['position']} "
+            f"{crop['height']}x{crop['width']} cropped; then x / {p['scale']:g}, (x - mean) / std "
+            f"with mean {p['mean']} and std {p['std']}")
