@@ -54,6 +54,11 @@ class BenchError(GtnError):
     """A benchmark that cannot run as asked (missing backend, wrong device)."""
 
 
+class PathError(GtnError):
+    """A file or folder that cannot be read or written: the wrong kind (a folder where a
+    file is expected, a file where a folder is), not permitted, read-only, full or too big."""
+
+
 class MissingDependencyError(GtnError):
     """An optional dependency that is not installed; the message says what to install."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 from pathlib import Path
@@ -82,6 +83,20 @@ def _input_batch(manifest: dict, batch_size: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal([batch_size, *rest]).astype(np.float32)
 
 
+@contextlib.contextmanager
+def _runtime_errors(backend: str, bundle_dir: Path):
+    """A model the runtime cannot load or run is a one-line BenchError (runtimes raise their
+    own exception types: onnxruntime's InvalidProtobuf, Fail, ...)."""
+    try:
+        yield
+    except GtnError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BenchError(f"bundle {bundle_dir}: {backend} cannot load or run its model "
+                         f"({first[:200]})") from None
+
+
 def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int = 1,
                  threads: int | None = None, warmup: int = 10, iters: int | None = None,
                  seconds: float | None = None, precision: str | None = None,
@@ -101,11 +116,12 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         forced = _preflight(bundle_dir, manifest, force)
         x = _input_batch(manifest, batch_size)
         rss_before = envinfo.peak_rss_mb()
-        runner = make_runner(backend, bundle_dir, manifest, precision, batch_size, threads)
-        try:
-            stats = time_calls(lambda: runner.run(x), warmup, iters, seconds, batch_size)
-        finally:
-            runner.close()
+        with _runtime_errors(backend, bundle_dir):
+            runner = make_runner(backend, bundle_dir, manifest, precision, batch_size, threads)
+            try:
+                stats = time_calls(lambda: runner.run(x), warmup, iters, seconds, batch_size)
+            finally:
+                runner.close()
     info = {k: v for k, v in runner.info.items() if k != "session"}
     ratio = tail_ratio(stats)
     return {

@@ -1,8 +1,9 @@
-"""What every command shares: turning GtnErrors into one line and an exit code."""
+"""What every command shares: GtnErrors and OS errors as one line and an exit code."""
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable, TypeVar
 
 import typer
@@ -27,10 +28,22 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except GtnError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:  # one not met where the path is known: name what the OS names
+            raise fail(os_error_line(exc), 1) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<path>: <problem>`` for an OSError that escaped the library's own checks."""
+    from gtn_deploy.io_utils import path_problem
+
+    if not isinstance(exc.filename, (str, bytes, os.PathLike)):  # None, or a descriptor
+        return exc.strerror or str(exc)
+    names = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{names}: {path_problem(exc.filename, exc)}"
 
 
 def split_csv(values: list[str] | None) -> list[str]:

@@ -8,7 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from gtn_deploy.errors import GtnError
+from gtn_deploy.errors import GtnError, PathError
+from gtn_deploy.io_utils import path_problem
 
 
 class RunLocked(GtnError):
@@ -23,8 +24,13 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only mount, a file where the folder belongs, ...
+            raise PathError(f"cannot write {self.path.parent}: "
+                            f"{path_problem(self.path, exc)} (the run folder holds the "
+                            "lock, stages and report)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

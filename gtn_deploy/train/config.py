@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gtn_deploy.arch import TASKS, ArchConfig, get_space
+from gtn_deploy.checks import MAX_SEED
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
@@ -126,7 +127,6 @@ _RANGES = {"lr": (0, None, False), "sampler_lr": (0, None, False), "tau": (0, No
            "warmup_frac": (0, 1, True), "cond_ramp_frac": (0, 1, True),
            "clip_grad": (0, None, True), "val_fraction": (0, 1, False),
            "branch_batch": (0, 1, False), "teacher_grad": (0, 1, True)}
-MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
 def _numbers(cfg: TrainConfig) -> None:
@@ -150,23 +150,49 @@ def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
         raise UsageError(f"unknown {flag} '{value}'; valid {flag}s: {', '.join(valid)}")
 
 
-def read_plan(path: str | Path, task: str) -> list[ArchConfig]:
-    """Every candidate of a plan file, devices in order, candidates in order."""
+MAX_PLAN_BYTES = 16 << 20  # a plan of many devices is a few hundred KB
+
+
+def read_plan_doc(path: str | Path) -> dict[str, Any]:
+    """The plan document, checked: a regular JSON file of kind ``gtn_deploy.plan``, a schema
+    version this gtn_deploy reads, and a ``space`` that is its task's."""
+    from gtn_deploy.io_utils import read_regular_file
+    from gtn_deploy.search.planner import PLAN_SCHEMA_VERSION
+
     path = Path(path)
+    if not path.exists():
+        raise UsageError(f"plan file {path} does not exist (write one with 'gtnd plan')")
+    raw = read_regular_file(path, MAX_PLAN_BYTES, "plan file", CheckpointError)
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"plan file {path} does not exist (write one with 'gtnd plan')") \
-            from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"plan file {path} is not valid JSON ({exc})") from None
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"plan file {path} is not valid JSON "
+                              f"({str(exc)[:120] or type(exc).__name__})") from None
     if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
         raise CheckpointError(f"{path} is not a gtn_deploy plan (kind must be '{PLAN_KIND}')")
+    if doc.get("schema_version") != PLAN_SCHEMA_VERSION:
+        raise CheckpointError(f"plan {path} has schema_version {doc.get('schema_version')!r}; "
+                              f"this gtn_deploy reads {PLAN_SCHEMA_VERSION} (re-run 'gtnd plan')")
+    try:
+        space = get_space(str(doc.get("task"))).name
+    except UsageError as exc:
+        raise CheckpointError(f"plan {path}: {exc}") from None
+    if doc.get("space", space) != space:
+        raise CheckpointError(f"plan {path}: space '{doc.get('space')}' contradicts its task "
+                              f"'{doc.get('task')}', whose space is '{space}'")
+    return doc
+
+
+def read_plan(path: str | Path, task: str) -> list[ArchConfig]:
+    """Every candidate of a plan file, devices in order, candidates in order."""
+    doc = read_plan_doc(path)
     if doc.get("task") != task:
         raise UsageError(f"plan {path} is for task '{doc.get('task')}', this run is for "
                          f"task '{task}'")
     archs = []
     for d, device in enumerate(doc.get("devices") or []):
+        if not isinstance(device, dict):
+            raise CheckpointError(f"{path}: devices[{d}] is not an object")
         for c, cand in enumerate(device.get("candidates") or []):
             where = f"{path}: devices[{d}].candidates[{c}].arch"
             if not isinstance(cand, dict) or not isinstance(cand.get("arch"), dict):
@@ -183,6 +209,9 @@ def read_plan(path: str | Path, task: str) -> list[ArchConfig]:
 def read_student(ref: str, task: str) -> ArchConfig:
     """``plan.json:K`` -> the K-th (0-based) candidate over all devices in order."""
     path, sep, index = ref.rpartition(":")
+    if sep and not index.isdigit() and Path(path).is_file():
+        raise UsageError(f"--student {ref}: after ':' comes K, a candidate number "
+                         f"(0-based), not '{index}'")
     if not sep or not index.isdigit():
         path, index = ref, "0"
     archs = read_plan(path, task)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gtn_deploy.errors import UsageError
-from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.io_utils import atomic_write_json, ensure_writable_dir
 from gtn_deploy.train.distill import KDConfig, distill_student, validate_kd
 from gtn_deploy.train.kd_teacher import open_teacher, plan_students
 
@@ -40,6 +40,8 @@ def distill_plan(plan: str | Path, teacher: str | Path | None, cfg: KDConfig,
     out = Path(out)
     done = []
     try:
+        if info.is_main:  # before the first student trains, not at its first checkpoint
+            ensure_writable_dir(out)
         for student in students[info.rank::info.world_size]:
             label = {"candidate": student.index, "device": student.device, "plan": str(plan)}
             summary = distill_student(cfg, student.arch, out / student.id, source, resume,

@@ -15,7 +15,7 @@ from gtn_deploy.arch import ArchConfig, SearchSpace, get_space
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.models.checkpoint import TEACHER_JSON
 from gtn_deploy.supernet.checkpoint import SUPERNET_JSON
-from gtn_deploy.train.config import PLAN_KIND, read_plan
+from gtn_deploy.train.config import read_plan, read_plan_doc
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class TeacherSource:
     def load_supernet(self):
         from gtn_deploy.supernet import load_supernet
 
-        if self.supernet_dir is None:
+        if self.supernet_dir is None:  # no advice here: distill and predictor fit differ
             raise UsageError(f"teacher {self.run_dir} has no trained supernet (method "
-                             f"'{self.method}'); use --init scratch")
+                             f"'{self.method}'; gtn and sftn runs train one)")
         net, _ = load_supernet(self.supernet_dir)
         return net
 
@@ -109,13 +109,7 @@ class PlannedStudent:
 
 def plan_header(path: str | Path) -> dict:
     """The plan's task and space, with a one-line error for anything but a plan."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"plan file {path} does not exist (write one with 'gtnd plan')")
-    doc = _read_json(path)
-    if doc.get("kind") != PLAN_KIND:
-        raise CheckpointError(f"{path} is not a gtn_deploy plan (kind must be '{PLAN_KIND}')")
-    return doc
+    return read_plan_doc(path)
 
 
 def plan_students(path: str | Path, teacher: TeacherSource | None,
@@ -149,5 +143,7 @@ def _select(students: list[PlannedStudent], candidate: str, path) -> list[Planne
         if not part.isdigit() or int(part) >= len(students):
             raise UsageError(f"--candidate {part}: plan {path} has {len(students)} candidates "
                              f"(valid: 0..{len(students) - 1} or 'all')")
+        if students[int(part)] in picked:  # checked now, not after training the first one
+            raise UsageError(f"--candidate {candidate}: candidate {int(part)} is given twice")
         picked.append(students[int(part)])
     return picked
