@@ -94,3 +94,28 @@ def test_dash_h_is_help_everywhere(command):
 
     result = CliRunner().invoke(app, [*command, "-h"])
     assert result.exit_code == 0 and "Usage:" in result.output, result.output
+
+
+def _table_latencies(output: str) -> list[float]:
+    rows = [line.split() for line in output.splitlines() if line[:3].strip().isdigit()]
+    return [float(row[next(i for i, v in enumerate(row) if v.startswith("["))  - 1])
+            for row in rows]
+
+
+def test_plan_jetson_shows_distinct_tiers_and_says_the_budget_does_not_bind():
+    result = invoke("plan", "--device", "jetson")
+    assert result.exit_code == 0, result.output
+    latencies = _table_latencies(result.output)
+    assert len(latencies) == 5 and len(set(latencies)) == 5
+    assert all(b <= a * 0.8 + 0.01 for a, b in zip(latencies, latencies[1:])), latencies
+    assert "note: the budget does not bind" in result.output
+    assert "--latency-ms below" in result.output
+    assert "within band = yes when" in result.output  # the band explained in one line
+
+
+def test_plan_tight_budget_has_no_binding_note():
+    result = invoke("plan", "--device", "jetson", "--latency-ms", "2")
+    assert result.exit_code == 0, result.output
+    assert "does not bind" not in result.output and "within band" in result.output
+    plan = json.loads(invoke("plan", "--device", "jetson", "--latency-ms", "2", "--json").output)
+    assert plan["devices"][0]["budget_binding"]["binds"] is True

@@ -61,3 +61,39 @@ def test_impossible_budget_names_the_smallest_reachable():
     with pytest.raises(SearchError, match=r"smallest network reaches [\d.]+ ms and [\d.]+ MB"):
         plan_device(_request(get_space("imagenet"), 0.5))
 
+
+
+def test_top_k_is_spread_over_latency_tiers():
+    """Not near-copies of the best: each next candidate is a lower latency tier of the front."""
+    space = get_space("imagenet")
+    result, entry = plan_device(_request(space, 150.0, memory_mb=40.0),
+                                config=SearchConfig(population=40, generations=10))
+    latencies = [c.latency_ms for c in result.top]
+    assert result.top[0].objective == max(c.objective for c in result.top)
+    assert all(b <= a * 0.8 + 1e-9 for a, b in zip(latencies, latencies[1:])), latencies
+    front = {c.arch for c in result.pareto}
+    assert all(c.arch in front for c in result.top)
+
+
+def test_spread_top_k_narrows_its_tiers_to_a_short_front():
+    from gtn_deploy.search.evolution import Candidate, pareto_front, spread_top_k
+
+    space = tiny_space()
+    archs = list(space.enumerate())[:40]
+    cands = [Candidate(a, objective=i, latency_ms=10 + i * 0.1, memory_mb=1, mflops=i, params=i)
+             for i, a in enumerate(archs)]  # latency 10-13.9 ms: too short for 0.8 steps
+    top = spread_top_k(cands, pareto_front(cands), 5)
+    assert top[0] is cands[-1] and len({c.arch for c in top}) == 5
+    gaps = [a.latency_ms - b.latency_ms for a, b in zip(top, top[1:])]
+    assert min(gaps) >= 0.5, [c.latency_ms for c in top]  # spread, not the five slowest
+
+
+def test_budget_binding_reports_a_loose_budget_only():
+    space = get_space("imagenet")
+    config = SearchConfig(population=30, generations=5)
+    loose = plan_device(_request(space, 10_000.0, memory_mb=1000.0), config=config)[1]
+    tight = plan_device(_request(space, 150.0, memory_mb=40.0), config=config)[1]
+    assert loose["budget_binding"]["binds"] is False
+    assert "does not bind" in loose["budget_binding"]["note"]
+    assert "--latency-ms below" in loose["budget_binding"]["note"]
+    assert tight["budget_binding"] == {**tight["budget_binding"], "binds": True, "note": None}

@@ -8,38 +8,41 @@ from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.cli.choices import BACKENDS, PRECISIONS, choice
 from gtn_deploy.cli.common import user_errors
 
 
 @user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
-    backend: Annotated[str, typer.Option(help="onnxruntime, tensorrt or torch.")] = "onnxruntime",
+    backend: Annotated[str, choice(BACKENDS, "Runtime to time with.", label="BACKEND")] = "onnxruntime",
     batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 1,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: runtime's).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
     iters: Annotated[Optional[int], typer.Option(help="Timed runs (default: 3 s and at least 100 runs).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Time for this long instead of --iters.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 (tensorrt) or int8; default: the bundle's recommendation.")] = None,
+    precision: Annotated[Optional[str], choice(PRECISIONS, "fp16 with tensorrt only; default: the bundle's recommendation.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
     force: Annotated[bool, typer.Option(help="Run despite hash or device mismatches (recorded).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results document.")] = False,
 ) -> None:
     """Measure a bundle's latency here and compare it with its predicted latency."""
     from gtn_deploy.bench.run import bench_bundle
-    from gtn_deploy.io_utils import atomic_write_json
+    from gtn_deploy.io_utils import atomic_write_json, check_output_file
 
+    check_output_file(out)
     result = bench_bundle(bundle, backend, batch, threads, warmup, iters, seconds, precision,
                           force)
     for problem in result["forced"]:
         typer.echo(f"warning: forced past: {problem}", err=True)
     if result["noise"]["warning"]:
         typer.echo(f"warning: {result['noise']['warning']}", err=True)
+    # printed before the write, so a failing --out loses no measurement
+    typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
     if out is not None:
         atomic_write_json(out, result)
-    typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
-    if out is not None and not as_json:
-        typer.echo(f"results written to {out}")
+        if not as_json:
+            typer.echo(f"results written to {out}")
 
 
 def format_result(r: dict) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.cli.choices import TASKS, choice
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.errors import UsageError
 
@@ -14,8 +15,8 @@ from gtn_deploy.errors import UsageError
 @user_errors
 def calibrate(
     device: Annotated[str, typer.Option("--device", "-d", help="Device id, alias or YAML file, or 'local' for this machine.")],
-    backend: Annotated[str, typer.Option(help="Runtime to measure with (onnxruntime).")] = "onnxruntime",
-    task: Annotated[str, typer.Option(help="Search space whose subnets to measure.")] = "fashion-mnist",
+    backend: Annotated[str, choice(("onnxruntime",), "Runtime to measure with (only onnxruntime for now).")] = "onnxruntime",
+    task: Annotated[str, choice(TASKS, "Search space whose subnets to measure.", label="TASK")] = "fashion-mnist",
     samples: Annotated[int, typer.Option(help="Subnets measured for the fit (spanning the FLOPs range).")] = 30,
     holdout: Annotated[int, typer.Option(help="Random held-out subnets for the validation report.")] = 20,
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads (part of the fingerprint).")] = 1,
@@ -25,20 +26,30 @@ def calibrate(
     out: Annotated[Optional[Path], typer.Option(help="Profile YAML to write (default calibrated_profiles/<id>-<fingerprint>.yaml).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also write the calibration and validation report as JSON.")] = None,
     force: Annotated[bool, typer.Option(help="Calibrate even if this machine is not the profile's target (recorded).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({profile_path, calibration}).")] = False,
 ) -> None:
     """Fit latency tiers 1 and 2 from measurements here; print the held-out accuracy."""
     from gtn_deploy.bench.calibration import calibrate as run, format_report
-    from gtn_deploy.io_utils import atomic_write_json
+    from gtn_deploy.cli.output import print_json, stdout_to_stderr
+    from gtn_deploy.io_utils import atomic_write_json, check_output_file
 
     if backend != "onnxruntime":
         raise UsageError(f"calibration measures with onnxruntime only for now, not '{backend}'")
     if rounds < 1 or iters < 1:
         raise UsageError("--rounds and --iters must be >= 1")
-    path, calibration = run(device, task, samples, holdout, threads, out, force, seed, rounds,
-                            iters)
-    for problem in calibration.get("forced", []):
-        typer.echo(f"warning: forced past: {problem}", err=True)
-    if report is not None:
-        atomic_write_json(report, calibration)
-    typer.echo(format_report(calibration, device))
+    check_output_file(report)
+
+    def measured(calibration: dict) -> None:  # shown before anything is written
+        for problem in calibration.get("forced", []):
+            typer.echo(f"warning: forced past: {problem}", err=True)
+        typer.echo(format_report(calibration, device), err=as_json)  # stdout: the JSON only
+        if report is not None:
+            atomic_write_json(report, calibration)
+
+    with stdout_to_stderr(as_json):
+        path, calibration = run(device, task, samples, holdout, threads, out, force, seed,
+                                rounds, iters, on_measured=measured)
+    if as_json:
+        print_json({"profile_path": str(path), "calibration": calibration})
+        return
     typer.echo(f"calibrated profile written to {path}")

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.cli.choices import (INITS, KD_LOSSES, choice, resolve_torch_device,
+                                    torch_device_options)
 from gtn_deploy.cli.common import user_errors
 
 
@@ -22,11 +24,16 @@ def distill(
         help="'all' or K (comma-separated for several): the K-th candidate (0-based) over "
              "all devices of the plan in order, as in plan.json:K.")] = "all",
     epochs: Annotated[int, typer.Option(help="Training epochs per student.")] = 1,
-    init: Annotated[str, typer.Option(
-        help="scratch (as in the paper) | supernet (the teacher's trained supernet).")]
+    init: Annotated[str, choice(
+        INITS, "scratch (as in the paper) or supernet (the teacher's trained supernet).",
+        label="INIT")]
     = "scratch",
     temperature: Annotated[float, typer.Option(help="KD temperature T.")] = 4.0,
     alpha: Annotated[float, typer.Option(help="Weight of the KD term (1-alpha: CE).")] = 0.9,
+    kd_loss: Annotated[str, choice(
+        KD_LOSSES, "KD loss: kd (Hinton et al.) or dkd (Decoupled KD, Zhao et al. 2022).")]
+    = "kd",
+    dkd_beta: Annotated[float, typer.Option(help="DKD's non-target weight beta.")] = 8.0,
     seed: Annotated[int, typer.Option(help="Seed of weights and data order.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak SGD learning rate (cosine decay).")] = 0.05,
@@ -40,7 +47,8 @@ def distill(
     calib_images: Annotated[int, typer.Option(
         help="Training images for BN recalibration.")] = 2000,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No crop/flip.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    torch_device: Annotated[str, torch_device_options()[0]] = "auto",
+    device: Annotated[Optional[str], torch_device_options()[1]] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the students in --out; finished ones are kept.")] = False,
@@ -49,13 +57,15 @@ def distill(
     from gtn_deploy.train.distill import KDConfig
     from gtn_deploy.train.kd_run import distill_plan
 
-    cfg = KDConfig(epochs=epochs, init=init, temperature=temperature, alpha=alpha, seed=seed,
+    cfg = KDConfig(epochs=epochs, init=init, temperature=temperature, alpha=alpha,
+                   kd_loss=kd_loss, dkd_beta=dkd_beta, seed=seed,
                    batch_size=batch_size, lr=lr, limit_train=limit_train, limit_val=limit_val,
                    data_dir=str(data_dir) if data_dir else None, augment=not no_augment,
                    calib_images=calib_images, checkpoint_every=checkpoint_every,
                    progress=progress)
     source = None if teacher.lower() == "none" else teacher
-    result = distill_plan(plan, source, cfg, out, candidate, resume, device)
+    result = distill_plan(plan, source, cfg, out, candidate, resume,
+                          resolve_torch_device(torch_device, device))
     if result["rank"] == 0:
         for s in result["students"]:
             typer.echo(json.dumps({"id": s["id"], "out": str(out / s["id"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,23 +27,33 @@ def export(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder; default: the system dataset.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Bundle name; default: <student>-<device>.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing bundle of that name.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({bundle_path, tarball_path, elapsed_s, manifest}).")] = False,
 ) -> None:
     """Export a student to a bundle: ONNX (parity-gated), INT8 (accuracy-gated), TensorRT script."""
+    from gtn_deploy.cli.output import print_json, stdout_to_stderr
     from gtn_deploy.export.bundle import ExportOptions, export_student
+    from gtn_deploy.io_utils import check_output_file
     from gtn_deploy.profiles import load_profile
 
-    if max_drop < 0:
-        raise UsageError(f"--max-drop must be >= 0, got {max_drop}")
+    if not (max_drop >= 0 and math.isfinite(max_drop)):  # NaN would pass every gate
+        raise UsageError(f"--max-drop must be a finite number >= 0, got {max_drop}")
     if eval_images is not None and eval_images < 256:
         raise UsageError(f"--eval-images must be >= 256 (the parity gate's minimum), got {eval_images}")
+    check_output_file(out, folder=True)
     profile = load_profile(device)
     options = ExportOptions(opset=opset, dynamic_batch=dynamic_batch, int8=int8,
                             max_drop_points=max_drop, allow_accuracy_drop=allow_accuracy_drop,
                             eval_images=eval_images, build_engine=build_engine,
                             data_dir=str(data_dir) if data_dir else None, name=name,
                             overwrite=overwrite)
-    result = export_student(student, profile, out, options)
+    with stdout_to_stderr(as_json):
+        result = export_student(student, profile, out, options)
     m = result.manifest
+    if as_json:
+        print_json({"bundle_path": str(result.path),
+                    "tarball_path": str(result.tarball) if result.tarball else None,
+                    "elapsed_s": round(result.seconds, 3), "manifest": m})
+        return
     met = m["metrics"]
     typer.echo(f"bundle: {result.path}" + (f" (+ {result.tarball.name})" if result.tarball else ""))
     typer.echo(f"fp32 top-1 {met['fp32_top1']:.2f}% on {met['eval_images']} images; parity "

@@ -6,6 +6,8 @@ that ``gtnd plan`` and ``gtnd --help`` start fast and run where torch is not ins
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from gtn_deploy import __version__
@@ -48,9 +50,18 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Show the version and exit.")) -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More detail in the log (repeatable).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="Warnings and errors only; no progress bars.")] = False,
+) -> None:
     """gtn_deploy: one generic teacher, many devices."""
+    from gtn_deploy.progress import setup_logging
+
+    setup_logging(-1 if quiet else verbose)
 
 
 def main() -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.cli.choices import BASELINES, KD_LOSSES, SAMPLERS, TASKS, choice
 from gtn_deploy.cli.common import user_errors
 
-DEFAULT_DEVICES = "jetson-orin-nano,raspberry-pi-5,x86-laptop,local"
+DEFAULT_DEVICES = "jetson-orin-nano,raspberry-pi-5,local"
 
 
 @user_errors
@@ -18,21 +20,24 @@ def pipeline(
     out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")] = Path("runs/demo"),
     devices: Annotated[Optional[str], typer.Option(help=f"Comma-separated devices (ids, aliases, YAML files); default: {DEFAULT_DEVICES}.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML run file with the same settings (flags win).")] = None,
-    task: Annotated[Optional[str], typer.Option(help="Task (default fashion-mnist).")] = None,
+    task: Annotated[Optional[str], choice(TASKS, "Task (default fashion-mnist).", label="TASK")] = None,
     quick: Annotated[Optional[bool], typer.Option("--quick/--full", help="Minutes on a laptop CPU vs the full setting.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Teacher network (default resnet20).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help="GTN teacher epochs.")] = None,
     distill_epochs: Annotated[Optional[int], typer.Option(help="KD epochs per student.")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="GTN sampler: learned (default, pool as prior) | pool | uniform | sandwich.")] = None,
+    sampler: Annotated[Optional[str], choice(SAMPLERS, "GTN sampler (default learned: the planned pool as a prior).", label="SAMPLER")] = None,
     limit_train: Annotated[Optional[int], typer.Option(help="Train on a stratified subset of N images.")] = None,
     int8: Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="INT8 bundles; default: where the profile lists int8.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every stage.")] = None,
-    baseline: Annotated[Optional[str], typer.Option(help="ce (default): also train each student with plain CE to measure what KD adds | none.")] = None,
+    baseline: Annotated[Optional[str], choice(BASELINES, "ce (default): also train each student with plain CE to measure what KD adds; none: do not.")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="KD weight of the teacher term (default 0.9).")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="KD temperature (default 4).")] = None,
+    kd_loss: Annotated[Optional[str], choice(KD_LOSSES, "KD loss: kd (default) or dkd (Decoupled KD).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({out_dir, report_md_path, report_html_path, stages_run, report}).")] = False,
 ) -> None:
     """Run (or resume) plan -> GTN teacher -> distil -> export -> bench -> report."""
+    from gtn_deploy.cli.output import print_json, stdout_to_stderr
     from gtn_deploy.pipeline.config import load_config
     from gtn_deploy.pipeline.run import run_pipeline
 
@@ -40,13 +45,20 @@ def pipeline(
                  "teacher_epochs": teacher_epochs, "distill_epochs": distill_epochs,
                  "sampler": sampler, "limit_train": limit_train, "int8": int8, "seed": seed,
                  "baseline": baseline, "alpha": alpha, "temperature": temperature,
+                 "kd_loss": kd_loss,
                  "data_dir": str(data_dir) if data_dir else None}
     if config is None and devices is None:
         overrides["devices"] = DEFAULT_DEVICES
     cfg = load_config(config, overrides)
     from gtn_deploy.pipeline.report import terminal_summary
 
-    run_pipeline(cfg, out, log=lambda line: typer.echo(line, err=True))
+    with stdout_to_stderr(as_json):
+        run = run_pipeline(cfg, out, log=logging.getLogger("gtn_deploy.pipeline").info)
     data = json.loads((out / "report.json").read_text())
+    if as_json:
+        print_json({"out_dir": str(out), "report_md_path": str(out / "report.md"),
+                    "report_html_path": str(out / "report.html"),
+                    "stages_run": run.stages_run, "report": data})
+        return
     typer.echo(terminal_summary(data))
     typer.echo(f"report: {out / 'report.md'} and {out / 'report.html'}")

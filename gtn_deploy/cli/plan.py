@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.checks import check_seed
+from gtn_deploy.cli.choices import PRECISIONS, TASKS, choice
 from gtn_deploy.cli.common import split_csv, user_errors
 from gtn_deploy.errors import UsageError
 
@@ -15,10 +17,10 @@ from gtn_deploy.errors import UsageError
 @user_errors
 def plan(
     device: Annotated[list[str], typer.Option("--device", "-d", help="Device id, alias or YAML file; repeat or comma-separate for several.")],
-    task: Annotated[str, typer.Option(help="Task whose search space to search (fashion-mnist, cifar100, imagenet, ...).")] = "imagenet",
+    task: Annotated[str, choice(TASKS, "Task whose search space to search.", label="TASK")] = "imagenet",
     latency_ms: Annotated[Optional[float], typer.Option("--latency-ms", help="Latency budget; default: the profile's.")] = None,
     memory_mb: Annotated[Optional[float], typer.Option("--memory-mb", help="Model memory budget; default: the profile's.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8; default: the profile's preferred.")] = None,
+    precision: Annotated[Optional[str], choice(PRECISIONS, "Default: the profile's preferred.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Default: the profile's.")] = None,
     margin: Annotated[float, typer.Option(help="Safety margin: search under budget x (1 - margin).")] = 0.1,
     scale_budget: Annotated[bool, typer.Option("--scale-budget", help="Scale the profile's latency budget (set for 224-pixel ImageNet models) to the task by the ratio of the spaces' largest networks.")] = False,
@@ -42,6 +44,7 @@ def plan(
         raise UsageError(f"--top-k must be >= 1, got {top_k}")
     if not 0 <= margin < 1:
         raise UsageError(f"--margin must be in [0, 1), got {margin}")
+    check_seed(seed)
     space = get_space(task)
     if precision is not None:
         check_precision(precision)
@@ -98,14 +101,24 @@ def format_device_plan(entry: dict) -> str:
         f"{lm['tier']}{fingerprint}, expected error +-{lm['expected_error']:.0%} | objective "
         f"{entry['objective']}, {entry['search']['evaluations']} archs evaluated",
     ]
-    header = ("#", "architecture", "latency ms [band]", "MFLOPs", "params", "mem MB", "headroom")
+    header = ("#", "architecture", "latency ms [band]", "within band", "MFLOPs", "params",
+              "mem MB", "headroom")
     rows = [header]
     for i, c in enumerate(entry["candidates"]):
         lo, hi = c["latency_band_ms"]
         rows.append((str(i), c["summary"], f"{c['latency_ms']:.3g} [{lo:.3g}-{hi:.3g}]",
-                     f"{c['mflops']:.1f}", f"{c['params'] / 1e6:.2f}M", f"{c['memory_mb']:.1f}",
+                     "yes" if c["within_band"] else "no", f"{c['mflops']:.1f}",
+                     f"{c['params'] / 1e6:.2f}M", f"{c['memory_mb']:.1f}",
                      f"{c['latency_headroom']:.0%}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    lines.append("  #0 is the choice (highest objective); the others are lower latency tiers of "
+                 "the Pareto front")
+    lines.append(f"  [band] = prediction +-{lm['expected_error']:.0%} (the latency model's "
+                 f"expected error); within band = yes when even the band's top meets the "
+                 f"{b['latency_ms']:.4g} ms budget")
+    note = (entry.get("budget_binding") or {}).get("note")
+    if note:
+        lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"

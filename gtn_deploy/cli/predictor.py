@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.cli.choices import resolve_torch_device, torch_device_options
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.errors import UsageError
 
@@ -30,12 +31,14 @@ def fit(
     limit_val: Annotated[Optional[int], typer.Option(
         help="Evaluate on a stratified subset of N validation images.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    torch_device: Annotated[str, torch_device_options()[0]] = "auto",
+    device: Annotated[Optional[str], torch_device_options()[1]] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-subnet lines.")] = False,
 ) -> None:
     """Evaluate sampled subnets (BN recalibrated), fit the predictor, report tau / RMSE."""
     from gtn_deploy.arch import ArchConfig
-    from gtn_deploy.io_utils import atomic_write_json
+    from gtn_deploy.checks import check_seed
+    from gtn_deploy.io_utils import atomic_write_json, check_output_file
     from gtn_deploy.search.predictor import fit_with_holdout
     from gtn_deploy.train.distributed import pick_device
     from gtn_deploy.train.kd_subnets import evaluate_supernet_subnets
@@ -44,6 +47,8 @@ def fit(
         raise UsageError(f"--samples must be at least 5, got {samples}")
     if not 0 <= holdout < 1:
         raise UsageError(f"--holdout must be in [0, 1), got {holdout}")
+    check_seed(seed)
+    check_output_file(out)  # before minutes of evaluating subnets
 
     def show(i: int, row: dict) -> None:
         if not quiet:
@@ -52,7 +57,7 @@ def fit(
 
     space, rows = evaluate_supernet_subnets(
         teacher, samples, seed, calib_images, limit_val, str(data_dir) if data_dir else None,
-        device=pick_device(device), on_result=show)
+        device=pick_device(resolve_torch_device(torch_device, device)), on_result=show)
     archs = [ArchConfig.from_dict(r["arch"]) for r in rows]
     model = fit_with_holdout(space, archs, [r["top1"] for r in rows], holdout, seed)
     model.report["teacher"] = str(teacher)

@@ -23,6 +23,16 @@ def _row(p) -> tuple[str, ...]:
             f"{b.memory_mb:g} MB", ", ".join(p.aliases))
 
 
+def _json_row(p) -> dict[str, Any]:
+    """One profile for ``--json``: snake_case keys, units in the key, numbers as numbers."""
+    b = p.budgets
+    return {"id": p.id, "name": p.name, "kind": p.kind, "runtime_name": p.runtime.name,
+            "runtime_version": p.runtime.version, "preferred_precision": p.preferred_precision,
+            "latency_budget_ms": b.latency_ms, "latency_percentile": b.percentile,
+            "memory_budget_mb": b.memory_mb, "batch_size": b.batch_size,
+            "aliases": list(p.aliases)}
+
+
 def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     """Plain aligned columns (no terminal tricks: the output is pasted into issues)."""
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
@@ -34,15 +44,14 @@ def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 @app.command("list")
 @user_errors
 def list_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as a JSON list (keys such as latency_budget_ms, memory_budget_mb).")] = False,
 ) -> None:
     """Every shipped profile: runtime, preferred precision, budgets and aliases."""
     from gtn_deploy.profiles import list_profiles, profiles_dir
 
     profiles = list_profiles()
     if as_json:
-        rows = [dict(zip(_COLUMNS, _row(p))) | {"aliases": list(p.aliases)} for p in profiles]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([_json_row(p) for p in profiles], indent=2))
         return
     typer.echo(format_table([_row(p) for p in profiles], _COLUMNS))
     typer.echo(f"\n{len(profiles)} profiles in {profiles_dir()}; "

@@ -8,30 +8,27 @@ from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, TASKS, choice,
+                                    resolve_torch_device, torch_device_options)
 from gtn_deploy.cli.common import user_errors
 
 app = typer.Typer(help="Train teachers (gtn | sftn | vanilla).", no_args_is_help=True,
                   add_completion=False)
 
-_METHODS = "gtn | vanilla | sftn"
-_SAMPLERS = "uniform | sandwich | learned | pool"
-
-
 @app.command("train")
 @user_errors
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics, models).")],
-    method: Annotated[str, typer.Option(help=f"Teacher training: {_METHODS}.")] = "gtn",
-    task: Annotated[str, typer.Option(help="Task (fashion-mnist, digits, cifar10, ...).")]
-    = "fashion-mnist",
+    method: Annotated[str, choice(METHODS, "Teacher training.", label="METHOD")] = "gtn",
+    task: Annotated[str, choice(TASKS, "Task.", label="TASK")] = "fashion-mnist",
     teacher: Annotated[str, typer.Option(help="Teacher network (resnet20, wrn_16_2, ...).")]
     = "resnet20",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,
-    sampler: Annotated[str, typer.Option(help=f"GTN path sampler: {_SAMPLERS}.")] = "learned",
+    sampler: Annotated[str, choice(SAMPLERS, "GTN path sampler.", label="SAMPLER")] = "learned",
     paths: Annotated[int, typer.Option(help="Paths sampled per step (m).")] = 1,
-    branches: Annotated[str, typer.Option(
-        help="Branches per path and step: one (drawn uniformly: an unbiased estimate of "
-             "their mean, cheaper) | all.")] = "one",
+    branches: Annotated[str, choice(
+        BRANCHES, "Branches per path and step: one (drawn uniformly: an unbiased estimate of "
+                  "their mean, cheaper) or all.")] = "one",
     branch0: Annotated[bool, typer.Option(
         help="Include branch 0, the full student from the image.")] = True,
     branch_batch: Annotated[float, typer.Option(
@@ -64,7 +61,8 @@ def train(
              "written design).")] = 0.1,
     gamma: Annotated[float, typer.Option(
         help="Pull of the learned sampler toward the --pool students.")] = 0.1,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    torch_device: Annotated[str, torch_device_options()[0]] = "auto",
+    device: Annotated[Optional[str], torch_device_options()[1]] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No crop/flip.")] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
@@ -88,7 +86,8 @@ def train(
         kl_detach=kl_detach, teacher_grad=teacher_grad, gamma=gamma,
         augment=not no_augment, checkpoint_every=checkpoint_every, progress=progress,
         sources={"pool": str(pool) if pool else None, "student": student})
-    trainer = TeacherTrainer(cfg, out, resume=resume, device=device)
+    trainer = TeacherTrainer(cfg, out, resume=resume,
+                             device=resolve_torch_device(torch_device, device))
     try:
         summary = trainer.run()
     finally:

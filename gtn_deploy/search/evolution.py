@@ -2,12 +2,13 @@
 
 The search knows only interfaces: ``evaluate(arch) -> Candidate`` (cost model + objective)
 and the budgets. It maximises the objective subject to predicted latency <= budget x
-(1 - margin) and memory <= budget, and returns the top-k distinct feasible candidates and
-the Pareto front (latency vs objective) of everything it evaluated.
+(1 - margin) and memory <= budget, and returns the top-k feasible candidates, spread along
+the Pareto front (latency vs objective) of everything it evaluated, and that front.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Callable
@@ -49,6 +50,7 @@ class SearchConfig:
     mutate_prob: float = 0.1
     max_sample_tries: int = 20  # random draws per population slot before mutating instead
     patience: int = 8  # stop after this many generations without a better best
+    tier_ratio: float = 0.8  # each further top-k candidate is at most this x the last's latency
 
 
 @dataclass
@@ -97,8 +99,52 @@ def evolutionary_search(space: SearchSpace, evaluate: Callable[[ArchConfig], Can
                     for i in range(config.population - n_parents)]
         population = parents + children
     feasible = [c for c in memo.seen.values() if budget.admits(c)]
-    top = sorted(feasible, key=_rank_key)[:top_k]
-    return SearchResult(top, pareto_front(feasible), len(memo.seen), history)
+    front = pareto_front(feasible)
+    top = spread_top_k(feasible, front, top_k, config.tier_ratio)
+    return SearchResult(top, front, len(memo.seen), history)
+
+
+def spread_top_k(feasible: list[Candidate], front: list[Candidate], top_k: int,
+                 tier_ratio: float = 0.8) -> list[Candidate]:
+    """The best candidate, then the best of each lower latency tier, best first.
+
+    The k best by objective alone are near-copies of the best (one kernel apart, the same
+    latency), which leaves nothing to choose from. Each further pick is the front member with
+    the highest objective at most ``ratio`` x the previous pick's latency, where ``ratio`` is
+    ``tier_ratio`` or finer when the front is too short for k tiers of that size. Gaps in the
+    front are filled by the front member farthest (in log latency) from those chosen, then by
+    the next best by objective.
+    """
+    ranked = sorted(feasible, key=_rank_key)
+    if not ranked:
+        return []
+    chosen = [ranked[0]]
+    if front and top_k > 1:
+        span = front[0].latency_ms / chosen[0].latency_ms
+        ratio = max(tier_ratio, span ** (1 / (top_k - 1)))
+        by_latency = sorted(front, key=lambda c: (-c.latency_ms, _rank_key(c)))
+        while len(chosen) < top_k:
+            ceiling = chosen[-1].latency_ms * ratio * (1 + 1e-9)
+            pick = next((c for c in by_latency if c.latency_ms <= ceiling), None)
+            if pick is None or pick.arch == chosen[-1].arch:
+                break
+            chosen.append(pick)
+    _fill(chosen, front, top_k)
+    _fill(chosen, ranked, top_k, spread=False)
+    return sorted(chosen, key=_rank_key)
+
+
+def _fill(chosen: list[Candidate], pool: list[Candidate], top_k: int, spread: bool = True):
+    used = {c.arch for c in chosen}
+    rest = [c for c in pool if c.arch not in used]
+    while len(chosen) < top_k and rest:
+        if spread:  # the one whose latency is farthest from every chosen one
+            pick = max(rest, key=lambda c: min(abs(math.log(c.latency_ms / o.latency_ms))
+                                               for o in chosen))
+        else:
+            pick = rest[0]
+        chosen.append(pick)
+        rest.remove(pick)
 
 
 def _rank_key(cand: Candidate):

@@ -58,6 +58,7 @@ class PlanRequest:
     margin: float = 0.1
     top_k: int = 5
     seed: int = 0
+    budget_source: str = "given"  # given, profile or scaled: what --scale-budget would change
 
     @classmethod
     def for_device(cls, profile: "DeviceProfile", space: SearchSpace, *,
@@ -73,11 +74,13 @@ class PlanRequest:
         if not 0 <= margin < 1:  # NaN fails every comparison, so it is refused too
             raise UsageError(f"--margin must be in [0, 1), got {margin}")
         budget_ms = profile.budgets.latency_ms if latency_ms is None else latency_ms
+        source = "profile" if latency_ms is None else "given"
         if scale_budget and latency_ms is None and precision in profile.precisions:
             budget_ms = task_scaled_budget_ms(profile, space, budget_ms, precision, batch_size)
+            source = "scaled"
         return cls(profile, space, precision, batch_size, budget_ms,
                    profile.budgets.memory_mb if memory_mb is None else memory_mb,
-                   margin, top_k, seed)
+                   margin, top_k, seed, source)
 
 
 def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_ms: float,
@@ -131,9 +134,43 @@ def plan_device(req: PlanRequest, objective: Objective | None = None,
                          f"supported: {', '.join(req.profile.precisions)}")
     objective = objective or CapacityProxy()
     budget = Budget(req.latency_ms, req.memory_mb, req.margin)
-    result = evolutionary_search(req.space, make_evaluator(req, objective), budget,
+    evaluate = make_evaluator(req, objective)
+    result = evolutionary_search(req.space, evaluate, budget,
                                  seed=req.seed, top_k=req.top_k, config=config)
-    return result, _device_entry(req, budget, result, objective)
+    entry = _device_entry(req, budget, result, objective)
+    entry["budget_binding"] = budget_binding(req, budget, evaluate(req.space.max_arch()))
+    return result, entry
+
+
+def budget_binding(req: PlanRequest, budget: Budget, largest: Candidate) -> dict:
+    """Whether the budget chooses anything: when the space's largest subnet fits, it does not,
+    and every device with such a budget gets the same student."""
+    binds = not budget.admits(largest)
+    entry = {"binds": binds, "largest_latency_ms": round(largest.latency_ms, 4),
+             "largest_memory_mb": round(largest.memory_mb, 4), "note": None}
+    if not binds:
+        bind_below = largest.latency_ms / (1 - req.margin)
+        bigger = next_bigger_space(req.space)
+        if req.space.name != "imagenet" and req.budget_source == "profile":
+            space_hint = "--scale-budget (profile budgets are for ImageNet)"
+        elif bigger:
+            space_hint = f"a bigger space (--task {bigger})"
+        else:
+            space_hint = f"a bigger space ({req.space.name} is the largest)"
+        entry["note"] = (
+            f"the budget does not bind: the largest {req.space.name} subnet fits "
+            f"({largest.latency_ms:.3g} ms, {1 - largest.latency_ms / req.latency_ms:.0%} "
+            f"headroom); try --latency-ms below {bind_below:.3g} or {space_hint}")
+    return entry
+
+
+def next_bigger_space(space: SearchSpace) -> str | None:
+    """The registered space whose largest subnet is the next up in MFLOPs, if any."""
+    from gtn_deploy.arch import SPACES
+
+    own = network_cost(space, space.max_arch()).mflops
+    sizes = sorted((network_cost(s, s.max_arch()).mflops, name) for name, s in SPACES.items())
+    return next((name for mflops, name in sizes if mflops > own * 1.01), None)
 
 
 def _device_entry(req: PlanRequest, budget: Budget, result: SearchResult,

@@ -28,12 +28,19 @@ class DistInfo:
         return self.world_size > 1
 
 
+TORCH_DEVICES = ("auto", "cpu", "cuda")
+
+
 def pick_device(preference: str = "auto", local_rank: int = 0) -> str:
+    from gtn_deploy.errors import UsageError
+
+    if preference not in TORCH_DEVICES:
+        raise UsageError(f"--torch-device {preference}: not a device this trains on; valid: "
+                         f"{', '.join(TORCH_DEVICES)}")
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return "cpu"
     if not torch.cuda.is_available():
-        from gtn_deploy.errors import UsageError
-        raise UsageError("--device cuda asked for, but torch sees no CUDA GPU")
+        raise UsageError("--torch-device cuda asked for, but torch sees no CUDA GPU")
     return f"cuda:{local_rank}"
 
 

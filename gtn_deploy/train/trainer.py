@@ -23,13 +23,14 @@ import torch
 from gtn_deploy.arch import get_space
 from gtn_deploy.data import BatchPlan, TaskData, load_space_data, normalize, train_batches
 from gtn_deploy.errors import UsageError
+from gtn_deploy.io_utils import ensure_writable_dir
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train.config import TrainConfig, validate
 from gtn_deploy.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.gtn import LossWeights, TeacherObjective
 from gtn_deploy.train.metrics import MetricsLog, Meters
-from gtn_deploy.train.progress import Progress
+from gtn_deploy.progress import StepProgress
 from gtn_deploy.train.sampler import ArchSampler
 
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
@@ -60,12 +61,13 @@ class TeacherTrainer:
     # -- set-up ------------------------------------------------------------------------------
     def _check_out_dir(self) -> dict[str, Any] | None:
         path = self.out / ckpt.CHECKPOINT_NAME
-        if self.resume and path.exists():
-            return ckpt.load_checkpoint(path, self.cfg.to_dict())
         if not self.resume and any((self.out / f).exists() for f in RUN_FILES):
             raise UsageError(f"{self.out} already holds a training run; pass --resume to "
                              "continue it or choose another --out")
-        return None
+        if self.info.is_main:  # now, not at the first checkpoint after an epoch of training
+            ensure_writable_dir(path.parent)
+        return ckpt.load_checkpoint(path, self.cfg.to_dict()) \
+            if self.resume and path.exists() else None
 
     def _build(self) -> None:
         cfg, info = self.cfg, self.info
@@ -167,17 +169,17 @@ class TeacherTrainer:
             log.truncate(0)
         if self.info.is_main:
             write_config(self)
-        progress = Progress(self.total_steps, self.cfg.progress and self.info.is_main,
-                            self.cfg.log_every)
-        while epoch < self.cfg.epochs:
-            global_step = self._epoch(epoch, step, global_step, meters, log, progress)
-            epoch, step = epoch + 1, 0
-            meters = Meters()
-            self.save(epoch, 0, global_step, meters, log)
+        with StepProgress(self.total_steps, self.cfg.progress and self.info.is_main,
+                          self.cfg.log_every, description="teacher") as progress:
+            while epoch < self.cfg.epochs:
+                global_step = self._epoch(epoch, step, global_step, meters, log, progress)
+                epoch, step = epoch + 1, 0
+                meters = Meters()
+                self.save(epoch, 0, global_step, meters, log)
         return finish_run(self, log, time.perf_counter() - start)
 
     def _epoch(self, epoch: int, start_step: int, global_step: int, meters: Meters,
-               log: MetricsLog, progress: Progress) -> int:
+               log: MetricsLog, progress: StepProgress) -> int:
         cfg, t0 = self.cfg, time.perf_counter()
         images_seen = 0
         self.objective.train()

@@ -1,0 +1,57 @@
+"""Options with a fixed set of values: help lists them and shell completion offers them.
+
+The values stay plain strings checked by the library (not typer enums), so a bad one is
+still one ``error:`` line naming the valid values, as every other user error is. The
+tuples mirror the library's own (a test keeps them equal); they are repeated here because
+the library's live beside torch, which ``gtnd --help`` must not import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import typer
+
+TASKS = ("fashion-mnist", "digits", "cifar10", "cifar100", "imagenet")  # arch.TASKS
+PRECISIONS = ("fp32", "fp16", "int8")  # cost.latency.PRECISIONS
+BACKENDS = ("onnxruntime", "tensorrt", "torch")  # bench.runners.BACKENDS
+METHODS = ("gtn", "vanilla", "sftn")  # train.gtn.METHODS
+SAMPLERS = ("uniform", "sandwich", "learned", "pool")  # train.sampler.SAMPLER_MODES
+BRANCHES = ("one", "all")  # train.config.BRANCH_MODES
+INITS = ("scratch", "supernet")  # train.distill.INITS
+KD_LOSSES = ("kd", "dkd")  # train.losses
+BASELINES = ("ce", "none")  # pipeline.config
+TORCH_DEVICES = ("auto", "cpu", "cuda")  # train.distributed.TORCH_DEVICES
+
+
+def _completer(values: Sequence[str]) -> Callable[[str], list[str]]:
+    def complete(incomplete: str) -> list[str]:
+        return [v for v in values if v.startswith(incomplete)]
+
+    return complete
+
+
+def choice(values: Sequence[str], help: str, *names: str, label: str = "CHOICE",
+           **kwargs: Any) -> Any:
+    """``typer.Option`` whose help shows ``[a|b|c]`` and whose completion offers a, b, c.
+
+    A list too long for the metavar column goes into the help text instead."""
+    metavar = "[" + "|".join(values) + "]"
+    if len(metavar) > 16:
+        metavar, help = label, f"{help} One of: {', '.join(values)}."
+    return typer.Option(*names, help=help, metavar=metavar, autocompletion=_completer(values),
+                        **kwargs)
+
+
+TORCH_DEVICE_HELP = ("Where training runs (auto: CUDA if torch sees a GPU). The old name "
+                     "--device still works, hidden: elsewhere --device is the target device.")
+
+
+def torch_device_options() -> tuple[Any, Any]:
+    """``--torch-device`` and its hidden backward-compatible alias ``--device``."""
+    return (choice(TORCH_DEVICES, TORCH_DEVICE_HELP, "--torch-device"),
+            typer.Option("--device", hidden=True, help="Old name of --torch-device."))
+
+
+def resolve_torch_device(torch_device: str, device: str | None) -> str:
+    return torch_device if device is None else device

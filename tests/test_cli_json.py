@@ -1,0 +1,106 @@
+"""``--json``: one JSON document on stdout, nothing else there, snake_case keys with units."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from typer.testing import CliRunner
+
+from gtn_deploy.cli.main import app
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bundle_min"
+
+
+def _runner() -> CliRunner:
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 keeps stderr apart already
+        return CliRunner()
+
+
+def _stdout_json(result):
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return json.loads(result.stdout)
+
+
+def test_profiles_list_json_keys_carry_units_and_numbers_are_numbers():
+    rows = _stdout_json(_runner().invoke(app, ["profiles", "list", "--json"]))
+    orin = next(r for r in rows if r["id"] == "jetson-orin-nano")
+    assert orin["latency_budget_ms"] == 10 and orin["memory_budget_mb"] == 1024
+    assert orin["latency_percentile"] == "p90" and orin["batch_size"] == 1
+    for row in rows:
+        assert all(key == key.lower() and " " not in key for key in row), row
+        assert isinstance(row["latency_budget_ms"], float)
+
+
+def test_bundle_verify_json_ok_and_not_ok(tmp_path):
+    result = _runner().invoke(app, ["bundle", "verify", str(FIXTURE), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = _stdout_json(result)
+    assert doc["ok"] is True and doc["problems"] == [] and doc["files_checked"] > 0
+    assert doc["models"][0]["output_shape"][-1] == 10
+    copy = tmp_path / "b"
+    shutil.copytree(FIXTURE, copy)
+    (copy / "README.md").write_text("changed")
+    result = _runner().invoke(app, ["bundle", "verify", str(copy), "--json"])
+    assert result.exit_code == 1
+    doc = _stdout_json(result)
+    assert doc["ok"] is False and any("README.md" in p for p in doc["problems"])
+
+
+def test_export_json_keeps_library_prints_off_stdout(monkeypatch, tmp_path):
+    import gtn_deploy.export.bundle as bundle
+
+    def fake_export(student, profile, out, options):
+        print("chatter from a library")
+        return SimpleNamespace(path=out / "b", tarball=out / "b.tar.gz", seconds=1.23456,
+                               manifest={"name": "b", "metrics": {"fp32_top1": 90.0}})
+
+    monkeypatch.setattr(bundle, "export_student", fake_export)
+    result = _runner().invoke(app, ["export", "--student", str(tmp_path / "s"), "--device",
+                                    "jetson", "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = _stdout_json(result)
+    assert doc["elapsed_s"] == 1.235 and doc["manifest"]["metrics"]["fp32_top1"] == 90.0
+    assert doc["bundle_path"].endswith("b") and doc["tarball_path"].endswith("b.tar.gz")
+    assert "chatter" not in result.stdout
+
+
+def test_calibrate_json(monkeypatch, tmp_path):
+    import gtn_deploy.bench.calibration as calibration
+
+    def fake_calibrate(*args, on_measured):
+        on_measured({"tier": 1})
+        sys.stdout.write("measuring...\n")
+        return tmp_path / "p.yaml", {"tier": 1, "validation": {}}
+
+    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+    monkeypatch.setattr(calibration, "format_report", lambda cal, device: "human report")
+    result = _runner().invoke(app, ["calibrate", "--device", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = _stdout_json(result)
+    assert doc == {"profile_path": str(tmp_path / "p.yaml"),
+                   "calibration": {"tier": 1, "validation": {}}}
+
+
+def test_pipeline_json(monkeypatch, tmp_path):
+    import gtn_deploy.pipeline.run as run
+
+    def fake_run(cfg, out, log):
+        log("a stage line")
+        out.mkdir(parents=True)
+        (out / "report.json").write_text(json.dumps({"devices": [], "teacher": {}}))
+        return SimpleNamespace(stages_run=["plan-local"])
+
+    monkeypatch.setattr(run, "run_pipeline", fake_run)
+    out = tmp_path / "run"
+    result = _runner().invoke(app, ["pipeline", "--devices", "local", "--out", str(out),
+                                    "--json"])
+    assert result.exit_code == 0, result.output
+    doc = _stdout_json(result)
+    assert doc["stages_run"] == ["plan-local"] and doc["report"]["devices"] == []
+    assert doc["report_html_path"] == str(out / "report.html")
