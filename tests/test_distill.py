@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from gtn_deploy.arch import get_space
 from gtn_deploy.cli.main import app
+from gtn_deploy.train import losses
 from gtn_deploy.train.losses import distillation_loss
 from cli_helpers import assert_one_line_error
 
@@ -81,17 +82,57 @@ def test_kd_loss_matches_hand_computation():
     assert teacher.grad is None and student.grad.abs().sum() > 0
 
 
-def test_distill_end_to_end_beats_chance(tmp_path, teacher_dir):
+def test_kd_is_tckd_plus_weighted_nckd():
+    """The decomposition that defines DKD: per sample, classic KD (without T^2) equals
+    TCKD + (1 - p_target(teacher)) * NCKD; DKD frees that weight to beta."""
+    g = torch.Generator().manual_seed(0)
+    z_s, z_t = torch.randn(16, 10, generator=g) * 3, torch.randn(16, 10, generator=g) * 3
+    y = torch.randint(0, 10, (16,), generator=g)
+    for tau in (1.0, 4.0):
+        tckd, nckd = losses.dkd_terms(z_s, z_t, y, tau)
+        p_target = torch.softmax(z_t / tau, dim=1).gather(1, y[:, None])[:, 0]
+        kd = losses.per_sample_kl(z_t, z_s, tau)
+        assert torch.allclose(kd, tckd + (1 - p_target) * nckd, atol=1e-5)
+        assert (tckd >= -1e-6).all() and (nckd >= -1e-6).all()
+    # identical logits: nothing to distil
+    tckd, nckd = losses.dkd_terms(z_t, z_t, y, 4.0)
+    assert float(tckd.abs().max()) < 1e-5 and float(nckd.abs().max()) < 1e-5
+
+
+def test_kd_losses_by_name():
+    z_s = torch.randn(8, 10, requires_grad=True)
+    z_t, y = torch.randn(8, 10, requires_grad=True), torch.randint(0, 10, (8,))
+    kd = losses.kd_loss_fn("kd", 0.9, 4.0)(z_s, z_t, y)
+    assert torch.equal(kd, distillation_loss(z_s, z_t, y, 0.9, 4.0))
+    dkd = losses.kd_loss_fn("dkd", 0.9, 4.0, dkd_beta=8.0)(z_s, z_t, y)
+    tckd, nckd = losses.dkd_terms(z_s, z_t, y, 4.0)
+    expected = 0.1 * losses.cross_entropy(z_s, y) + 0.9 * 16 * (tckd + 8 * nckd).mean()
+    assert torch.allclose(dkd, expected)
+    dkd.backward()
+    assert z_t.grad is None and z_s.grad.abs().sum() > 0  # the teacher stays frozen
+    with pytest.raises(ValueError, match="valid: kd, dkd"):
+        losses.kd_loss_fn("fitnets", 0.9, 4.0)
+    # the torch-free pipeline config names the same losses
+    from typing import get_args
+
+    from gtn_deploy.pipeline.config import PipelineConfig
+
+    assert get_args(PipelineConfig.model_fields["kd_loss"].annotation) == tuple(losses.KD_LOSSES)
+
+
+@pytest.mark.parametrize("kd_loss", ["kd", "dkd"])
+def test_distill_end_to_end_beats_chance(tmp_path, teacher_dir, kd_loss):
     plan = _plan(tmp_path / "plan.json")
     out = tmp_path / "students"
     result = CliRunner().invoke(app, [
         "distill", "--plan", str(plan), "--teacher", str(teacher_dir), "--candidate", "0",
+        "--kd-loss", kd_loss,
         "--epochs", "10", "--batch-size", "32", "--limit-train", "320", "--no-augment",
         "--limit-val", "100", "--calib-images", "200", "--no-progress", "--device", "cpu",
         "--out", str(out)])
     assert result.exit_code == 0, result.output
     line = json.loads(result.output.strip().splitlines()[-1])
-    assert line["id"] == "c0" and line["method"] == "kd"
+    assert line["id"] == "c0" and line["method"] == kd_loss
     assert line["test_top1"] > 50.0, line  # chance is 10%
     from gtn_deploy.supernet import load_student
 
@@ -189,3 +230,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, teacher_dir):
                     "does not exist")
     assert_one_line_error(run("--plan", str(plan), "--teacher", "none", "--init", "warm"),
                     "valid inits: scratch, supernet")
+    assert_one_line_error(run("--plan", str(plan), "--teacher", "none", "--kd-loss", "fitnets"),
+                          "--kd-loss 'fitnets'", "valid: kd, dkd")
+    assert_one_line_error(run("--plan", str(plan), "--teacher", "none", "--dkd-beta", "nan"),
+                          "--dkd-beta")

@@ -12,7 +12,10 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gtn_deploy.checks import MAX_SEED
 from gtn_deploy.errors import UsageError
+from gtn_deploy.io_utils import read_regular_file
+from gtn_deploy.yaml_data import load_yaml, yaml_error_line
 
 
 class DeviceTarget(BaseModel):
@@ -48,7 +51,7 @@ class PipelineConfig(BaseModel):
     task: str = "fashion-mnist"
     quick: bool = False
     data_dir: Optional[str] = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)  # torch.manual_seed's range
     # Plan
     scale_budget: bool = True  # profile budgets are for ImageNet-sized inputs
     margin: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
@@ -61,6 +64,8 @@ class PipelineConfig(BaseModel):
     init: Literal["scratch", "supernet"] = "supernet"
     alpha: float = Field(default=0.9, ge=0, le=1, allow_inf_nan=False)
     temperature: float = Field(default=4.0, gt=0, allow_inf_nan=False)
+    kd_loss: Literal["kd", "dkd"] = "kd"  # train.losses.KD_LOSSES
+    dkd_beta: float = Field(default=8.0, ge=0, allow_inf_nan=False)
     # ce: each device's student is also trained with plain CE (same arch, data, epochs and
     # initialisation), so the report shows what the teacher added
     baseline: Literal["ce", "none"] = "ce"
@@ -89,18 +94,27 @@ class PipelineConfig(BaseModel):
         return self.model_copy(update=updates)
 
 
+MAX_RUN_FILE_BYTES = 1 << 20
+
+
+def _read_run_file(path: Path) -> Any:
+    """The run file's YAML: a regular UTF-8 file of bounded size, no key given twice."""
+    raw = read_regular_file(path, MAX_RUN_FILE_BYTES, "run file", UsageError)
+    try:
+        return load_yaml(raw.decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UsageError(f"run file {path} is not UTF-8 text (a binary file?)") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(yaml_error_line(exc, str(path))) from None
+
+
 def load_config(path: Optional[Path], overrides: dict[str, Any]) -> PipelineConfig:
     """Read a run file (YAML, data only) and apply the CLI flags that were given."""
     data: dict[str, Any] = {}
     where = "command line"
     if path is not None:
         where = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot read the run file ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = _read_run_file(Path(path))
         if not isinstance(data, dict):
             raise UsageError(f"{path}: a run file is a mapping of settings")
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -37,7 +37,9 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
                 "teacher_train_images": c.limit_train or "all",
                 "student_train_images": c.distill_limit_train or "all", "init": c.init,
                 "student_batch_size": c.distill_batch_size, "student_lr": c.distill_lr,
-                "alpha": c.alpha, "temperature": c.temperature, "augment": c.augment,
+                "alpha": c.alpha, "temperature": c.temperature, "kd_loss": c.kd_loss,
+                **({"dkd_beta": c.dkd_beta} if c.kd_loss == "dkd" else {}),
+                "augment": c.augment,
                 "baseline": c.baseline, "bundle_eval_images": c.eval_images or "all",
                 "seed": c.seed}
     return {"task": run.cfg.task, "quick": run.cfg.quick, "settings": settings, "teacher": {

@@ -13,7 +13,6 @@ were in it. With sampler ``pool`` the pool is part of the key.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
 from gtn_deploy.profiles import load_profile
+from gtn_deploy.progress import StageList, interactive
 
 
 @dataclass
@@ -56,6 +56,7 @@ class PipelineRun:
     teacher: StageResult | None = None
     log: Callable[[str], None] = print
     stages_run: list[str] = field(default_factory=list)
+    stages: Any = None  # progress.StageList: the stage list, live on a terminal
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
@@ -65,7 +66,7 @@ def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = pr
     # Every device resolves before anything is trained or written.
     branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
     run = PipelineRun(cfg, Path(out), branches, log=log)
-    with RunLock(run.out):
+    with RunLock(run.out), StageList(_stage_names(cfg, branches)) as run.stages:
         store = StageStore(run.out)
         store.sweep()
         atomic_write_json(run.out / "config.json", {"schema_version": 1,
@@ -109,20 +110,39 @@ def _estimate(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> str:
     return describe(probe(cfg, {b.id: b.arch() for b in branches}, len(data.train), students))
 
 
+def _stage_names(cfg: PipelineConfig, branches: list[DeviceBranch]) -> list[str]:
+    """Every stage in the order it runs, for the stage list."""
+    names = [f"plan-{b.id}" for b in branches] + ["teacher"]
+    for b in branches:
+        names += [f"student-{b.id}"] + ([f"baseline-{b.id}"] if cfg.baseline == "ce" else [])
+        names += [f"bundle-{b.id}"] + ([f"bench-{b.id}"] if _runs_here(b.profile) else [])
+    return names
+
+
 def _stage(run: PipelineRun, store: StageStore, name: str, inputs: dict,
            build: Callable[[Path], dict | None], resumable: bool = False) -> StageResult:
     done = store.is_done(name, inputs)
-    run.log(f"[{time.strftime('%H:%M:%S')}] {name}: " + ("cached" if done else "running"))
-    result = store.run(name, inputs, build, resumable=resumable)
+    say = (lambda line: None) if run.stages is not None and run.stages.live else run.log
+    say(f"[{time.strftime('%H:%M:%S')}] {name}: " + ("cached" if done else "running"))
+    if run.stages is not None and not done:
+        run.stages.running(name)
+    try:
+        result = store.run(name, inputs, build, resumable=resumable)
+    except BaseException:
+        if run.stages is not None:
+            run.stages.finished(name, "failed")
+        raise
+    if run.stages is not None:
+        run.stages.finished(name, *(("done", result.seconds) if result.ran else ("cached",)))
     if result.ran:
         run.stages_run.append(name)
-        run.log(f"[{time.strftime('%H:%M:%S')}] {name}: done in {result.seconds:.1f} s")
+        say(f"[{time.strftime('%H:%M:%S')}] {name}: done in {result.seconds:.1f} s")
     return result
 
 
 def _live() -> bool:
     """Training progress bars on an interactive terminal only (they are not in any key)."""
-    return sys.stderr.isatty()
+    return interactive()
 
 
 def _key(result: StageResult) -> str:
@@ -200,6 +220,7 @@ def _kd_config(cfg: PipelineConfig, with_teacher: bool):
 
     return KDConfig(task=cfg.task, epochs=cfg.distill_epochs, init=cfg.init, seed=cfg.seed,
                     alpha=cfg.alpha if with_teacher else 0.0, temperature=cfg.temperature,
+                    kd_loss=cfg.kd_loss, dkd_beta=cfg.dkd_beta,
                     batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
                     limit_train=cfg.distill_limit_train,
                     limit_val=cfg.limit_val, data_dir=cfg.data_dir, augment=cfg.augment,

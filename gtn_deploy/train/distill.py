@@ -34,16 +34,17 @@ from gtn_deploy.data import (
     normalize,
     train_batches,
 )
+from gtn_deploy.checks import check_seed
 from gtn_deploy.errors import UsageError
-from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.io_utils import atomic_write_json, ensure_writable_dir
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train import teacher_logits
 from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.kd_teacher import TeacherSource
-from gtn_deploy.train.losses import cross_entropy, distillation_loss
+from gtn_deploy.train.losses import KD_LOSSES, cross_entropy, kd_loss_fn
 from gtn_deploy.train.metrics import MetricsLog
-from gtn_deploy.train.progress import Progress
+from gtn_deploy.progress import StepProgress
 
 INITS = ("scratch", "supernet")
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
@@ -59,6 +60,8 @@ class KDConfig:
     init: str = "scratch"
     temperature: float = 4.0
     alpha: float = 0.9
+    kd_loss: str = "kd"  # a name in losses.KD_LOSSES
+    dkd_beta: float = 8.0  # DKD's non-target weight (used by kd_loss "dkd" only)
     seed: int = 0
     batch_size: int = 128
     lr: float = 0.05
@@ -87,10 +90,18 @@ def validate_kd(cfg: KDConfig) -> KDConfig:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 <= cfg.alpha <= 1.0:
         raise UsageError(f"--alpha must be in [0, 1], got {cfg.alpha}")
+    if cfg.kd_loss not in KD_LOSSES:
+        raise UsageError(f"unknown --kd-loss '{cfg.kd_loss}'; valid: {', '.join(KD_LOSSES)}")
+    if not (cfg.dkd_beta >= 0 and math.isfinite(cfg.dkd_beta)):
+        raise UsageError(f"--dkd-beta must be a finite number >= 0, got {cfg.dkd_beta}")
     for name in ("temperature", "lr"):  # written so that NaN and infinity fail too
         value = getattr(cfg, name)
         if not (value > 0 and math.isfinite(value)):
             raise UsageError(f"--{name} must be a positive finite number, got {value}")
+    check_seed(cfg.seed)
+    check_seed(cfg.split_seed, "split_seed")
+    if cfg.checkpoint_every < 0:
+        raise UsageError("--checkpoint-every must be >= 0 (0: only at the end of each epoch)")
     get_space(cfg.task)
     return cfg
 
@@ -115,7 +126,7 @@ class StudentDistiller:
         self.label = label or {}
         self.run_config = {"kd": cfg.to_dict(), "arch": arch.to_dict(),
                            "teacher_sha256": teacher.sha256 if teacher else None,
-                           "method": "kd" if teacher else "ce"}
+                           "method": cfg.kd_loss if teacher else "ce"}
         if cfg.init == "supernet":
             self.run_config["init_from_sha256"] = self.supernet_src.sha256
         self.resume_state = self._check_out_dir(resume)
@@ -131,12 +142,11 @@ class StudentDistiller:
 
     def _check_out_dir(self, resume: bool) -> dict[str, Any] | None:
         path = self.out / ckpt.CHECKPOINT_NAME
-        if resume and path.exists():
-            return ckpt.load_checkpoint(path, self.run_config)
         if not resume and any((self.out / f).exists() for f in RUN_FILES):
             raise UsageError(f"{self.out} already holds a distillation run; pass --resume to "
                              "continue it or choose another --out")
-        return None
+        ensure_writable_dir(path.parent)  # now, not at the first checkpoint after training
+        return ckpt.load_checkpoint(path, self.run_config) if resume and path.exists() else None
 
     def _build(self) -> None:
         cfg, dev = self.cfg, self.info.device
@@ -144,6 +154,7 @@ class StudentDistiller:
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
         self.teacher = self.teacher_src.load().to(dev) if self.teacher_src else None
+        self.kd_loss = kd_loss_fn(cfg.kd_loss, cfg.alpha, cfg.temperature, cfg.dkd_beta)
         self.teacher_table = None
         if self.teacher is not None and not cfg.augment \
                 and teacher_logits.fits(self.data.train, self.task.num_classes):
@@ -211,15 +222,16 @@ class StudentDistiller:
         else:
             log.truncate(0)
         self._write_config()
-        progress = Progress(self.total_steps, self.cfg.progress, self.cfg.log_every)
-        while epoch < self.cfg.epochs:
-            self._epoch(epoch, step, sums, log, progress)
-            epoch, step, sums = epoch + 1, 0, _zero()
-            self.save(epoch, 0, sums, log)
+        with StepProgress(self.total_steps, self.cfg.progress, self.cfg.log_every,
+                          description=self._progress_name()) as progress:
+            while epoch < self.cfg.epochs:
+                self._epoch(epoch, step, sums, log, progress)
+                epoch, step, sums = epoch + 1, 0, _zero()
+                self.save(epoch, 0, sums, log)
         return self._finish(log, time.perf_counter() - start)
 
     def _epoch(self, epoch: int, start_step: int, sums: dict, log: MetricsLog,
-               progress: Progress) -> None:
+               progress: StepProgress) -> None:
         cfg, t0 = self.cfg, time.perf_counter()
         self.student.train()
         for step, images, labels, index in train_batches(
@@ -238,8 +250,14 @@ class StudentDistiller:
                   "lr": self.scheduler.get_last_lr()[0],
                   "time_s": round(time.perf_counter() - t0, 3)}
         log.write(record)
-        progress.message(f"{self.out.name} epoch {epoch + 1}/{cfg.epochs}: loss "
+        progress.message(f"{self._progress_name()} epoch {epoch + 1}/{cfg.epochs}: loss "
                          f"{record['loss']:.4f} train acc {record['train_acc']:.2f}%")
+
+    def _progress_name(self) -> str:
+        """``student jetson-orin-nano`` (``ce baseline ...`` without KD), not a work folder."""
+        who = " ".join(str(self.label[k]) for k in ("device", "candidate") if k in self.label)
+        kd = self.teacher_src is not None and self.cfg.alpha > 0
+        return f"{'student' if kd else 'ce baseline'} {who or self.out.name}"
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
               ) -> dict[str, float]:
@@ -258,7 +276,7 @@ class StudentDistiller:
         if self.teacher is None:
             loss = ce
         else:
-            loss = distillation_loss(z_s, z_t, y, cfg.alpha, cfg.temperature)
+            loss = self.kd_loss(z_s, z_t, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
