@@ -4,6 +4,8 @@ regime where KD beats CE (issue 11; the regime comes from benchmarks/kd_pilot.py
     python benchmarks/kd_pool.py --quick            # smoke run: 3,000 images, 1 seed
     python benchmarks/kd_pool.py                    # the table: 3 seeds (hours, 1 thread)
     python benchmarks/kd_pool.py --seed-list 1,2    # a second process takes other seeds
+    python benchmarks/kd_pool.py --report-only --prior benchmarks/results/kd_pool.json
+                                                    # the table from the cache + earlier rows
 
 Regime (the pilot's): Fashion-MNIST without augmentation, resnet20 teachers trained for a few
 epochs, students from the small end of the space (39k-134k params) trained for one epoch
@@ -19,8 +21,10 @@ teachers are never told about.
 Teacher methods (each one teacher per seed, except sftn: one per student):
 ``vanilla`` (CE), ``gtn`` (learned sampler pulled toward the planned students), the sampler
 ablations ``gtn-uniform`` and ``gtn-pool``, the branch-0 ablation ``gtn-no-branch0``, and
-``sftn`` for the first ``--sftn-students`` students; ``ce`` trains students without a teacher.
-vanilla, gtn, sftn and ce run on every seed; the ablations on the first ``--ablation-seeds``.
+``sftn`` for the first ``--sftn-students`` students; ``ce`` trains students without a teacher;
+``dkd`` distils the vanilla teacher with Decoupled KD (``--dkd-beta``) instead of classic KD.
+vanilla, gtn, sftn, dkd and ce run on every seed; the ablations on the first
+``--ablation-seeds``.
 Extra GTN variants (free choices of our reconstruction) are named in VARIANTS and selected
 with ``--methods``; choose among them on the validation column, never on test.
 
@@ -28,6 +32,9 @@ Caching: a teacher's folder name is a hash of its whole TrainConfig, a student's
 KDConfig, arch and teacher weights' sha256: a changed setting never reuses a stale run, and a
 rerun continues where it stopped. Results (rewritten after every run, from every cached run
 of the requested seeds, so two processes can share the work): kd_pool[_quick].{json,md,png}.
+``--prior FILE`` adds the rows of an earlier results file of the same setting and pool where
+the cache has no run (the cache lives in /tmp and does not outlive a machine); a run in both
+is reported as a reproducibility check.
 """
 
 from __future__ import annotations
@@ -66,13 +73,15 @@ VARIANTS = {
                            teacher_grad=1.0),
     "gtn-all-branches": dict(method="gtn", sampler="learned", pool=True, branches="all"),
 }
-DEFAULT_METHODS = "ce,vanilla,sftn,gtn,gtn-uniform,gtn-pool,gtn-no-branch0,gtn-as-written"
+DEFAULT_METHODS = ("ce,vanilla,dkd,sftn,gtn,gtn-uniform,gtn-pool,gtn-no-branch0,"
+                   "gtn-as-written")
+STUDENT_METHODS = ("ce", "dkd")  # no teacher of their own: ce none, dkd the vanilla one
 FULL = dict(seeds=3, teacher="resnet20", teacher_epochs=3, kd_epochs=1, limit_train=20000,
             batch_size=128, lr=0.05, alpha=0.9, temperature=4.0, sftn_students=2,
-            ablation_seeds=1)
+            ablation_seeds=1, dkd_beta=8.0)
 QUICK = dict(seeds=1, teacher="resnet20", teacher_epochs=1, kd_epochs=1, limit_train=3000,
              batch_size=128, lr=0.05, alpha=0.9, temperature=4.0, sftn_students=2,
-             ablation_seeds=1)
+             ablation_seeds=1, dkd_beta=8.0)
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,9 +90,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--work-dir", default=None, help="cache of teachers and students")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=DEFAULT_METHODS,
-                    help=f"comma list of ce, sftn and {', '.join(VARIANTS)}")
+                    help=f"comma list of ce, dkd, sftn and {', '.join(VARIANTS)}")
     ap.add_argument("--seed-list", default=None, help="seeds this process trains (default all)")
     ap.add_argument("--name", default=None, help="results file stem")
+    ap.add_argument("--prior", type=Path, default=None,
+                    help="an earlier results JSON of the same setting: its rows fill the gaps")
+    ap.add_argument("--report-only", action="store_true", help="train nothing; write the table")
     for key, value in FULL.items():
         ap.add_argument("--" + key.replace("_", "-"), type=type(value), default=None)
     args = ap.parse_args()
@@ -91,14 +103,15 @@ def parse_args() -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in VARIANTS and m not in ("ce", "sftn")]
+    unknown = [m for m in args.methods
+               if m not in VARIANTS and m not in STUDENT_METHODS + ("sftn",)]
     if unknown or "vanilla" not in args.methods:
         ap.error(f"--methods: unknown {unknown} (vanilla is required: gains are against it)")
     args.name = args.name or ("kd_pool_quick" if args.quick else "kd_pool")
     args.work_dir = Path(args.work_dir or "/tmp/gtn_kd_pool")
     seeds = range(args.seeds) if args.seed_list is None else \
         [int(s) for s in args.seed_list.split(",")]
-    args.train_seeds = list(seeds)
+    args.train_seeds = [] if args.report_only else list(seeds)
     return args
 
 
@@ -187,18 +200,23 @@ def train_teacher(args, cfg, data, log) -> Path:
     return run
 
 
-def kd_config(args, space, seed: int, with_teacher: bool):
+def kd_config(args, space, seed: int, method: str):
+    """A student's KDConfig: ``method`` ce (no teacher), dkd, or any teacher's name (KD)."""
     from gtn_deploy.train.distill import KDConfig
 
     return KDConfig(task=space.task.name, epochs=args.kd_epochs, seed=seed,
                     batch_size=args.batch_size, lr=args.lr,
-                    alpha=args.alpha if with_teacher else 0.0,
+                    alpha=0.0 if method == "ce" else args.alpha,
+                    kd_loss="dkd" if method == "dkd" else "kd", dkd_beta=args.dkd_beta,
                     temperature=args.temperature, limit_train=args.limit_train or None,
                     augment=False, progress=False)
 
 
 def student_dir(args, cfg, arch, teacher_sha: str | None) -> Path:
-    key = settings_key({"kd": cfg.to_dict(), "arch": arch.to_dict(), "teacher": teacher_sha})
+    kd = cfg.to_dict()
+    if kd["kd_loss"] == "kd":  # classic KD keeps the key it had before the loss had a name
+        kd.pop("kd_loss"), kd.pop("dkd_beta")
+    key = settings_key({"kd": kd, "arch": arch.to_dict(), "teacher": teacher_sha})
     return args.work_dir / "students" / key
 
 
@@ -229,6 +247,8 @@ def run_seed(args, space, data, pool, seed: int, log, report) -> None:
             index = sftn_index(name)
             targets = [index] if index is not None else range(len(pool))
             students = [(name, i, source) for i in targets]
+            if name == "vanilla" and "dkd" in args.methods:
+                students += [("dkd", i, source) for i in targets]
         distil_students(args, space, data, pool, seed, students, log, report)
 
 
@@ -236,7 +256,7 @@ def distil_students(args, space, data, pool, seed, students, log, report) -> Non
     from gtn_deploy.train.distill import distill_student
 
     for name, i, source in students:
-        cfg = kd_config(args, space, seed, source is not None)
+        cfg = kd_config(args, space, seed, name)
         out = student_dir(args, cfg, pool[i]["arch"], source.sha256 if source else None)
         if not (out / "summary.json").is_file():
             summary = distill_student(cfg, pool[i]["arch"], out, source, resume=True,
@@ -266,6 +286,8 @@ def collect(args, space, pool) -> tuple[list[dict], list[dict]]:
             from gtn_deploy.train.kd_teacher import open_teacher
 
             shas[name] = (open_teacher(run).sha256, sftn_index(name))
+        if "dkd" in args.methods and "vanilla" in shas:
+            shas["dkd"] = shas["vanilla"]
         for method in ["ce"] + list(shas):
             if method == "ce" and "ce" not in args.methods:
                 continue
@@ -273,7 +295,7 @@ def collect(args, space, pool) -> tuple[list[dict], list[dict]]:
             for i, s in enumerate(pool):
                 if index is not None and i != index:
                     continue
-                out = student_dir(args, kd_config(args, space, seed, sha is not None),
+                out = student_dir(args, kd_config(args, space, seed, method),
                                   s["arch"], sha) / "summary.json"
                 if out.is_file():
                     doc = json.loads(out.read_text())
@@ -281,6 +303,29 @@ def collect(args, space, pool) -> tuple[list[dict], list[dict]]:
                                  "method": method.split(":")[0], **doc["metrics"],
                                  "train_time_s": doc["train_time_s"]})
     return rows, teachers
+
+
+def merge_prior(prior: dict | None, setting: dict, pool, rows, teachers):
+    """Fill the gaps of this cache with an earlier results file's rows of the same setting and
+    pool. Returns the merged rows and teachers, and the runs found in both (cached test top-1
+    against the earlier one): a rerun on another machine checks that the numbers reproduce."""
+    if prior is None:
+        return rows, teachers, []
+    # settings added since the earlier run (e.g. dkd_beta) only shape methods it did not have
+    same = all(setting.get(k) == v for k, v in prior["setting"].items() if k != "methods")
+    if not same or [p["summary"] for p in prior["pool"]] != [s["arch"].summary() for s in pool]:
+        raise SystemExit("error: --prior was run with another setting or pool; not merged")
+    have = {(r["seed"], r["student"], r["method"]): r for r in rows}
+    checks = [{"seed": r["seed"], "student": r["student"], "method": r["method"],
+               "cached": have[key]["test_top1"], "prior": r["test_top1"]}
+              for r in prior["rows"]
+              if (key := (r["seed"], r["student"], r["method"])) in have]
+    rows = rows + [{**r, "from": "prior"} for r in prior["rows"]
+                   if (r["seed"], r["student"], r["method"]) not in have]
+    known = {(t["seed"], t["teacher"]) for t in teachers}
+    teachers = teachers + [{**t, "from": "prior"} for t in prior["teachers"]
+                           if (t["seed"], t["teacher"]) not in known]
+    return rows, teachers, checks
 
 
 def summarise(pool, rows, methods, seeds) -> tuple[dict, str]:
@@ -365,6 +410,20 @@ def cost_table(pool, rows, teachers) -> tuple[dict, str]:
     return {"teacher_s": c, "kd_run_s": kd_s, "amortised_s": out}, md
 
 
+def reused(rows, prior_path) -> str:
+    n = sum(r.get("from") == "prior" for r in rows)
+    return f" ({n} of them from the earlier results {prior_path})" if n else ""
+
+
+def reproduced(checks) -> str:
+    worst = max(abs(c["cached"] - c["prior"]) for c in checks)
+    return (f"Reproducibility: {len(checks)} runs were trained again here and are also in the "
+            f"earlier results; the largest test top-1 difference is {worst:.2f} points.\n\n"
+            + markdown_table(["seed", "student", "method", "earlier", "here"],
+                             [[c["seed"], c["student"], c["method"], c["prior"], c["cached"]]
+                              for c in checks]))
+
+
 def plot(pool, rows, methods, path: Path) -> None:
     import matplotlib
 
@@ -414,8 +473,10 @@ def main() -> None:
     setting = {k: getattr(args, k) for k in FULL} | {"methods": args.methods,
                                                      "augment": False}
 
+    prior = json.loads(args.prior.read_text()) if args.prior else None
+
     def report() -> None:
-        rows, teachers = collect(args, space, pool)
+        rows, teachers, checks = merge_prior(prior, setting, pool, *collect(args, space, pool))
         if not rows:
             return
         seeds = list(range(args.seeds))
@@ -424,16 +485,19 @@ def main() -> None:
         costs, md_cost = cost_table(pool, rows, teachers)
         header = (f"# KD pool: Fashion-MNIST, {len(pool)} students, seeds {seeds}\n\n"
                   f"Setting: {setting}. {len(data.train)} training images, no augmentation; "
-                  f"top-1 on {len(data.test)} test images. Rows so far: {len(rows)}.\n")
+                  f"top-1 on {len(data.test)} test images. Rows so far: {len(rows)}"
+                  f"{reused(rows, args.prior)}.\n")
         md = "\n\n".join([header, md_main, "Teachers:\n\n" + teacher_table(teachers),
-                          "Cost (wall-clock on this machine):\n\n" + md_cost]) + "\n"
+                          "Cost (wall-clock on this machine):\n\n" + md_cost]
+                         + ([reproduced(checks)] if checks else [])) + "\n"
         atomic_write_text(RESULTS / f"{args.name}.md", md)
         plot(pool, rows, order, RESULTS / f"{args.name}.png")
         write_results(args.name, {
             "setting": setting, "data": data.summary(),
             "pool": [{**s, "arch": s["arch"].to_dict(), "summary": s["arch"].summary()}
                      for s in pool],
-            "rows": rows, "teachers": teachers, **stats, "cost": costs})
+            "rows": rows, "teachers": teachers, **stats, "cost": costs,
+            "reproduced": checks})
 
     for seed in args.train_seeds:
         run_seed(args, space, data, pool, seed, log, report)
