@@ -29,12 +29,10 @@ def write_results(name: str, payload: dict) -> Path:
 
 
 def percentiles(values: list[float]) -> dict:
+    from gtn_deploy.stats import percentile  # the one method of every timing loop
+
     ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-    return {"p50": statistics.median(ordered), "p90": pct(90), "min": ordered[0],
+    return {"p50": percentile(ordered, 50), "p90": percentile(ordered, 90), "min": ordered[0],
             "max": ordered[-1], "n": len(ordered)}
 
 

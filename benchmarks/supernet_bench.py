@@ -31,6 +31,7 @@ from benchmarks.common import conditions  # noqa: E402
 from gtn_deploy.arch import SPACES, ArchConfig, SearchSpace  # noqa: E402
 from gtn_deploy.cost.analytic import network_cost  # noqa: E402
 from gtn_deploy.io_utils import atomic_write_json  # noqa: E402
+from gtn_deploy.stats import percentile  # noqa: E402
 from gtn_deploy.supernet import Supernet  # noqa: E402
 
 
@@ -90,7 +91,7 @@ def bench_forward(supernet: Supernet, arch: ArchConfig, label: str, iters: int) 
     assert measured_params == cost.params, (label, measured_params, cost.params)
     return {"task": space.name, "which": label, "arch": arch.summary(), "params": cost.params,
             "mflops": round(cost.mflops, 2), "forward_ms_p50": round(statistics.median(times), 3),
-            "forward_ms_p90": round(sorted(times)[int(0.9 * (len(times) - 1))], 3),
+            "forward_ms_p90": round(percentile(sorted(times), 90), 3),
             "runs": iters}
 
 

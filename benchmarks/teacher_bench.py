@@ -36,6 +36,7 @@ from gtn_deploy.arch import get_space  # noqa: E402
 from gtn_deploy.data import BatchPlan, load_space_data, normalize, train_batches  # noqa: E402
 from gtn_deploy.io_utils import atomic_write_json  # noqa: E402
 from gtn_deploy.models import create_teacher  # noqa: E402
+from gtn_deploy.stats import percentile  # noqa: E402
 from gtn_deploy.supernet import Supernet  # noqa: E402
 from gtn_deploy.train.config import TrainConfig  # noqa: E402
 from gtn_deploy.train.gtn import LossWeights, TeacherObjective  # noqa: E402
@@ -112,7 +113,7 @@ def time_steps(data, space, teacher: str, batch: int, warmup: int, iters: int) -
         out[name] = {"method": method, "paths": paths, "branches": branches,
                      "branch_batch": branch_batch,
                      "median_step_ms": round(1000 * median, 2),
-                     "p90_step_ms": round(1000 * ordered[int(0.9 * (len(ordered) - 1))], 2),
+                     "p90_step_ms": round(1000 * percentile(ordered, 90), 2),
                      "images_per_s": round(batch / median, 1), "timed_steps": iters,
                      "ratio_to_vanilla": round(statistics.median(ratios), 2)}
     return out

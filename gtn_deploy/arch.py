@@ -32,8 +32,6 @@ from typing import Any, Iterator, Sequence
 
 from gtn_deploy.errors import ArchError, UsageError
 
-ACTIVATIONS = ("relu", "hswish")
-
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round channels to a multiple of ``divisor`` without losing more than 10% (MobileNet rule)."""
@@ -232,10 +230,6 @@ class ArchConfig:
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         object.__setattr__(self, "resolution", int(self.resolution))
         object.__setattr__(self, "width_mult", float(self.width_mult))
-
-    @property
-    def num_blocks(self) -> int:
-        return sum(self.depths)
 
     def stage_blocks(self) -> list[list[tuple[int, int]]]:
         """Per stage, the (kernel, expand) of each active block."""

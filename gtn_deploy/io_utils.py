@@ -180,10 +180,6 @@ def _move_into_place(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

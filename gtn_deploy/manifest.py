@@ -18,13 +18,14 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
+from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import BundleError
+from gtn_deploy.io_utils import sha256_file
 
 BUNDLE_SCHEMA_VERSION = 1
 BUNDLE_KIND = "gtn_deploy.bundle"
 MANIFEST = "manifest.json"
 BUILD_DIR = "build"  # where build_engine.sh writes engines; not part of the hashed content
-PRECISIONS = ("fp32", "fp16", "int8")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_MANIFEST_BYTES = 4 << 20
 
@@ -190,14 +191,6 @@ def manifest_digest(data: dict[str, Any]) -> str:
     body = {k: v for k, v in data.items() if k != "manifest_sha256"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_files(bundle_dir: str | Path) -> list[str]:

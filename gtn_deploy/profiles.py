@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
+from gtn_deploy.constants import OP_CLASSES
 from gtn_deploy.errors import ProfileError, UsageError
 from gtn_deploy.io_utils import read_regular_file
-from gtn_deploy.profile_schema import (OP_CLASSES, ProfileSpec, Sourced, check_spec,
-                                       validation_message)
+from gtn_deploy.profile_schema import ProfileSpec, Sourced, check_spec, validation_message
 from gtn_deploy.yaml_data import load_yaml, yaml_error_line
 
 __all__ = ["DeviceProfile", "Budgets", "LatencyModel", "RuntimeInfo", "ProfileError",
@@ -144,10 +144,6 @@ class DeviceProfile:
     @property
     def power_modes(self) -> tuple[str, ...]:
         return tuple(self.spec.compute.power_modes)
-
-    @property
-    def memory_gb(self) -> float:
-        return float(self.spec.memory.size_gb.value)
 
     # -- rooflines --------------------------------------------------------------------------
     def _mode(self, power_mode: str | None):

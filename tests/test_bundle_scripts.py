@@ -126,7 +126,7 @@ def test_run_trt_matches_run_onnx(kind, api, memory, trt_bundles, pixels, tmp_pa
     assert out.returncode == 0, out.stderr
     assert len(predictions(out.stdout)) == 3 and predictions(out.stdout) == predictions(ref.stdout)
     api_name = "bindings" if api == "8" else "named tensors"
-    assert f"3 image(s) classified" in out.stdout and f"{api_name}, {memory})" in out.stdout
+    assert "3 image(s) classified" in out.stdout and f"{api_name}, {memory})" in out.stdout
 
 
 @pytest.mark.tensorrt

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
 
 from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.constants import OP_CLASSES, PRECISIONS
 from gtn_deploy.cost.analytic import Layer
 from gtn_deploy.cost.latency import predict_latency, roofline
 from gtn_deploy.errors import ProfileError, UsageError
-from gtn_deploy.profile_schema import OP_CLASSES, iter_sourced
+from gtn_deploy.profile_schema import Efficiencies, Precision, iter_sourced
 from gtn_deploy.profiles import list_profiles, load_profile, profiles_dir, resolve_alias
 
 FIXTURES = Path(__file__).parent / "fixtures" / "profiles"
@@ -23,6 +25,13 @@ SHIPPED = ("jetson-nano", "jetson-xavier-nx", "jetson-orin-nano", "jetson-agx-or
 
 
 # -- shipped profiles ---------------------------------------------------------------------------
+
+def test_schema_names_match_the_constants():
+    # pydantic needs the names spelled out (a Literal, one field per op class); these keep
+    # them equal to the one list the cost model, bundles and the CLI use.
+    assert get_args(Precision) == PRECISIONS
+    assert tuple(Efficiencies.model_fields) == OP_CLASSES
+
 
 def test_every_shipped_profile_validates():
     profiles = list_profiles()

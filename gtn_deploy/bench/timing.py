@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from gtn_deploy.errors import UsageError
+from gtn_deploy.stats import percentile
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,6 @@ class TimingStats:
 
     def to_dict(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default) of an already sorted list."""
-    if not sorted_values:
-        raise ValueError("no samples")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def summarize(samples_ms: list[float], batch_size: int = 1, first_ms: float | None = None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.constants import OP_CLASSES, PRECISIONS
 from gtn_deploy.cost.analytic import (BlockCost, Layer, NetCost, network_cost, network_costs,
                                       network_layers)
 from gtn_deploy.errors import UsageError
@@ -22,7 +23,6 @@ from gtn_deploy.errors import UsageError
 if TYPE_CHECKING:
     from gtn_deploy.profiles import DeviceProfile
 
-PRECISIONS = ("fp32", "fp16", "int8")
 BYTES_PER_ELEM = {"fp32": 4, "fp16": 2, "int8": 1}
 MB = 1e6  # memory figures are in MB = 10^6 bytes
 
@@ -75,9 +75,6 @@ class _Roofline:
         if seconds is None:
             seconds = self._blocks[block.shape] = sum(map(self.layer_seconds, block.layers))
         return seconds
-
-
-OP_CLASSES = ("conv", "pointwise", "depthwise", "se", "linear", "pool", "elementwise")
 
 
 def roofline(profile: "DeviceProfile", precision: str, batch_size: int,

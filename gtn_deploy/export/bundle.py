@@ -231,7 +231,8 @@ def _write_engine_script(tmp: Path, plan, profile) -> None:
 
 def _build_and_check(tmp: Path, plan, data, options) -> dict[str, Any]:
     """``--build-engine``: build on this (device) machine and check parity vs onnxruntime."""
-    from gtn_deploy.export.tensorrt import build_engine, parity_check_engine
+    from gtn_deploy.export.onnx import parity_check_engine
+    from gtn_deploy.export.tensorrt import build_engine
 
     if plan is None:
         raise UsageError("--build-engine needs a TensorRT device profile")

@@ -7,7 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.manifest import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION, sha256_file
+from gtn_deploy.io_utils import sha256_file
+from gtn_deploy.manifest import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION
 
 
 def recommend_precision(profile, int8_available: bool,

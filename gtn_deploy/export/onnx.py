@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gtn_deploy.errors import ExportError, UsageError
+from gtn_deploy.stats import percentile
 
 MIN_OPSET = 13  # TensorRT 8.2 (Jetson Nano, last JetPack 4) parses up to opset 13
 DEFAULT_OPSET = 17
@@ -201,6 +202,19 @@ def parity_gate(model, onnx_path: str | Path, images: np.ndarray, min_images: in
     return result
 
 
+def parity_check_engine(engine_path: str | Path, onnx_path: str | Path, images: np.ndarray,
+                        precision: str, batch_size: int = 1) -> ParityResult:
+    """TensorRT engine logits vs onnxruntime logits of the same ONNX model on real images.
+
+    Here, not in export.tensorrt, so that the engine builder that ``gtnd bench`` uses does
+    not import this module, whose export functions import torch."""
+    from gtn_deploy.export.tensorrt import ENGINE_LOGIT_ATOL, engine_logits
+
+    reference = run_session(ort_session(onnx_path), images)
+    got = engine_logits(engine_path, images, batch_size)
+    return compare_logits(reference, got, precision, atol=ENGINE_LOGIT_ATOL[precision])
+
+
 def measure_latency_ms(session, spec_shape: tuple[int, ...], iters: int = 200,
                        warmup: int = 20, seed: int = 0) -> dict[str, float]:
     """p50/p90 wall latency of one ``session.run`` on a random input (this host)."""
@@ -213,5 +227,6 @@ def measure_latency_ms(session, spec_shape: tuple[int, ...], iters: int = 200,
         t0 = time.perf_counter()
         session.run(None, {inp.name: x})
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"p50_ms": float(np.percentile(times, 50)), "p90_ms": float(np.percentile(times, 90)),
+    times.sort()
+    return {"p50_ms": percentile(times, 50), "p90_ms": percentile(times, 90),
             "mean_ms": float(np.mean(times)), "iters": iters}

@@ -247,13 +247,3 @@ def engine_logits(engine_path: str | Path, images: np.ndarray, batch_size: int) 
             result = runner.infer({name: chunk})
             outs.append(np.asarray(next(iter(result.values())))[:n])
     return np.concatenate(outs)
-
-
-def parity_check_engine(engine_path: str | Path, onnx_path: str | Path, images: np.ndarray,
-                        precision: str, batch_size: int = 1):
-    """Engine logits vs onnxruntime logits of the same ONNX model on real images."""
-    from gtn_deploy.export.onnx import compare_logits, ort_session, run_session
-
-    reference = run_session(ort_session(onnx_path), images)
-    got = engine_logits(engine_path, images, batch_size)
-    return compare_logits(reference, got, precision, atol=ENGINE_LOGIT_ATOL[precision])

@@ -21,6 +21,7 @@ import numpy as np
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.errors import CheckpointError, UsageError
+from gtn_deploy.stats import kendall_tau
 
 PREDICTOR_KIND = "gtn_deploy.accuracy_predictor"
 SCHEMA_VERSION = 1
@@ -124,15 +125,6 @@ def fit_predictor(space: SearchSpace, archs: Sequence[ArchConfig], accuracies: S
                              {"train_n": len(y), "loo_rmse": round(math.sqrt(loo), 4)})
 
 
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b (ties counted as neither concordant nor discordant)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    i, j = np.triu_indices(len(a), k=1)
-    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-    denom = math.sqrt(float(np.sum(da != 0)) * float(np.sum(db != 0)))
-    return float(np.sum(da * db) / denom) if denom else 0.0
-
-
 def rmse(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
 
@@ -154,7 +146,9 @@ def fit_with_holdout(space: SearchSpace, archs: Sequence[ArchConfig],
         model = fit_predictor(space, [archs[i] for i in train], [accuracies[i] for i in train])
         pred = model.predict(space, [archs[i] for i in test])
         truth = [accuracies[i] for i in test]
-        report.update(holdout_kendall_tau=round(kendall_tau(pred, truth), 4),
+        tau = kendall_tau(pred, truth)  # NaN when undefined (a holdout of one, all tied)
+        # null, not NaN, in the report: it is printed and saved as strict JSON
+        report.update(holdout_kendall_tau=None if math.isnan(tau) else round(tau, 4),
                       holdout_rmse=round(rmse(pred, truth), 4))
     final = fit_predictor(space, archs, accuracies)
     final.report = {**final.report, **report}

@@ -261,7 +261,7 @@ class StudentDistiller:
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
               ) -> dict[str, float]:
-        cfg, dev = self.cfg, self.info.device
+        dev = self.info.device
         x = normalize(images.to(dev, non_blocking=True), self.task)
         x = x.contiguous(memory_format=torch.channels_last)
         y = labels.to(dev, non_blocking=True)

@@ -1,0 +1,40 @@
+"""Static checks in the suite: ``ruff check`` and the import contracts of pyproject.toml
+(``lint-imports``). Each skips with a reason where its tool is not installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(module: str, script: str) -> str:
+    """The console script beside this interpreter (a venv's bin/ need not be on PATH)."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{script} is not installed (pip install -e '.[dev]')")
+    beside = Path(sys.executable).parent / script
+    found = str(beside) if beside.exists() else shutil.which(script)
+    if found is None:
+        pytest.skip(f"{script} is installed but its command is not found")
+    return found
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_ruff_check():
+    out = _run([_tool("ruff", "ruff"), "check", "--no-cache", "gtn_deploy", "tests",
+                "benchmarks"])
+    assert out.returncode == 0, f"ruff check found problems:\n{out.stdout}{out.stderr}"
+
+
+def test_import_contracts():
+    out = _run([_tool("importlinter", "lint-imports"), "--no-cache"])
+    assert out.returncode == 0, f"lint-imports: a contract is broken:\n{out.stdout}{out.stderr}"
