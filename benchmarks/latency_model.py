@@ -10,8 +10,10 @@ subnets are measured in one rotation by the protocol of ``gtn_deploy.bench.round
 reproduces within 3% or the time budget runs out). Beside every accuracy figure: the noise,
 as the median spread between a subnet's rounds (slowest round median / fastest - 1) and the
 median achieved spread of the p10 (first half of the rounds against the second), and the
-machine's load average at start and end. Few-shot: tiers 1 and 2 refitted on 5, 10, 20 of the
-calibration subnets (the two ends of the FLOPs range and evenly spaced ones between).
+machine's load average at start and end. Tier 0 is the ``local`` profile, with the figures
+of its probe (``gtn_deploy.local_probe``) unless GTND_LOCAL_PROBE=off. Few-shot: tiers 1 and
+2 refitted on 5, 10, 20 of the calibration subnets (the two ends of the FLOPs range and
+evenly spaced ones between).
 ``--quick`` does Fashion-MNIST only; the full run adds the ImageNet space at resolutions
 128-160.
 
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
 from gtn_deploy.arch import get_space  # noqa: E402
 from gtn_deploy.machine import environment  # noqa: E402
+from gtn_deploy import local_probe  # noqa: E402
 from gtn_deploy.local_profile import local_device_profile  # noqa: E402
 from gtn_deploy.bench.calibration import measurement_summary  # noqa: E402
 from gtn_deploy.bench.rounds import RoundPlan  # noqa: E402
@@ -177,6 +180,17 @@ def table(results: list[dict], load: dict) -> str:
             f"{load['end']} at end.\n\nFew-shot (same held-out subnets):\n\n{few}")
 
 
+def probe_line(probe: dict | None) -> str:
+    """What tier 0 used: the local profile's probe figures, or its seeds."""
+    if not probe:
+        return "Tier 0: the local profile's seed figures (GTND_LOCAL_PROBE=off)."
+    f = probe["figures"]
+    rates = ", ".join(f"{k} {v:.1f}" for k, v in f["gflops"].items())
+    return (f"Tier 0: the local profile with its probe's figures (a {probe['seconds']:.2f} s "
+            f"probe at load {probe['load_avg_1m']:.2f}): invoke {f['invoke_us']:.1f} us, "
+            f"kernel {f['kernel_us']:.2f} us, {f['bandwidth_gbs']:.1f} GB/s, GFLOP/s {rates}.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Fashion-MNIST space only.")
@@ -192,13 +206,15 @@ def main() -> None:
     results = [run_space(s, args.holdout, args.threads, args.seed) for s in spaces]
     load["end"] = load_avg()
     plot(results, RESULTS / f"{name}.png")
-    md = table(results, load)
+    probe = local_probe.probe()  # what tier 0 used (cached at the profile's first use)
+    md = table(results, load) + "\n\n" + probe_line(probe)
     (RESULTS / f"{name}.md").write_text(md + "\n")
     path = write_results(name, {
         "command": " ".join(["python benchmarks/latency_model.py", *sys.argv[1:]]),
         "quick": args.quick, "threads": args.threads, "seed": args.seed,
         "wall_s": round(time.perf_counter() - start, 1), "load_avg": load,
-        "environment": environment(args.threads, "onnxruntime"), "spaces": results})
+        "environment": environment(args.threads, "onnxruntime"), "local_probe": probe,
+        "spaces": results})
     print(md)
     print(f"results: {path}, {RESULTS / f'{name}.png'}")
 

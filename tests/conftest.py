@@ -9,6 +9,9 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The local profile keeps its seed figures: no test may depend on this machine's speed
+# (tests/test_local_probe.py turns the probe on with fake timings).
+os.environ["GTND_LOCAL_PROBE"] = "off"
 
 
 def pytest_configure(config):

@@ -55,6 +55,10 @@ def test_fit_beats_tier0_and_profile_predicts(calibrated):
     assert m["stop"] in ("converged", "max_rounds", "budget") and 2 <= m["rounds"][0]
     assert m["spread_median"] >= 0 and m["spread_between_rounds_median"] >= 0
     assert "noise: p10 spread" in output
+    # measured with the profile's runtime (local: onnxruntime CPU), and the fit's trust shown
+    assert c["runtime"]["name"] == "onnxruntime" and c["runtime"]["tier2"] is True
+    assert c["runtime"]["deviation"] is None and isinstance(c["trusted"], bool)
+    assert "held-out subnets within +-10%" in c["trust_reason"] and "trusted: " in output
     est = predict_latency(SPACE, SPACE.max_arch(), profile)
     assert est.tier == c["tier"] and est.low_ms < est.latency_ms < est.high_ms
     assert est.fingerprint["runtime"] == "onnxruntime"

@@ -24,10 +24,12 @@ def _help(*command: str) -> str:
 def test_choice_tuples_match_the_library():
     from gtn_deploy.arch import TASKS
     from gtn_deploy.bench.runners import BACKENDS
-    from gtn_deploy.cost.latency import PRECISIONS
 
-    assert choices.TASKS == tuple(TASKS) and choices.PRECISIONS == PRECISIONS
+    assert choices.TASKS == tuple(TASKS)
     assert choices.BACKENDS == BACKENDS
+    from gtn_deploy.bench.calibration_runtime import OVERRIDES
+
+    assert choices.RUNTIME_OVERRIDES == OVERRIDES
     pytest.importorskip("torch")
     from gtn_deploy.train.config import BRANCH_MODES
     from gtn_deploy.train.distill import INITS
@@ -50,7 +52,7 @@ def test_choice_tuples_match_the_library():
     (["predictor", "fit"], ["[auto|cpu|cuda]"]),
     (["pipeline"], ["uniform, sandwich, learned, pool", "[ce|none]", "[kd|dkd]"]),
     (["bench"], ["onnxruntime, tensorrt, torch", "[fp32|fp16|int8]"]),
-    (["calibrate"], ["[onnxruntime]", "imagenet"]),
+    (["calibrate"], ["onnxruntime-cpu.", "[fp32|fp16|int8]", "imagenet"]),
 ])
 def test_help_lists_the_choices(command, listed):
     text = " ".join(_help(*command).split())  # rich wraps; compare with single spaces

@@ -73,7 +73,7 @@ def test_export_json_keeps_library_prints_off_stdout(monkeypatch, tmp_path):
 def test_calibrate_json(monkeypatch, tmp_path):
     import gtn_deploy.bench.calibration as calibration
 
-    def fake_calibrate(*args, on_measured):
+    def fake_calibrate(*args, on_measured, **kwargs):
         on_measured({"tier": 1})
         sys.stdout.write("measuring...\n")
         return tmp_path / "p.yaml", {"tier": 1, "validation": {}}

@@ -1,8 +1,10 @@
 """``gtnd calibrate``: measure subnets here, fit tiers 1 and 2, write a calibrated profile.
 
 The fit itself lives in ``gtn_deploy.cost.calibrate`` / ``cost.lut`` (no torch); this module
-measures (torch to build and export the subnets, onnxruntime to time them), validates on
-held-out subnets and writes a new profile file. A shipped profile is never overwritten.
+measures (torch to build and export the subnets, the profile's runtime to time them: see
+``bench.calibration_runtime``), validates on held-out subnets and writes a new profile file.
+A shipped profile is never overwritten. A fit with fewer than half of the held-out subnets
+within +-10% is still written, marked ``trusted: false`` with its ``trust_reason``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Callable
 
 from gtn_deploy.arch import SearchSpace
 from gtn_deploy import machine as envinfo
+from gtn_deploy.bench.calibration_runtime import CalibrationRunner, calibration_runner
 from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs
 from gtn_deploy.cost import calibrate as cal
 from gtn_deploy.cost.latency import roofline, tier0_ms
@@ -22,6 +25,7 @@ from gtn_deploy.cost.lut import fit_block_table
 from gtn_deploy.errors import BenchError, ProfileError, UsageError
 
 DEFAULT_DIR = Path("calibrated_profiles")
+TRUST_SHARE = 0.5  # fewer held-out subnets within +-10% than this: written, marked untrusted
 
 
 def load_device(ref: str):
@@ -68,61 +72,93 @@ def measurement_summary(timings, info: dict) -> dict[str, Any]:
 
 def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int = 20,
                     threads: int = 1, rounds: int = 5, iters: int = 40,
-                    profile_runs: int = 30, seed: int = 0,
-                    budget_s: float = 60.0) -> dict[str, Any]:
+                    profile_runs: int = 30, seed: int = 0, budget_s: float = 60.0,
+                    runner: CalibrationRunner | None = None) -> dict[str, Any]:
     """Measure ``samples`` spanning subnets (fit) and ``holdout`` random ones (validate),
     all in one interleaved rotation (``bench.rounds``: at least ``rounds`` rounds of
-    ``iters`` calls, more until the spread is under its bound or ``budget_s`` ran out)."""
+    ``iters`` calls, more until the spread is under its bound or ``budget_s`` ran out),
+    with ``runner`` (default: the profile's runtime, ``calibration_runner``)."""
     from gtn_deploy.bench.rounds import RoundPlan
 
     if samples < 4 or holdout < 2:
         raise UsageError(f"--samples must be >= 4 and --holdout >= 2 (got {samples}, {holdout})")
-    if "fp32" not in profile.precisions:
-        raise UsageError(f"device '{profile.id}' does not run fp32; calibration measures fp32")
+    runner = runner or calibration_runner(profile)
+    tier2 = runner.tier2_unavailable is None and profile_runs > 0
+    threads_used = threads if runner.runtime == "onnxruntime" else None
     rng = random.Random(seed)
     train = spanning_archs(space, samples, rng)
     held = random_archs(space, holdout, rng, exclude=train)
     plan = RoundPlan(min_rounds=rounds, max_rounds=max(rounds, RoundPlan.max_rounds),
                      iters=iters, budget_s=budget_s)
-    timings, info = measure_subnets(space, train + held, threads, plan, profile_runs,
-                                    profiled=len(train), seed=seed)
-    t_train = timings[:len(train)]
-    y_train = [t.latency_ms for t in t_train]
-    y_held = [t.latency_ms for t in timings[len(train):]]
-    start = cal.tier1_from_profile(profile, "fp32")
-    tier1 = cal.fit_tier1(space, train, y_train, start)
-    table = fit_block_table(space, train, [t.block_us for t in t_train], y_train, tier1)
-    model0 = roofline(profile, "fp32", 1)
-
-    def predictions(archs):
-        from gtn_deploy.cost.analytic import network_layers
-
-        p2 = [table.predict_ms(space, a, tier1) for a in archs]
-        t1 = [tier1.seconds(network_layers(space, a)) * 1e3 for a in archs]
-        return {"0": [tier0_ms(space, a, model0) for a in archs], "1": t1,
-                "2": [b if b is not None else a for a, b in zip(t1, p2)]}
-
-    val = {"held_out": {k: cal.accuracy(v, y_held) for k, v in predictions(held).items()},
-           "train": {k: cal.accuracy(v, y_train) for k, v in predictions(train).items()}}
-    fp = cal.current_fingerprint(threads, "fp32")
-    r0 = roofline(profile, "fp32", 1)
+    timings, info = measure_subnets(
+        space, train + held, threads, plan, profile_runs if tier2 else 0, profiled=len(train),
+        seed=seed, make_runner=lambda path, shape: runner.make(path, shape, threads))
+    tier1, table, val = fit_and_validate(space, profile, runner.precision, train, held,
+                                         timings, tier2)
+    fp = cal.current_fingerprint(threads_used, runner.precision, runner.runtime,
+                                 runner.provider)
+    r0 = roofline(profile, runner.precision, 1)
     held_mape = {k: v["mape"] for k, v in val["held_out"].items()}
+    tier = 2 if table is not None and held_mape["2"] <= held_mape["1"] else 1
     return {  # tier: the better of 1 and 2 on the held-out subnets
-        "schema_version": cal.CALIBRATION_SCHEMA_VERSION,
-        "tier": 2 if held_mape["2"] <= held_mape["1"] else 1,
+        "schema_version": cal.CALIBRATION_SCHEMA_VERSION, "tier": tier,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": fp, "fingerprint_id": cal.fingerprint_id(fp), "spaces": [space.name],
-        "tier1": tier1.to_dict(r0.peak_flops, r0.bandwidth), "tier2": table.to_dict(),
+        "runtime": {**runner.to_dict(), "tier2_unavailable": runner.tier2_unavailable},
+        **trust(val["held_out"], tier),
+        "tier1": tier1.to_dict(r0.peak_flops, r0.bandwidth),
+        "tier2": table.to_dict() if table is not None else None,
         "expected_error": {k: max(cal.MIN_BAND, v["p90_abs_error"])
                            for k, v in val["held_out"].items()},
         "validation": val,
         "measurement": {"train_subnets": len(train), "held_out_subnets": len(held),
                         "min_rounds": rounds, "iters_per_round": iters, "budget_s": budget_s,
-                        "profile_runs": profile_runs, "device_seconds": round(info["seconds"], 2),
+                        "profile_runs": profile_runs if tier2 else 0,
+                        "device_seconds": round(info["seconds"], 2),
                         "timing_seconds": round(info["timing_s"], 2),
                         **measurement_summary(timings, info)},
-        "environment": envinfo.environment(threads, "onnxruntime"),
+        "environment": envinfo.environment(threads_used, runner.runtime),
     }
+
+
+def fit_and_validate(space: SearchSpace, profile, precision: str, train, held, timings,
+                     tier2: bool = True):
+    """Tier 1 (and the tier-2 table where ``tier2``) fitted on the first ``len(train)``
+    timings; the accuracy of every tier on the fit and on the held-out subnets."""
+    from gtn_deploy.cost.analytic import network_layers
+
+    t_train = timings[:len(train)]
+    y_train = [t.latency_ms for t in t_train]
+    y_held = [t.latency_ms for t in timings[len(train):]]
+    tier1 = cal.fit_tier1(space, train, y_train, cal.tier1_from_profile(profile, precision))
+    table = (fit_block_table(space, train, [t.block_us for t in t_train], y_train, tier1)
+             if tier2 else None)
+    model0 = roofline(profile, precision, 1)
+
+    def predictions(archs):
+        t1 = [tier1.seconds(network_layers(space, a)) * 1e3 for a in archs]
+        out = {"0": [tier0_ms(space, a, model0) for a in archs], "1": t1}
+        if table is not None:
+            p2 = [table.predict_ms(space, a, tier1) for a in archs]
+            out["2"] = [b if b is not None else a for a, b in zip(t1, p2)]
+        return out
+
+    val = {"held_out": {k: cal.accuracy(v, y_held) for k, v in predictions(held).items()},
+           "train": {k: cal.accuracy(v, y_train) for k, v in predictions(train).items()}}
+    return tier1, table, val
+
+
+def trust(held_out: dict[str, dict], tier: int) -> dict[str, Any]:
+    """``trusted``: at least ``TRUST_SHARE`` of the held-out subnets within +-10% at the tier
+    the profile will predict with; ``trust_reason`` says how many were."""
+    a = held_out[str(tier)]
+    ok = a["within_10pct"] >= TRUST_SHARE
+    reason = (f"{a['within_10pct']:.0%} of {a['n']} held-out subnets within +-10% at tier "
+              f"{tier}")
+    if not ok:
+        reason += (f", fewer than {TRUST_SHARE:.0%}: the fit does not describe this machine "
+                   f"well (noise during the measurement, too few rounds or subnets)")
+    return {"trusted": ok, "trust_reason": reason}
 
 
 def calibrated_profile_dict(profile, calibration: dict[str, Any]) -> dict[str, Any]:
@@ -188,11 +224,12 @@ def write_calibrated_profile(profile, calibration: dict[str, Any],
 def format_report(calibration: dict[str, Any], profile_id: str) -> str:
     v = calibration["validation"]["held_out"]
     m = calibration["measurement"]
+    fp = calibration["fingerprint"]
+    provider = f" {fp['provider']}" if fp.get("provider") else ""
+    threads = f", {fp['threads']} thread(s)" if fp.get("threads") else ""
     lines = [f"{profile_id}: calibrated, fingerprint {calibration['fingerprint_id']} "
-             f"({calibration['fingerprint']['runtime']} "
-             f"{calibration['fingerprint']['runtime_version']}, fp32, "
-             f"{calibration['fingerprint']['threads']} thread(s), "
-             f"{calibration['fingerprint']['cpu_model']})",
+             f"({fp['runtime']} {fp['runtime_version']}{provider}, {fp['precision']}"
+             f"{threads}, {fp['cpu_model']})",
              f"  measured {m['train_subnets']} + {m['held_out_subnets']} held-out subnets in "
              f"{m['device_seconds']:.1f} s",
              f"  noise: p10 spread median {m['spread_median']:.1%} (bound "
@@ -200,19 +237,42 @@ def format_report(calibration: dict[str, Any], profile_id: str) -> str:
              f"rounds median {m['spread_between_rounds_median']:.1%}; rounds "
              f"{m['rounds'][0]}-{m['rounds'][1]}, stopped: {m['stop']}",
              f"  held-out   {'within 10%':>10} {'MAPE':>7} {'tau':>6}"]
-    for tier, name in (("0", "tier 0"), ("1", "tier 1"), ("2", "tier 2")):
-        a = v[tier]
-        lines.append(f"  {name:<10} {a['within_10pct']:>10.0%} {a['mape']:>7.1%} "
-                     f"{a['kendall_tau']:>6.3f}")
+    for tier in ("0", "1", "2"):
+        a = v.get(tier)
+        if a is not None:
+            lines.append(f"  {'tier ' + tier:<10} {a['within_10pct']:>10.0%} {a['mape']:>7.1%} "
+                         f"{a['kendall_tau']:>6.3f}")
+    runtime = calibration.get("runtime") or {}
+    if runtime.get("tier2_unavailable"):
+        lines.append(f"  tier 2 not fitted: {runtime['tier2_unavailable']}")
+    if "trusted" in calibration:
+        lines.append(f"  trusted: {'yes' if calibration['trusted'] else 'NO'} "
+                     f"({calibration['trust_reason']})")
     return "\n".join(lines)
+
+
+def calibration_warnings(calibration: dict[str, Any]) -> list[str]:
+    """What the user must know before using the profile: forced past the target check,
+    measured with another runtime than the profile's, an untrusted fit; then notes."""
+    runtime = calibration.get("runtime") or {}
+    out = [f"forced past: {problem}" for problem in calibration.get("forced", [])]
+    if runtime.get("deviation"):
+        out.append(f"deviation: {runtime['deviation']}")
+    if calibration.get("trusted") is False:
+        out.append(f"calibration not trusted: {calibration['trust_reason']}; the profile is "
+                   f"written with trusted: false and plan warns when it uses it")
+    return out + [f"note: {n}" for n in runtime.get("notes", [])]
 
 
 def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdout: int = 20,
               threads: int = 1, out: str | Path | None = None, force: bool = False,
               seed: int = 0, rounds: int = 5, iters: int = 40,
+              precision: str | None = None, runtime: str | None = None,
               on_measured: Callable[[dict], None] | None = None) -> tuple[Path, dict]:
     """The whole command: load, check, measure, fit, write; return (path, calibration).
 
+    ``precision`` None: the profile's preferred where calibration measures it; ``runtime``
+    None: the profile's, or ``onnxruntime-cpu`` (recorded as a deviation).
     ``on_measured(calibration)`` runs before the profile is written (the CLI prints the
     report there, so a failing write loses no measurement)."""
     from gtn_deploy.arch import get_space
@@ -226,9 +286,10 @@ def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdo
     profile = load_device(device)
     space = get_space(task)
     forced = check_here(profile, force)
+    runner = calibration_runner(profile, precision, runtime)
     t0 = time.perf_counter()
     calibration = run_calibration(profile, space, samples, holdout, threads, rounds, iters,
-                                  seed=seed)
+                                  seed=seed, runner=runner)
     calibration["measurement"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
     if forced:
         calibration["forced"] = [forced]

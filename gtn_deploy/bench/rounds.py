@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from gtn_deploy.bench.timing import percentile
 from gtn_deploy.errors import UsageError
+from gtn_deploy.stats import percentile
 
 LOW_QUANTILE = 10.0  # percent
 SPREAD_BOUND = 0.03
@@ -76,6 +76,25 @@ def half_spread(rounds: Sequence[Sequence[float]]) -> float:
 def round_spread(round_medians: Sequence[float]) -> float:
     """Raw noise: slowest round median / fastest round median - 1."""
     return max(round_medians) / min(round_medians) - 1
+
+
+def round_timer(call: Callable[[], object], warmup: int, iters: int
+                ) -> Callable[[], list[float]]:
+    """One round of one model: ``warmup`` untimed calls (the other models ran since: caches
+    are cold again), then the ms of each of ``iters`` timed calls."""
+    clock = time.perf_counter
+
+    def time_round() -> list[float]:
+        for _ in range(warmup):
+            call()
+        times = []
+        for _ in range(iters):
+            t0 = clock()
+            call()
+            times.append((clock() - t0) * 1e3)
+        return times
+
+    return time_round
 
 
 @dataclass

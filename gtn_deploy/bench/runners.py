@@ -58,9 +58,10 @@ def model_file(bundle_dir: Path, manifest: dict, precision: str) -> Path:
     return bundle_dir / name
 
 
-def ort_runner(path: Path, threads: int | None, precision: str,
+def ort_runner(path: Path | bytes, threads: int | None, precision: str,
                provider: str = "CPUExecutionProvider", profile_prefix: str | None = None) -> Runner:
-    """An onnxruntime session with full graph optimisation and pinned thread counts."""
+    """An onnxruntime session with full graph optimisation and pinned thread counts, from an
+    ONNX file or the model's bytes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -77,7 +78,8 @@ def ort_runner(path: Path, threads: int | None, precision: str,
         raise BenchError(f"onnxruntime provider {provider} is not available here; "
                          f"available: {', '.join(ort.get_available_providers())}")
     t0 = time.perf_counter()
-    session = ort.InferenceSession(str(path), opts, providers=[provider])
+    model = path if isinstance(path, bytes) else str(path)
+    session = ort.InferenceSession(model, opts, providers=[provider])
     build_s = time.perf_counter() - t0
     name = session.get_inputs()[0].name
     return Runner("onnxruntime", precision, build_s, lambda x: session.run(None, {name: x}),
@@ -85,16 +87,35 @@ def ort_runner(path: Path, threads: int | None, precision: str,
                    "input_shape": list(session.get_inputs()[0].shape)})
 
 
-def trt_runner(bundle_dir: Path, manifest: dict, precision: str, batch_size: int) -> Runner:
-    """Deserialise ``model.<precision>.engine`` built on this device, or build it now."""
-    from gtn_deploy.export import tensorrt as trt_export
-
+def _polygraphy():
+    """Polygraphy's engine loader and runner (checked before any engine is built)."""
     try:
         from polygraphy.backend.common import BytesFromPath
         from polygraphy.backend.trt import EngineFromBytes, TrtRunner
     except ImportError:
         raise MissingDependencyError("the tensorrt backend needs polygraphy: "
                                      "pip install polygraphy") from None
+    return BytesFromPath, EngineFromBytes, TrtRunner
+
+
+def engine_runner(engine: Path, precision: str, t0: float, info: dict[str, Any]) -> Runner:
+    """Run a serialized engine through Polygraphy's TrtRunner; ``build_s`` counts from ``t0``."""
+    import tensorrt
+
+    bytes_from_path, engine_from_bytes, trt_runner_cls = _polygraphy()
+    runner = trt_runner_cls(engine_from_bytes(bytes_from_path(str(engine))))
+    runner.activate()
+    build_s = time.perf_counter() - t0
+    name = next(iter(runner.get_input_metadata().keys()))
+    return Runner("tensorrt", precision, build_s, lambda x: runner.infer({name: x}),
+                  {**info, "tensorrt": tensorrt.__version__}, runner.deactivate)
+
+
+def trt_runner(bundle_dir: Path, manifest: dict, precision: str, batch_size: int) -> Runner:
+    """Deserialise ``model.<precision>.engine`` built on this device, or build it now."""
+    from gtn_deploy.export import tensorrt as trt_export
+
+    _polygraphy()
     import tensorrt
 
     from gtn_deploy.manifest import BUILD_DIR
@@ -110,13 +131,28 @@ def trt_runner(bundle_dir: Path, manifest: dict, precision: str, batch_size: int
             int8_file=(manifest.get("models") or {}).get("int8"))
         trt_export.build_engine(bundle_dir / plan.onnx_file, plan, engine,
                                 bundle_dir / BUILD_DIR / "timing.cache")
-    runner = TrtRunner(EngineFromBytes(BytesFromPath(str(engine))))
-    runner.activate()
-    build_s = time.perf_counter() - t0
-    name = next(iter(runner.get_input_metadata().keys()))
-    return Runner("tensorrt", precision, build_s, lambda x: runner.infer({name: x}),
-                  {"engine": engine.name, "engine_built_here": built,
-                   "tensorrt": tensorrt.__version__}, runner.deactivate)
+    return engine_runner(engine, precision, t0, {"engine": engine.name,
+                                                 "engine_built_here": built})
+
+
+def subnet_engine_runner(onnx_path: Path, input_shape: tuple[int, ...],
+                         precision: str) -> Runner:
+    """A static-shape engine of one calibration subnet, built by the export path's builder
+    (``export.tensorrt.build_engine``) with a timing cache shared by the folder's subnets."""
+    from gtn_deploy.export import tensorrt as trt_export
+
+    _polygraphy()
+    import tensorrt
+
+    t0 = time.perf_counter()
+    # "input": the name export.onnx gives every exported model's input (static here, so the
+    # name only matters to dynamic-shape profiles)
+    plan = trt_export.plan_engine(tensorrt.__version__, precision, "input", tuple(input_shape),
+                                  dynamic_batch=False, max_batch=int(input_shape[0]))
+    engine = trt_export.build_engine(onnx_path, plan, onnx_path.with_suffix(f".{precision}.engine"),
+                                     onnx_path.parent / "timing.cache")
+    return engine_runner(engine, precision, t0, {"engine": engine.name,
+                                                 "engine_built_here": True})
 
 
 def torch_runner(bundle_dir: Path, threads: int | None) -> Runner:

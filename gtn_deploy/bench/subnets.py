@@ -1,4 +1,5 @@
-"""Measure subnets of a space with onnxruntime: whole-network latency and per-block times.
+"""Measure subnets of a space: whole-network latency (onnxruntime by default, or the runner
+calibration chose: ``bench.calibration_runtime``) and per-block times (onnxruntime CPU).
 
 Used by calibration and ``benchmarks/latency_model.py``. Subnets are built and exported with
 torch (imported lazily, so the bundle bench path never sees it). Latency follows the
@@ -18,14 +19,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
-from gtn_deploy.bench.rounds import RoundPlan, RoundsResult, run_rounds
-from gtn_deploy.bench.runners import ort_runner
+from gtn_deploy.bench.rounds import RoundPlan, RoundsResult, round_timer, run_rounds
+from gtn_deploy.bench.runners import Runner, ort_runner
 from gtn_deploy.cost.analytic import network_cost
+
+MakeRunner = Callable[[Path, tuple], Runner]  # (ONNX path, input shape) -> a built runner
 
 # TorchScript-exporter node names carry the module path: "/stages.1/blocks.0/expand/conv/Conv".
 _BLOCK_RE = re.compile(r"^/?(stem|first|head|stages\.(\d+)/blocks\.(\d+))(/|_|$)")
@@ -110,31 +113,25 @@ def _input(arch: ArchConfig, space: SearchSpace) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
-def _round_timer(runner, x: np.ndarray, warmup: int, iters: int):
-    clock = time.perf_counter
-
-    def time_round() -> list[float]:
-        for _ in range(warmup):  # the other models ran since: caches are cold again
-            runner.run(x)
-        times = []
-        for _ in range(iters):
-            t0 = clock()
-            runner.run(x)
-            times.append((clock() - t0) * 1e3)
-        return times
-
-    return time_round
-
-
 def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
                         paths: Sequence[Path], threads: int = 1, plan: RoundPlan = RoundPlan(),
-                        rng: random.Random | None = None
+                        rng: random.Random | None = None, make_runner: MakeRunner | None = None
                         ) -> tuple[list[SubnetTiming], RoundsResult]:
     """Latency of each model by the ``bench.rounds`` protocol (interleaved, shuffled, p10,
-    adaptive); also returns the raw rounds."""
-    timers = [_round_timer(ort_runner(p, threads, "fp32"), _input(a, space), plan.warmup,
-                           plan.iters) for a, p in zip(archs, paths)]
-    res = run_rounds(lambda i: timers[i](), len(archs), plan, rng or random.Random(0))
+    adaptive); also returns the raw rounds. ``make_runner(path, input_shape)`` builds each
+    model's runner (default: onnxruntime's CPU provider, fp32, ``threads`` threads)."""
+    make = make_runner or (lambda path, shape: ort_runner(path, threads, "fp32"))
+    inputs = [_input(a, space) for a in archs]
+    runners = []
+    try:  # engines hold GPU memory: released even when a later build fails
+        for path, x in zip(paths, inputs):
+            runners.append(make(path, x.shape))
+        timers = [round_timer(lambda r=r, x=x: r.run(x), plan.warmup, plan.iters)
+                  for r, x in zip(runners, inputs)]
+        res = run_rounds(lambda i: timers[i](), len(archs), plan, rng or random.Random(0))
+    finally:
+        for runner in runners:
+            runner.close()
     timings = [SubnetTiming(a, res.latency_ms(i), [float(median(r)) for r in res.rounds[i]],
                             spread=res.spread(i)) for i, a in enumerate(archs)]
     return timings, res
@@ -198,15 +195,19 @@ def profile_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
 def measure_subnets(space: SearchSpace, archs: Sequence[ArchConfig], threads: int = 1,
                     plan: RoundPlan = RoundPlan(), profile_runs: int = 30,
                     profiled: int | None = None, seed: int = 0,
-                    workdir: str | Path | None = None) -> tuple[list[SubnetTiming], dict]:
+                    workdir: str | Path | None = None, make_runner: MakeRunner | None = None
+                    ) -> tuple[list[SubnetTiming], dict]:
     """Export, time and profile ``archs`` (the first ``profiled`` of them; default all) in one
-    rotation; return the timings and how the measurement went (seconds, rounds, stop)."""
+    rotation; return the timings and how the measurement went (seconds, rounds, stop).
+    ``make_runner``: as in :func:`measure_interleaved`; ``profile_runs=0`` skips the node
+    profiler (onnxruntime CPU only)."""
     start = time.perf_counter()
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="gtnd-calib-", dir=workdir) as tmp:
         paths = export_all(space, archs, Path(tmp))
         export_s = time.perf_counter() - start
-        timings, res = measure_interleaved(space, archs, paths, threads, plan, rng)
+        timings, res = measure_interleaved(space, archs, paths, threads, plan, rng,
+                                           make_runner)
         n = len(archs) if profiled is None else profiled
         if profile_runs and n:
             for t, blocks in zip(timings, profile_interleaved(space, archs[:n], paths[:n],

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import BACKENDS, PRECISIONS, choice
+from gtn_deploy.cli.choices import BACKENDS, choice
 from gtn_deploy.cli.common import user_errors
+from gtn_deploy.constants import PRECISIONS
 
 
 @user_errors

@@ -3,7 +3,8 @@
 The values stay plain strings checked by the library (not typer enums), so a bad one is
 still one ``error:`` line naming the valid values, as every other user error is. The
 tuples mirror the library's own (a test keeps them equal); they are repeated here because
-the library's live beside torch, which ``gtnd --help`` must not import.
+the library's live beside torch, which ``gtnd --help`` must not import. (Precisions need
+no copy: ``gtn_deploy.constants`` is stdlib only.)
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any, Callable, Sequence
 import typer
 
 TASKS = ("fashion-mnist", "digits", "cifar10", "cifar100", "imagenet")  # arch.TASKS
-PRECISIONS = ("fp32", "fp16", "int8")  # cost.latency.PRECISIONS
 BACKENDS = ("onnxruntime", "tensorrt", "torch")  # bench.runners.BACKENDS
+RUNTIME_OVERRIDES = ("onnxruntime-cpu",)  # bench.calibration_runtime.OVERRIDES
 METHODS = ("gtn", "vanilla", "sftn")  # train.gtn.METHODS
 SAMPLERS = ("uniform", "sandwich", "learned", "pool")  # train.sampler.SAMPLER_MODES
 BRANCHES = ("one", "all")  # train.config.BRANCH_MODES

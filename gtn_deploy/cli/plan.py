@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.checks import check_seed
-from gtn_deploy.cli.choices import PRECISIONS, TASKS, choice
+from gtn_deploy.cli.choices import TASKS, choice
 from gtn_deploy.cli.common import split_csv, user_errors
+from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
 
 
@@ -57,7 +58,7 @@ def plan(
             memory_mb=memory_mb, scale_budget=scale_budget, margin=margin, top_k=top_k,
             seed=seed)
         entries.append(plan_device(req, objective)[1])
-        warnings += _fingerprint_warnings(profile)
+        warnings += _calibration_warnings(profile)
     document = plan_document(space, entries)
     for line in warnings:
         typer.echo(f"warning: {line}", err=True)
@@ -78,14 +79,25 @@ def _load_objective(path: Path, space):
     return load_predictor(path, space)
 
 
-def _fingerprint_warnings(profile) -> list[str]:
-    if not getattr(profile, "calibration", None):
+def _calibration_warnings(profile) -> list[str]:
+    """A fingerprint other than this machine's, a fit marked untrusted, a calibration
+    measured with another runtime than the profile's."""
+    cal = getattr(profile, "calibration", None)
+    if not cal:
         return []
     from gtn_deploy.cost.calibrate import fingerprint_matches
 
-    ok, reason = fingerprint_matches(profile.calibration)
-    return [] if ok else [f"{profile.id}: calibration fingerprint does not match this machine "
-                          f"({reason}); predictions may be off"]
+    ok, reason = fingerprint_matches(cal)
+    out = [] if ok else [f"{profile.id}: calibration fingerprint does not match this machine "
+                         f"({reason}); predictions may be off"]
+    if cal.get("trusted") is False:
+        out.append(f"{profile.id}: calibration not trusted ({cal.get('trust_reason', '?')}); "
+                   f"its latencies may be off by more than the band shows: recalibrate on a "
+                   f"quieter machine or with more --rounds")
+    deviation = (cal.get("runtime") or {}).get("deviation")
+    if deviation:
+        out.append(f"{profile.id}: calibration {deviation}")
+    return out
 
 
 def format_device_plan(entry: dict) -> str:

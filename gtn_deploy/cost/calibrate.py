@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -33,6 +32,7 @@ from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.cost.analytic import Layer, network_layers
 from gtn_deploy.cost.latency import (OP_CLASSES, LatencyEstimate, roofline,
                                      tier0_ms)
+from gtn_deploy.stats import kendall_tau
 
 if TYPE_CHECKING:
     from gtn_deploy.profiles import DeviceProfile
@@ -76,8 +76,10 @@ def fingerprint_matches(calibration: dict[str, Any] | None,
     fingerprint; the reason names the first differing key."""
     if not calibration or not calibration.get("fingerprint"):
         return False, "the profile carries no calibration fingerprint"
-    current = current_fingerprint() if current is None else current
     recorded = calibration["fingerprint"]
+    if current is None:  # this machine, with the runtime and provider the calibration used
+        current = current_fingerprint(runtime=recorded.get("runtime") or "onnxruntime",
+                                      provider=recorded.get("provider") or "CPUExecutionProvider")
     diffs = [f"{key}: calibrated {recorded.get(key)!r}, here {current.get(key)!r}"
              for key in FINGERPRINT_KEYS
              if recorded.get(key) is not None and current.get(key) is not None
@@ -178,26 +180,6 @@ def fit_tier1(space: SearchSpace, archs: Sequence[ArchConfig], measured_ms: Sequ
 
 
 # -- accuracy ------------------------------------------------------------------------------------
-
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b of two sequences (O(n^2); n is a few hundred at most)."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da, db = a[i] - a[j], b[i] - b[j]
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ties_a += 1
-            elif db == 0:
-                ties_b += 1
-            elif (da > 0) == (db > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    denom = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
-    return (concordant - discordant) / denom if denom else float("nan")
-
 
 def accuracy(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
     """Share within +-10%, MAPE, worst and p90 |error|, Kendall tau; error = pred/meas - 1."""
