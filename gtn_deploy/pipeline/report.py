@@ -6,11 +6,10 @@ same as that of an uninterrupted one.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gtn_deploy.io_utils import atomic_write_bytes, atomic_write_text
 
@@ -26,7 +25,7 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
     """The numbers of the report, from the finished stages."""
     teacher = _marker(run.teacher.path)
     pool = json.loads((run.teacher.path / "pool.json").read_text())
-    rows = [_device_row(b, pool["devices"]) for b in run.branches]
+    rows = [_device_row(b, pool["devices"], run.out) for b in run.branches]
     order = ([b.plan.path for b in run.branches] + [run.teacher.path]
              + [p for b in run.branches for p in (
                  b.student.path, b.baseline.path if b.baseline else None, b.bundle.path,
@@ -48,7 +47,7 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
         "devices": rows, "stages": stages}
 
 
-def _device_row(b: "DeviceBranch", pool_devices: list[str]) -> dict:
+def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
     plan = json.loads((b.plan.path / "plan.json").read_text())["devices"][0]
     manifest = json.loads((b.bundle.path / "bundle" / "manifest.json").read_text())
     bench = _marker(b.bench.path)["figures"] if b.bench else None
@@ -71,39 +70,114 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str]) -> dict:
         "measured_p50_ms": bench["p50_ms"] if bench else None,
         "measured_p90_ms": bench.get("p90_ms") if bench else None,
         "bundle": str(b.bundle.path / "bundle"), "in_teacher_pool": b.id in pool_devices,
+        # links and next steps: relative to report.html, which sits in the run folder
+        "bundle_rel": Path(os.path.relpath(b.bundle.path / "bundle", out)).as_posix(),
+        "runtime": (plan.get("runtime") or {}).get("name"), "runs_here": b.runs_here,
         "pareto": plan["pareto"], "chosen": plan["candidates"][0],
     }
 
 
 def write_report(run: "PipelineRun") -> dict:
     data = gather(run)
-    plots = _plots(data)
-    for name, png in plots.items():
-        atomic_write_bytes(run.out / f"{name}.png", png)
-    atomic_write_text(run.out / "report.md", render_markdown(data, list(plots)))
-    atomic_write_text(run.out / "report.html", render_html(data, plots))
-    atomic_write_text(run.out / "report.json", json.dumps(
-        {k: v for k, v in data.items()}, indent=2, default=str) + "\n")
+    atomic_write_text(run.out / "report.json", json.dumps(data, indent=2, default=str) + "\n")
+    render_files(data, run.out)
     return data
+
+
+def render_files(data: dict, out: Path) -> None:
+    """report.md with its PNG plots beside it, and the self-contained report.html, from the
+    report's data (what report.json holds, so an older run's report can be re-rendered)."""
+    from gtn_deploy.pipeline.report_html import render_html
+    from gtn_deploy.pipeline.report_plots import render_plots
+
+    plots = render_plots(data)
+    for name, png in plots.items():
+        atomic_write_bytes(out / f"{name}.png", png)
+    atomic_write_text(out / "report.md", render_markdown(data, list(plots)))
+    atomic_write_text(out / "report.html", render_html(data, plots))
+
+
+def rerender(report_json: Path) -> None:
+    """Render report.md / report.html again beside ``report_json`` with today's layout."""
+    render_files(json.loads(Path(report_json).read_text()), Path(report_json).parent)
 
 
 def _fmt(value, spec: str = ".2f", none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
 
-def device_table(data: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["device", "student (arch)", "MFLOPs", "params", "budget p90 ms", "predicted ms",
+class Cell(NamedTuple):
+    """A table cell; ``kind`` styles it in HTML (arch, path, num, fits, over), ``href``
+    makes it a link (relative to the report)."""
+    text: str
+    kind: str = ""
+    href: str | None = None
+
+
+def verdict_table(data: dict) -> tuple[list[str], list[list[Cell]]]:
+    """Does each student fit its device, and what did KD add over plain CE?"""
+    header = ["device", "student (arch)", "budget p90 ms", "predicted ms",
               "measured p50 / p90 ms", "verdict", "test top-1 % (KD)", "CE baseline %",
-              "KD gain", "bundle fp32 %", "int8 %", "recommended", "bundle"]
-    rows = [[d["device"] + ("" if d["in_teacher_pool"] else " (added later)"), d["arch"],
-             _fmt(d["mflops"], ".1f"), f"{d['params'] / 1e3:.0f}k", _fmt(d["budget_ms"], ".3g"),
-             f"{_fmt(d['predicted_ms'], '.3g')} (tier {d['tier']})",
-             f"{_fmt(d['measured_p50_ms'], '.3g')} / {_fmt(d.get('measured_p90_ms'), '.3g')}",
-             budget_verdict(d), _fmt(d["student_test_top1"]),
-             _fmt(d["ce_top1"]), _fmt(d["kd_gain"], "+.2f"),
-             _fmt(d["fp32_top1"]), _fmt(d["int8_top1"]), d["recommended_precision"],
-             f"`{d['bundle']}`"] for d in data["devices"]]
+              "KD gain"]
+    rows = []
+    for d in data["devices"]:
+        verdict = budget_verdict(d)
+        rows.append([
+            Cell(d["device"] + ("" if d["in_teacher_pool"] else " (added later)")),
+            Cell(d["arch"], "arch"), Cell(_fmt(d["budget_ms"], ".3g"), "num"),
+            Cell(_fmt(d["predicted_ms"], ".3g"), "num"),
+            Cell(f"{_fmt(d['measured_p50_ms'], '.3g')} / "
+                 f"{_fmt(d.get('measured_p90_ms'), '.3g')}", "num"),
+            Cell(verdict, verdict.split(" ")[0].lower()),
+            Cell(_fmt(d["student_test_top1"]), "num"), Cell(_fmt(d["ce_top1"]), "num"),
+            Cell(_fmt(d["kd_gain"], "+.2f"), "num")])
     return header, rows
+
+
+def bundle_table(data: dict) -> tuple[list[str], list[list[Cell]]]:
+    header = ["device", "bundle", "runtime", "latency tier", "MFLOPs", "params",
+              "bundle fp32 %", "int8 %", "recommended"]
+    rows = [[Cell(d["device"]), Cell(bundle_link(d), "path", bundle_link(d) + "/"),
+             Cell(runtime_name(d)), Cell(str(d["tier"]), "num"),
+             Cell(_fmt(d["mflops"], ".1f"), "num"),
+             Cell(f"{d['params'] / 1e3:.0f}k", "num"), Cell(_fmt(d["fp32_top1"]), "num"),
+             Cell(_fmt(d["int8_top1"]), "num"), Cell(d["recommended_precision"])]
+            for d in data["devices"]]
+    return header, rows
+
+
+def bundle_link(d: dict) -> str:
+    """The bundle folder relative to the report (older report.json files hold only the
+    absolute path, whose stages/... tail is the same)."""
+    if d.get("bundle_rel"):
+        return d["bundle_rel"]
+    cut = d["bundle"].replace("\\", "/").rfind("/stages/")
+    return d["bundle"][cut + 1:] if cut >= 0 else d["bundle"]
+
+
+def runtime_name(d: dict) -> str:
+    if d.get("runtime"):
+        return d["runtime"]
+    from gtn_deploy.errors import GtnError
+    from gtn_deploy.profiles import load_profile
+
+    try:  # an older report.json: the device's profile says
+        return load_profile(d["device"]).runtime.name
+    except GtnError:
+        return "onnxruntime"
+
+
+def next_steps(d: dict) -> list[str]:
+    """Shell lines to copy: get the bundle onto its device, build, run and time it there."""
+    trt = runtime_name(d).lower() == "tensorrt"
+    run = "python3 run_trt.py" if trt else "python3 run_onnx.py"
+    bench = f"gtnd bench .{' --backend tensorrt' if trt else ''} --out bench.json"
+    build = ["./build_engine.sh   # the TensorRT engine, into build/"] if trt else []
+    if d.get("runs_here", d.get("measured_p50_ms") is not None):  # the device is here
+        return [f"cd {bundle_link(d)}", *build, run, bench]
+    host, folder = f"user@{d['device']}", f"gtn-{d['device']}"
+    return [f"scp -r {bundle_link(d)} \\\n    {host}:{folder}", f"ssh {host}",
+            f"cd {folder}", *build, run, bench]
 
 
 def budget_verdict(d: dict) -> str:
@@ -155,119 +229,67 @@ def cost_rows(data: dict) -> list[list[str]]:
              f"{n * t:.0f} s"]]
 
 
+def teacher_line(data: dict) -> str:
+    t = data["teacher"]
+    return (f"One GTN teacher ({t['name']}, {t['epochs']} epoch{'' if t['epochs'] == 1 else 's'}, "
+            f"sampler {t['sampler']}, "
+            f"conditioned on the planned students of {', '.join(t['pool_devices'])}): "
+            f"val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, "
+            f"trained in {t['train_time_s']:.0f} s.")
+
+
+def settings_line(data: dict) -> str:
+    return "Settings: " + ", ".join(f"{k} {v}" for k, v in data["settings"].items()) + "."
+
+
+ACCURACY_NOTE = (
+    "Test top-1 (KD) and the CE baseline are on the whole test split in PyTorch; the bundle's "
+    "fp32 and int8 columns are the exported ONNX models in onnxruntime on bundle_eval_images "
+    "test images. Predicted latency is for the device (from its profile); measured only where "
+    "the bundle's target is this machine. The verdict uses the measured p90 where there is "
+    "one, else the prediction.")
+PLOT_NOTE = (
+    "One panel per device, all on the same accuracy axis: the star is the KD student at its "
+    "predicted latency, the circle the same architecture trained with plain CE (the line "
+    "between them is what KD added), the dashed red line the device's p90 budget, and a "
+    "diamond the measured p90 where the bundle ran here.")
+STEPS_NOTE = (
+    "Next steps, from this report's folder (bundle links are relative to it). `gtnd bench` "
+    "needs gtn_deploy's light core on the device (numpy and onnxruntime, no torch); its "
+    "bench.json is the measured p90 to set against the budget.")
+COST_NOTE = ("The specialised teachers' cost is an estimate: it assumes one costs what the "
+             "GTN teacher did (`benchmarks/kd_pool.py` measures both).")
+
+
 def render_markdown(data: dict, plot_names: list[str]) -> str:
-    t = data["teacher"]
-    header, rows = device_table(data)
-    lines = [f"# gtn_deploy pipeline report: {data['task']}", "",
-             "Settings: " + ", ".join(f"{k} {v}" for k, v in data["settings"].items()) + ".",
-             "", f"One GTN teacher ({t['name']}, {t['epochs']} epochs, sampler `{t['sampler']}`, "
-             f"conditioned on the planned students of {', '.join(t['pool_devices'])}): "
-             f"val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, "
-             f"trained in {t['train_time_s']:.0f} s.", "", "## Students and bundles", "",
-             _table(header, rows), "", kd_verdict(data), "",
-             "Test top-1 (KD) and the CE baseline are on the whole test split in PyTorch; the "
-             "bundle's fp32 and int8 columns are the exported ONNX models in onnxruntime on "
-             "bundle_eval_images test images. "
-             "Predicted latency is for the device (from its profile); measured p50 only where "
-             "the bundle's target is this machine.", "", "## Teacher cost", "",
-             _table(["teachers", "training time", "total for the devices"], cost_rows(data)), "",
-             "The per-device estimate assumes a specialised teacher costs what the GTN teacher "
-             "did; `benchmarks/kd_pool.py` measures both.", "", "## Wall time per stage", "",
-             _table(["stage", "seconds"], [[s["stage"], f"{s['seconds']:.1f}"]
-                                           for s in data["stages"]]), ""]
-    lines += [f"![{name}]({name}.png)" for name in plot_names]
-    return "\n".join(lines) + "\n"
+    def plot(name: str, alt: str) -> list[str]:
+        return [f"![{alt}]({name}.png)", ""] if name in plot_names else []
+
+    lines = [f"# gtn_deploy pipeline report: {data['task']}", "", settings_line(data), "",
+             teacher_line(data), "", "## Verdicts: does each student fit its device?", "",
+             _table(*verdict_table(data)), "", kd_verdict(data), "", ACCURACY_NOTE, "",
+             *plot("accuracy", "accuracy against latency"), PLOT_NOTE, "",
+             *plot("latency", "predicted against measured latency"),
+             "## Bundles and next steps", "", _table(*bundle_table(data)), "", STEPS_NOTE, ""]
+    for d in data["devices"]:
+        lines += [f"**{d['device']}**", "", "```sh", *next_steps(d), "```", ""]
+    lines += ["## Teacher cost", "",
+              _table(["teachers", "training time", "total for the devices"],
+                     [[Cell(c) for c in r] for r in cost_rows(data)]), "",
+              *plot("cost", "teacher cost"), COST_NOTE, "", "## Wall time per stage", "",
+              _table(["stage", "seconds"], stage_rows(data)), ""]
+    return "\n".join(lines)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def stage_rows(data: dict) -> list[list[Cell]]:
+    return [[Cell(s["stage"]), Cell(f"{s['seconds']:.1f}", "num")] for s in data["stages"]]
+
+
+def _table(header: list[str], rows: list[list[Cell]]) -> str:
+    def cell(c: Cell) -> str:
+        # Arch summaries use '|' between stages: escape it inside Markdown cells.
+        text = c.text.replace("|", "\\|")
+        return f"[{text}]({c.href})" if c.href else text
+
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    # Arch summaries use '|' between stages: escape it inside Markdown cells.
-    return "\n".join(out + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |"
-                             for r in rows])
-
-
-def render_html(data: dict, plots: dict[str, bytes]) -> str:
-    header, rows = device_table(data)
-    t = data["teacher"]
-
-    def table(h, r):
-        head = "".join(f"<th>{html.escape(x)}</th>" for x in h)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c)).strip('`')}</td>" for c in row)
-                       + "</tr>" for row in r)
-        return f"<table><tr>{head}</tr>{body}</table>"
-
-    images = "".join(f'<figure><img alt="{n}" src="data:image/png;base64,'
-                     f'{base64.b64encode(png).decode()}"></figure>' for n, png in plots.items())
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>gtn_deploy report: {html.escape(data['task'])}</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}img{{max-width:100%}}</style></head><body>
-<h1>gtn_deploy pipeline report: {html.escape(data['task'])}</h1>
-<p>Settings: {html.escape(", ".join(f"{k} {v}" for k, v in data["settings"].items()))}.</p>
-<p>One GTN teacher ({html.escape(t['name'])}, {t['epochs']} epochs, sampler {html.escape(t['sampler'])}):
-val top-1 {t['val_top1']:.2f}%, test top-1 {t['test_top1']:.2f}%, trained in {t['train_time_s']:.0f} s.</p>
-<h2>Students and bundles</h2>{table(header, rows)}<p>{html.escape(kd_verdict(data))}</p>
-<h2>Teacher cost</h2>{table(['teachers', 'training time', 'total'], cost_rows(data))}
-<h2>Wall time per stage</h2>{table(['stage', 'seconds'], [[s['stage'], f"{s['seconds']:.1f}"] for s in data['stages']])}
-<h2>Plots</h2>{images}</body></html>
-"""
-
-
-def _plots(data: dict) -> dict[str, bytes]:
-    """PNG bytes per plot; none when matplotlib is missing (the tables still tell it all)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return {}
-    import io
-
-    def png(fig) -> bytes:
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        return buf.getvalue()
-
-    devices = data["devices"]
-    out = {}
-    fig, axes = plt.subplots(1, len(devices), figsize=(4 * len(devices), 3.4), squeeze=False)
-    for ax, d in zip(axes[0], devices):
-        ax.plot([p["latency_ms"] for p in d["pareto"]], [p["mflops"] for p in d["pareto"]],
-                "o-", ms=3, label="Pareto front")
-        ax.plot([d["chosen"]["latency_ms"]], [d["chosen"]["mflops"]], "r*", ms=12, label="chosen")
-        ax.axvline(d["budget_ms"], color="grey", ls="--", label="budget")
-        ax.set(title=d["device"], xlabel="predicted latency (ms)", ylabel="MFLOPs")
-        ax.legend(fontsize=7)
-    out["pareto"] = png(fig)
-    fig, ax = plt.subplots(figsize=(1.6 * len(devices) + 2, 3.4))
-    xs = range(len(devices))
-    ax.bar([x - 0.2 for x in xs], [d["student_test_top1"] or 0 for d in devices], 0.4,
-           label="KD student")
-    ax.bar([x + 0.2 for x in xs], [d["ce_top1"] or 0 for d in devices], 0.4,
-           label="CE baseline")
-    lo = min(v for d in devices for v in (d["student_test_top1"], d["ce_top1"]) if v) \
-        if devices else 0
-    ax.set(xticks=list(xs), ylabel="test top-1 (%)", ylim=(max(0, lo - 15), 100),
-           title="accuracy per device")
-    ax.set_xticklabels([d["device"] for d in devices], rotation=20, fontsize=8)
-    ax.legend()
-    out["accuracy"] = png(fig)
-    measured = [d for d in devices if d["measured_p50_ms"]]
-    if measured:
-        fig, ax = plt.subplots(figsize=(4, 3.6))
-        for d in measured:
-            ax.plot(d["measured_p50_ms"], d["predicted_ms"], "o")
-            ax.annotate(d["device"], (d["measured_p50_ms"], d["predicted_ms"]), fontsize=8)
-        top = max(max(d["measured_p50_ms"], d["predicted_ms"]) for d in measured) * 1.2
-        ax.plot([0, top], [0, top], "k--", lw=0.8)
-        ax.set(xlabel="measured p50 (ms)", ylabel="predicted (ms)", title="latency here")
-        out["latency"] = png(fig)
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    t, n = data["teacher"]["train_time_s"], len(devices)
-    ax.bar(["one GTN teacher", f"{n} specialised"], [t, n * t], color=["C2", "C3"])
-    ax.set(ylabel="teacher training (s)", title="teacher cost for all devices")
-    out["cost"] = png(fig)
-    return out
+    return "\n".join(out + ["| " + " | ".join(map(cell, r)) + " |" for r in rows])
