@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -117,3 +118,16 @@ def test_torch_backend_runs(bundle):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output[res.output.index("{"):])
     assert doc["backend"] == "torch" and doc["timing"]["iters"] == 5
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--batch"])
+def test_batch_size_and_its_hidden_old_name_reach_the_bench(flag):
+    """--batch-size as everywhere else; --batch still works, and help shows only the new."""
+    from cli_helpers import assert_one_line_error
+
+    fixture = Path(__file__).parent / "fixtures" / "bundle_min"  # a fixed batch of 1
+    res = RUNNER.invoke(app, ["bench", str(fixture), flag, "2", "--iters", "5"])
+    assert_one_line_error(res, "--batch-size 2: this bundle's input has a fixed batch of 1")
+    text = RUNNER.invoke(app, ["bench", "-h"], env={"COLUMNS": "200"}).output
+    assert "--batch-size" in text and "old name --batch still works, hidden" in text
+    assert not re.search(r"^\W*--batch(?!-)\b", text, re.M), text  # no row of its own

@@ -104,3 +104,91 @@ def test_pipeline_json(monkeypatch, tmp_path):
     doc = _stdout_json(result)
     assert doc["stages_run"] == ["plan-local"] and doc["report"]["devices"] == []
     assert doc["report_html_path"] == str(out / "report.html")
+
+
+# -- teacher train, distill and predictor fit: a summary by default, JSON only when asked --
+
+TEACHER_SUMMARY = {"method": "gtn", "teacher": "resnet20", "task": "digits",
+                   "teacher_metrics": {"val_top1": 91.25, "test_top1": 90.5},
+                   "supernet_val": {"max": {"arch": "r8", "top1": 80.0}},
+                   "train_time_s": 12.3}
+
+
+def _fake_trainer(monkeypatch):
+    import gtn_deploy.train.trainer as trainer
+
+    class FakeTrainer:
+        def __init__(self, cfg, out, resume=False, device="auto"):
+            self.info = SimpleNamespace(is_main=True, enabled=False)
+
+        def run(self):
+            print("library chatter")
+            return TEACHER_SUMMARY
+
+    monkeypatch.setattr(trainer, "TeacherTrainer", FakeTrainer)
+
+
+def test_teacher_train_prints_a_summary_and_json_only_when_asked(monkeypatch, tmp_path):
+    _fake_trainer(monkeypatch)
+    args = ["teacher", "train", "--task", "digits", "--out", str(tmp_path / "run")]
+    human = _runner().invoke(app, args)
+    assert human.exit_code == 0, human.output
+    assert "{" not in human.stdout and "val top-1 91.25%" in human.stdout
+    doc = _stdout_json(_runner().invoke(app, [*args, "--json"]))
+    assert doc == {"out_dir": str(tmp_path / "run"), "method": "gtn", "val_top1": 91.25,
+                   "test_top1": 90.5, "train_time_s": 12.3}
+
+
+def test_distill_prints_a_line_per_student_and_json_only_when_asked(monkeypatch, tmp_path):
+    import gtn_deploy.train.kd_run as kd_run
+
+    def fake_distill_plan(plan, source, cfg, out, candidate, resume, device):
+        print("library chatter")
+        return {"rank": 0, "students": [
+            {"id": "c0", "arch_summary": "r8 d1", "method": "kd", "train_time_s": 3.0,
+             "metrics": {"val_top1": 70.0, "test_top1": 69.5}}]}
+
+    monkeypatch.setattr(kd_run, "distill_plan", fake_distill_plan)
+    out = tmp_path / "kd"
+    args = ["distill", "--plan", str(tmp_path / "plan.json"), "--teacher", "none", "--out",
+            str(out)]
+    human = _runner().invoke(app, args)
+    assert human.exit_code == 0, human.output
+    assert "{" not in human.stdout and "c0 (kd): val top-1 70.00%" in human.stdout
+    doc = _stdout_json(_runner().invoke(app, [*args, "--json"]))
+    assert doc == {"out_dir": str(out), "students": [
+        {"id": "c0", "out_dir": str(out / "c0"), "arch": "r8 d1", "method": "kd",
+         "val_top1": 70.0, "test_top1": 69.5, "train_time_s": 3.0}]}
+
+
+def _fake_subnets(monkeypatch, n: int = 10):
+    import random
+
+    import gtn_deploy.train.kd_subnets as kd_subnets
+    from gtn_deploy.arch import get_space
+
+    space = get_space("digits")
+
+    def fake_evaluate(teacher, samples, seed, *args, on_result=None, **kwargs):
+        rows = []
+        for i in range(samples):
+            arch = space.sample(random.Random(i))
+            rows.append({"arch": arch.to_dict(), "summary": arch.summary(),
+                         "top1": 50.0 + i})
+        return space, rows
+
+    monkeypatch.setattr(kd_subnets, "evaluate_supernet_subnets", fake_evaluate)
+
+
+def test_predictor_fit_prints_a_summary_and_json_only_when_asked(monkeypatch, tmp_path):
+    _fake_subnets(monkeypatch)
+    out = tmp_path / "pred.json"
+    args = ["predictor", "fit", "--teacher", str(tmp_path), "--out", str(out), "--samples",
+            "10", "--holdout", "3", "--torch-device", "cpu"]
+    human = _runner().invoke(app, args)
+    assert human.exit_code == 0, human.output
+    assert "{" not in human.stdout and "predictor fitted on 10 subnets" in human.stdout
+    assert "on 3 held-out subnets" in human.stdout
+    doc = _stdout_json(_runner().invoke(app, [*args, "--json"]))
+    assert doc["predictor_path"] == str(out) and doc["n"] == 10 and doc["holdout_n"] == 3
+    assert doc["subnets_path"] == str(tmp_path / "pred.subnets.json")

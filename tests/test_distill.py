@@ -129,9 +129,11 @@ def test_distill_end_to_end_beats_chance(tmp_path, teacher_dir, kd_loss):
         "--kd-loss", kd_loss,
         "--epochs", "10", "--batch-size", "32", "--limit-train", "320", "--no-augment",
         "--limit-val", "100", "--calib-images", "200", "--no-progress", "--device", "cpu",
-        "--out", str(out)])
+        "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    line = json.loads(result.output.strip().splitlines()[-1])
+    doc = json.loads(result.stdout)
+    line = doc["students"][0]
+    assert doc["out_dir"] == str(out) and line["out_dir"] == str(out / "c0")
     assert line["id"] == "c0" and line["method"] == kd_loss
     assert line["test_top1"] > 50.0, line  # chance is 10%
     from gtn_deploy.supernet import load_student

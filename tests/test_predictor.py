@@ -45,7 +45,7 @@ def test_encoding_is_one_hot_with_empty_slots():
 
 def test_holdout_of_one_reports_no_kendall_tau():
     archs, acc = _real()
-    model = fit_with_holdout(FMNIST, archs[:4], acc[:4], holdout=0.2, seed=0)
+    model = fit_with_holdout(FMNIST, archs[:4], acc[:4], holdout=1, seed=0)
     assert model.report["holdout_n"] == 1
     # tau of one pair-less subnet is undefined: null, and the report stays strict JSON
     assert model.report["holdout_kendall_tau"] is None
@@ -59,7 +59,7 @@ def test_fit_ranks_real_subnets_better_than_chance():
     # spread: hold out 30% on five splits; every split must rank better than chance
     taus = []
     for seed in range(5):
-        model = fit_with_holdout(FMNIST, archs, acc, holdout=0.3, seed=seed)
+        model = fit_with_holdout(FMNIST, archs, acc, holdout=30, seed=seed)
         assert model.report["holdout_n"] == 30
         taus.append(model.report["holdout_kendall_tau"])
     assert min(taus) > 0.0 and float(np.mean(taus)) > 0.15, taus
@@ -115,11 +115,12 @@ def test_predictor_fit_cli_on_a_teacher_folder(tmp_path):
     save_supernet(run / "supernet", Supernet(space), {"method": "gtn"})
     out = tmp_path / "pred.json"
     result = CliRunner().invoke(app, [
-        "predictor", "fit", "--teacher", str(run), "--samples", "6", "--holdout", "0.34",
+        "predictor", "fit", "--teacher", str(run), "--samples", "6", "--holdout", "2",
         "--calib-images", "32", "--limit-val", "40", "--device", "cpu", "--quiet",
-        "--out", str(out)])
+        "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output.strip().splitlines()[-1])
+    report = json.loads(result.stdout)
+    assert report["predictor_path"] == str(out)
     assert report["n"] == 6 and report["holdout_n"] == 2 and "holdout_kendall_tau" in report
     assert load_predictor(out, space).space == "digits"
     rows = json.loads(out.with_name("pred.subnets.json").read_text())["subnets"]

@@ -96,9 +96,11 @@ def test_gtn_run_writes_everything_and_refuses_to_overwrite(tmp_path):
     from gtn_deploy.supernet import load_supernet
 
     plan, run = _plan(tmp_path / "plan.json"), tmp_path / "run"
-    result = _run("--pool", str(plan), "--sampler", "learned", "--out", str(run), *TINY)
+    result = _run("--pool", str(plan), "--sampler", "learned", "--out", str(run), *TINY,
+                  "--json")
     assert result.exit_code == 0, result.output
-    final = json.loads(result.output.strip().splitlines()[-1])
+    final = json.loads(result.stdout)
+    assert final["out_dir"] == str(run) and final["method"] == "gtn"
     assert 0.0 <= final["val_top1"] <= 100.0
     for name in ("config.json", "metrics.jsonl", "sampler.json", "summary.json",
                  "checkpoint/last.pt"):

@@ -78,7 +78,7 @@ def _input_batch(manifest: dict, batch_size: int, seed: int = 0) -> np.ndarray:
     # a dynamic batch dimension is named ("batch"), a fixed one is a number
     first, rest = inp["shape"][0], [int(d) for d in inp["shape"][1:]]
     if not inp.get("dynamic_batch") and batch_size != int(first):
-        raise UsageError(f"--batch {batch_size}: this bundle's input has a fixed batch of "
+        raise UsageError(f"--batch-size {batch_size}: this bundle's input has a fixed batch of "
                          f"{first} (input.dynamic_batch is false)")
     return np.random.default_rng(seed).standard_normal([batch_size, *rest]).astype(np.float32)
 
@@ -106,7 +106,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
 
     check_loop(warmup, iters, seconds)
     if batch_size < 1 or (threads is not None and threads < 1):
-        raise UsageError("--batch and --threads must be >= 1")
+        raise UsageError("--batch-size and --threads must be >= 1")
     with open_bundle(path) as bundle_dir:
         manifest = load_manifest(bundle_dir)
         recommended = manifest["recommended_precision"]

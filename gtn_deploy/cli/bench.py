@@ -17,7 +17,10 @@ from gtn_deploy.constants import PRECISIONS
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
     backend: Annotated[str, choice(BACKENDS, "Runtime to time with.", label="BACKEND")] = "onnxruntime",
-    batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 1,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", help="Batch size. The old name --batch still works, hidden.")] = 1,
+    batch: Annotated[Optional[int], typer.Option(
+        "--batch", hidden=True, help="Old name of --batch-size.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: runtime's).")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
     iters: Annotated[Optional[int], typer.Option(help="Timed runs (default: 3 s and at least 100 runs).")] = None,
@@ -32,8 +35,9 @@ def bench(
     from gtn_deploy.io_utils import atomic_write_json, check_output_file
 
     check_output_file(out)
-    result = bench_bundle(bundle, backend, batch, threads, warmup, iters, seconds, precision,
-                          force)
+    batch_size = batch_size if batch is None else batch
+    result = bench_bundle(bundle, backend, batch_size, threads, warmup, iters, seconds,
+                          precision, force)
     for problem in result["forced"]:
         typer.echo(f"warning: forced past: {problem}", err=True)
     if result["noise"]["warning"]:

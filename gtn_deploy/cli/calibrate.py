@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import RUNTIME_OVERRIDES, TASKS, choice
-from gtn_deploy.cli.common import user_errors
+from gtn_deploy.cli.choices import RUNTIME_OVERRIDES, WORK_TASK, choice, task_option
+from gtn_deploy.cli.common import holdout_count, holdout_option, user_errors
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
 
@@ -26,9 +26,9 @@ def calibrate(
     device: Annotated[str, typer.Option("--device", "-d", help="Device id, alias or YAML file, or 'local' for this machine.")],
     runtime: Annotated[Optional[str], choice(RUNTIME_OVERRIDES, RUNTIME_HELP, "--runtime", label="RUNTIME")] = None,
     precision: Annotated[Optional[str], choice(PRECISIONS, PRECISION_HELP)] = None,
-    task: Annotated[str, choice(TASKS, "Search space whose subnets to measure.", label="TASK")] = "fashion-mnist",
+    task: Annotated[str, task_option("Search space whose subnets to measure.")] = WORK_TASK,
     samples: Annotated[int, typer.Option(help="Subnets measured for the fit (spanning the FLOPs range).")] = 30,
-    holdout: Annotated[int, typer.Option(help="Random held-out subnets for the validation report.")] = 20,
+    holdout: Annotated[float, holdout_option("Held-out subnets: N random ones measured besides the --samples, to validate the fit. A count, as in predictor fit.")] = 20,
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads (part of the fingerprint).")] = 1,
     rounds: Annotated[int, typer.Option(help="Interleaved measuring rounds per subnet.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed runs per subnet per round.")] = 40,
@@ -48,6 +48,7 @@ def calibrate(
 
     if rounds < 1 or iters < 1:
         raise UsageError("--rounds and --iters must be >= 1")
+    holdout = holdout_count(holdout, samples)
     check_output_file(report)
 
     def measured(calibration: dict) -> None:  # shown before anything is written

@@ -44,6 +44,27 @@ def choice(values: Sequence[str], help: str, *names: str, label: str = "CHOICE",
                         **kwargs)
 
 
+# --task defaults, by one rule. plan searches against device budgets, which profiles set for
+# 224-pixel ImageNet models; the commands that train or measure default to the task that
+# trains in minutes on a CPU (its data is a Debian package). The library's defaults match
+# (pipeline.config, bench.calibration; a test checks).
+PLAN_TASK = "imagenet"
+WORK_TASK = "fashion-mnist"
+
+
+def task_option(what: str, for_plan: bool = False) -> Any:
+    """``--task``, its help saying the default and why it is that one."""
+    if for_plan:
+        why = (f"Default {PLAN_TASK}: profiles set their latency budgets for 224-pixel "
+               f"ImageNet models (for another task see --scale-budget). The commands that "
+               f"train or measure default to {WORK_TASK}.")
+    else:
+        why = (f"Default {WORK_TASK}, as for every command that trains or measures (small "
+               f"networks: minutes on a CPU). Only plan defaults to {PLAN_TASK}, the task "
+               f"device budgets are set for: give plan the same --task.")
+    return choice(TASKS, f"{what} {why}", label="TASK")
+
+
 TORCH_DEVICE_HELP = ("Where training runs (auto: CUDA if torch sees a GPU). The old name "
                      "--device still works, hidden: elsewhere --device is the target device.")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import Callable, TypeVar
 
 import typer
 
-from gtn_deploy.errors import GtnError
+from gtn_deploy.errors import GtnError, UsageError
 
 F = TypeVar("F", bound=Callable)
 
@@ -52,3 +53,22 @@ def split_csv(values: list[str] | None) -> list[str]:
     for value in values or []:
         out += [v.strip() for v in value.split(",") if v.strip()]
     return out
+
+
+def holdout_option(help: str):
+    """``--holdout N``: a number of held-out subnets, in every command that has one.
+
+    Read as a float so that a share (``0.2``, predictor fit's old form) gets a clear error
+    from ``holdout_count`` rather than click's "not a valid integer"."""
+    return typer.Option("--holdout", metavar="N", help=help)
+
+
+def holdout_count(holdout: float, samples: int) -> int:
+    """``--holdout`` as a whole number of subnets; a share or a fraction is one error line."""
+    if math.isfinite(holdout) and holdout >= 0 and holdout == int(holdout):
+        return int(holdout)
+    meant = ""
+    if 0 < holdout < 1:
+        meant = (f"; for a share of {holdout:g} of --samples {samples} give --holdout "
+                 f"{round(holdout * samples)}")
+    raise UsageError(f"--holdout counts subnets (a whole number >= 0), got {holdout:g}{meant}")

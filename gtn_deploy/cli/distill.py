@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -52,8 +51,13 @@ def distill(
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the students in --out; finished ones are kept.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        "Print the result as one JSON document ({out_dir, students: [{id, out_dir, arch, "
+        "method, val_top1, test_top1, train_time_s}]}) instead of a line per student."))]
+    = False,
 ) -> None:
     """Distil each chosen candidate: OUT/c<K>/{student.json, weights.safetensors, ...}."""
+    from gtn_deploy.cli.output import print_json, stdout_to_stderr
     from gtn_deploy.train.distill import KDConfig
     from gtn_deploy.train.kd_run import distill_plan
 
@@ -64,10 +68,18 @@ def distill(
                    calib_images=calib_images, checkpoint_every=checkpoint_every,
                    progress=progress)
     source = None if teacher.lower() == "none" else teacher
-    result = distill_plan(plan, source, cfg, out, candidate, resume,
-                          resolve_torch_device(torch_device, device))
-    if result["rank"] == 0:
-        for s in result["students"]:
-            typer.echo(json.dumps({"id": s["id"], "out": str(out / s["id"]),
-                                   "arch": s["arch_summary"], "method": s["method"],
-                                   **s["metrics"], "train_time_s": s["train_time_s"]}))
+    with stdout_to_stderr(as_json):
+        result = distill_plan(plan, source, cfg, out, candidate, resume,
+                              resolve_torch_device(torch_device, device))
+    if result["rank"] != 0:
+        return
+    students = [{"id": s["id"], "out_dir": str(out / s["id"]), "arch": s["arch_summary"],
+                 "method": s["method"], **s["metrics"], "train_time_s": s["train_time_s"]}
+                for s in result["students"]]
+    if as_json:
+        print_json({"out_dir": str(out), "students": students})
+        return
+    for s in students:
+        typer.echo(f"{s['id']} ({s['method']}): val top-1 {s['val_top1']:.2f}%, test top-1 "
+                   f"{s['test_top1']:.2f}% ({s['train_time_s']:.0f} s) -> {s['out_dir']}  "
+                   f"{s['arch']}")

@@ -22,6 +22,29 @@ from gtn_deploy.cli import predictor as predictor_cmd
 from gtn_deploy.cli import profiles as profiles_cmd
 from gtn_deploy.cli import teacher as teacher_cmd
 
+
+def _flags_show_no_type() -> None:
+    """Bare flags (``--json``, ``-v``) take no value, so help shows no type beside them.
+
+    Typer's rich help prints one (``--json <bool>``) where its plain help prints none; this
+    one override covers every command and the help options typer adds. Where typer has no
+    ``display_type_rich`` (older releases, which print none either) it changes nothing.
+    """
+    from typer.core import TyperOption
+
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "gtnd_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag or self.count else original(self, ctx)
+
+    display_type_rich.gtnd_flags = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
+
 app = typer.Typer(
     name="gtnd",
     help="gtn_deploy: plan, distil, export and benchmark supernet students for many devices.",
@@ -53,7 +76,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False,
                                          help="More detail in the log (repeatable).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q",
                                         help="Warnings and errors only; no progress bars.")] = False,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import BASELINES, KD_LOSSES, SAMPLERS, TASKS, choice
+from gtn_deploy.cli.choices import BASELINES, KD_LOSSES, SAMPLERS, choice, task_option
 from gtn_deploy.cli.common import user_errors
 
 DEFAULT_DEVICES = "jetson-orin-nano,raspberry-pi-5,local"
@@ -20,7 +20,7 @@ def pipeline(
     out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")] = Path("runs/demo"),
     devices: Annotated[Optional[str], typer.Option(help=f"Comma-separated devices (ids, aliases, YAML files); default: {DEFAULT_DEVICES}.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML run file with the same settings (flags win).")] = None,
-    task: Annotated[Optional[str], choice(TASKS, "Task (default fashion-mnist).", label="TASK")] = None,
+    task: Annotated[Optional[str], task_option("Task of every stage.")] = None,
     quick: Annotated[Optional[bool], typer.Option("--quick/--full", help="Minutes on a laptop CPU vs the full setting.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Teacher network (default resnet20).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help="GTN teacher epochs.")] = None,
@@ -34,7 +34,8 @@ def pipeline(
     temperature: Annotated[Optional[float], typer.Option(help="KD temperature (default 4).")] = None,
     kd_loss: Annotated[Optional[str], choice(KD_LOSSES, "KD loss: kd (default) or dkd (Decoupled KD).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({out_dir, report_md_path, report_html_path, stages_run, report}).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the stage plan (each stage cached, started or pending, with recorded or estimated times) and stop: nothing is trained, locked or written. Estimates come from a few timed steps here.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({out_dir, report_md_path, report_html_path, stages_run, report}; with --dry-run {out_dir, stages, estimated_training_s, ...}).")] = False,
 ) -> None:
     """Run (or resume) plan -> GTN teacher -> distil -> export -> bench -> report."""
     from gtn_deploy.cli.output import print_json, stdout_to_stderr
@@ -50,6 +51,16 @@ def pipeline(
     if config is None and devices is None:
         overrides["devices"] = DEFAULT_DEVICES
     cfg = load_config(config, overrides)
+    if dry_run:
+        from gtn_deploy.pipeline.dry_run import dry_run as plan_stages, format_dry_run
+
+        with stdout_to_stderr(as_json):
+            doc = plan_stages(cfg, out)
+        if as_json:
+            print_json(doc)
+        else:
+            typer.echo(format_dry_run(doc))
+        return
     from gtn_deploy.pipeline.report import terminal_summary
 
     with stdout_to_stderr(as_json):

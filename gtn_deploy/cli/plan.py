@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.checks import check_seed
-from gtn_deploy.cli.choices import TASKS, choice
+from gtn_deploy.cli.choices import PLAN_TASK, choice, task_option
 from gtn_deploy.cli.common import split_csv, user_errors
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
@@ -18,7 +18,7 @@ from gtn_deploy.errors import UsageError
 @user_errors
 def plan(
     device: Annotated[list[str], typer.Option("--device", "-d", help="Device id, alias or YAML file; repeat or comma-separate for several.")],
-    task: Annotated[str, choice(TASKS, "Task whose search space to search.", label="TASK")] = "imagenet",
+    task: Annotated[str, task_option("Task whose search space to search.", for_plan=True)] = PLAN_TASK,
     latency_ms: Annotated[Optional[float], typer.Option("--latency-ms", help="Latency budget; default: the profile's.")] = None,
     memory_mb: Annotated[Optional[float], typer.Option("--memory-mb", help="Model memory budget; default: the profile's.")] = None,
     precision: Annotated[Optional[str], choice(PRECISIONS, "Default: the profile's preferred.")] = None,

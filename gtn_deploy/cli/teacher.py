@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, TASKS, choice,
-                                    resolve_torch_device, torch_device_options)
+from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, WORK_TASK, choice,
+                                    resolve_torch_device, task_option, torch_device_options)
 from gtn_deploy.cli.common import user_errors
 
 app = typer.Typer(help="Train teachers (gtn | sftn | vanilla).", no_args_is_help=True,
@@ -20,7 +19,7 @@ app = typer.Typer(help="Train teachers (gtn | sftn | vanilla).", no_args_is_help
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics, models).")],
     method: Annotated[str, choice(METHODS, "Teacher training.", label="METHOD")] = "gtn",
-    task: Annotated[str, choice(TASKS, "Task.", label="TASK")] = "fashion-mnist",
+    task: Annotated[str, task_option("Task to train on.")] = WORK_TASK,
     teacher: Annotated[str, typer.Option(help="Teacher network (resnet20, wrn_16_2, ...).")]
     = "resnet20",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,
@@ -67,8 +66,12 @@ def train(
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")]
     = False,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        "Print the result as one JSON document ({out_dir, method, val_top1, test_top1, "
+        "..., train_time_s}) instead of a summary line."))] = False,
 ) -> None:
     """Train a teacher; write DIR/{config.json, metrics.jsonl, teacher/, supernet/, ...}."""
+    from gtn_deploy.cli.output import print_json, stdout_to_stderr
     from gtn_deploy.train.config import TrainConfig, read_plan, read_student, unique
     from gtn_deploy.train.distributed import shutdown
     from gtn_deploy.train.trainer import TeacherTrainer
@@ -89,10 +92,24 @@ def train(
     trainer = TeacherTrainer(cfg, out, resume=resume,
                              device=resolve_torch_device(torch_device, device))
     try:
-        summary = trainer.run()
+        with stdout_to_stderr(as_json):
+            summary = trainer.run()
     finally:
         shutdown(trainer.info)
-    if trainer.info.is_main:
-        typer.echo(json.dumps({"out": str(out), "method": method,
-                               **summary["teacher_metrics"],
-                               "train_time_s": summary["train_time_s"]}))
+    if not trainer.info.is_main:
+        return
+    if as_json:
+        print_json({"out_dir": str(out), "method": method, **summary["teacher_metrics"],
+                    "train_time_s": summary["train_time_s"]})
+    else:
+        typer.echo(format_summary(summary, out))
+
+
+def format_summary(summary: dict, out: Path) -> str:
+    """One line: the teacher's accuracy, its supernet's subnets, the time and the folder."""
+    m = summary["teacher_metrics"]
+    subnets = "".join(f", supernet {name} {v['top1']:.2f}%"
+                      for name, v in summary.get("supernet_val", {}).items())
+    return (f"{summary['method']} teacher {summary['teacher']} on {summary['task']}: val "
+            f"top-1 {m['val_top1']:.2f}%, test top-1 {m['test_top1']:.2f}%{subnets} "
+            f"({summary['train_time_s']:.0f} s) -> {out}")

@@ -26,7 +26,8 @@ def _seconds_per_image(step, batch_size: int) -> float:
 
 def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
           student_images: int) -> dict:
-    """Estimated training seconds: {'teacher_s', 'students_s': {device: s}, 'total_s'}."""
+    """Estimated training seconds: {'teacher_s', 'students_s': {device: s}, 'total_s'};
+    'student_run_s': {device: s} is one of a device's student runs (KD or its CE baseline)."""
     import torch
 
     from gtn_deploy.arch import get_space
@@ -53,8 +54,8 @@ def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
         opt.step()
 
     teacher_s = _seconds_per_image(teacher_step, b) * train_images * cfg.teacher_epochs
-    runs = 2 if cfg.baseline == "ce" else 1
-    students = {}
+    runs = 2 if cfg.baseline == "ce" else 1  # the KD student and its CE baseline
+    per_run = {}
     for device, arch in archs.items():
         model = build_student(space, arch).to(memory_format=torch.channels_last).train()
         s_opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -65,17 +66,22 @@ def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
             loss.backward()
             s_opt.step()
 
-        students[device] = (_seconds_per_image(student_step, b) * student_images
-                            * cfg.distill_epochs * runs)
-    return {"teacher_s": teacher_s, "students_s": students,
+        per_run[device] = (_seconds_per_image(student_step, b) * student_images
+                           * cfg.distill_epochs)
+    students = {device: s * runs for device, s in per_run.items()}
+    return {"teacher_s": teacher_s, "students_s": students, "student_run_s": per_run,
             "total_s": teacher_s + sum(students.values())}
 
 
-def describe(estimate: dict) -> str:
-    def clock(s: float) -> str:
-        h, m = divmod(int(round(s / 60)), 60)
-        return f"{h} h {m:02d} min" if h else f"{m} min"
+def clock(s: float) -> str:
+    """``42 s``, ``7 min``, ``2 h 05 min``."""
+    if s < 59.5:
+        return f"{s:.0f} s"
+    h, m = divmod(int(round(s / 60)), 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min"
 
+
+def describe(estimate: dict) -> str:
     per = ", ".join(f"{d} {clock(s)}" for d, s in estimate["students_s"].items())
     return (f"estimated training time here: teacher {clock(estimate['teacher_s'])}, students "
             f"({per}), total {clock(estimate['total_s'])} (from a probe of timed steps; "

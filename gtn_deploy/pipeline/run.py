@@ -38,14 +38,17 @@ class DeviceBranch:
     bundle: StageResult | None = None
     bench: StageResult | None = None
     runs_here: bool = False
+    planned: ArchConfig | None = None  # the plan's choice: read once, or computed (dry run)
 
     @property
     def id(self) -> str:
         return self.profile.id
 
     def arch(self) -> ArchConfig:
-        doc = json.loads((self.plan.path / "plan.json").read_text())
-        return ArchConfig.from_dict(doc["devices"][0]["candidates"][0]["arch"])
+        if self.planned is None:
+            doc = json.loads((self.plan.path / "plan.json").read_text())
+            self.planned = ArchConfig.from_dict(doc["devices"][0]["candidates"][0]["arch"])
+        return self.planned
 
 
 @dataclass
@@ -73,41 +76,62 @@ def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = pr
                                                     "kind": "gtn_deploy.pipeline_config",
                                                     "tool_version": __version__,
                                                     "config": cfg.model_dump()})
-        for b in branches:
-            b.plan = _stage(run, store, f"plan-{b.id}", _plan_inputs(cfg, b),
-                            lambda d, b=b: _plan(cfg, space, b, d))
-        if not cfg.quick and not store.is_done("teacher", _teacher_inputs(cfg, branches)):
-            run.log(_estimate(cfg, space, branches))
-        run.teacher = _stage(run, store, "teacher", _teacher_inputs(cfg, branches),
-                             lambda d: _teacher(cfg, branches, d), resumable=True)
-        for b in branches:
-            b.student = _stage(run, store, f"student-{b.id}", _student_inputs(cfg, run, b),
-                               lambda d, b=b: _distill(cfg, run, b, d), resumable=True)
-            if cfg.baseline == "ce":
-                b.baseline = _stage(run, store, f"baseline-{b.id}",
-                                    _student_inputs(cfg, run, b, with_teacher=False),
-                                    lambda d, b=b: _distill(cfg, run, b, d, with_teacher=False),
-                                    resumable=True)
-            b.bundle = _stage(run, store, f"bundle-{b.id}", _bundle_inputs(cfg, b),
-                              lambda d, b=b: _export(cfg, b, d))
-            b.runs_here = _runs_here(b.profile)
-            if b.runs_here:
-                b.bench = _stage(run, store, f"bench-{b.id}", _bench_inputs(cfg, b),
-                                 lambda d, b=b: _bench(cfg, b, d))
+
+        def do(name: str, inputs: dict, build: Callable[[Path], dict | None],
+               resumable: bool = False) -> StageResult:
+            if name == "teacher" and not cfg.quick and not store.is_done(name, inputs):
+                run.log(_estimate(cfg, space, branches))
+            return _stage(run, store, name, inputs, build, resumable)
+
+        walk_stages(run, space, do)
         from gtn_deploy.pipeline.report import write_report
 
         write_report(run)
     return run
 
 
+Step = Callable[..., StageResult]  # (name, inputs, build, resumable=False) -> StageResult
+
+
+def walk_stages(run: PipelineRun, space, do: Step) -> None:
+    """Every stage in order, each through ``do``: the run builds it, a dry run looks it up.
+
+    A stage's inputs name the stages it depends on by their folders (a hash of *their*
+    inputs), so every key is known before anything runs."""
+    cfg, branches = run.cfg, run.branches
+    for b in branches:
+        b.plan = do(f"plan-{b.id}", plan_inputs(cfg, b),
+                    lambda d, b=b: _plan(cfg, space, b, d))
+    run.teacher = do("teacher", _teacher_inputs(cfg, branches),
+                     lambda d: _teacher(cfg, branches, d), resumable=True)
+    for b in branches:
+        b.student = do(f"student-{b.id}", _student_inputs(cfg, run, b),
+                       lambda d, b=b: _distill(cfg, run, b, d), resumable=True)
+        if cfg.baseline == "ce":
+            b.baseline = do(f"baseline-{b.id}", _student_inputs(cfg, run, b, with_teacher=False),
+                            lambda d, b=b: _distill(cfg, run, b, d, with_teacher=False),
+                            resumable=True)
+        b.bundle = do(f"bundle-{b.id}", _bundle_inputs(cfg, b), lambda d, b=b: _export(cfg, b, d))
+        b.runs_here = _runs_here(b.profile)
+        if b.runs_here:
+            b.bench = do(f"bench-{b.id}", _bench_inputs(cfg, b), lambda d, b=b: _bench(cfg, b, d))
+
+
 def _estimate(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> str:
     """The full setting runs for hours: say how many before starting (a few-second probe)."""
+    from gtn_deploy.pipeline.estimate import describe
+
+    return describe(estimate_training(cfg, space, branches))
+
+
+def estimate_training(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> dict:
+    """``estimate.probe`` for this run's images and planned students."""
     from gtn_deploy.data import load_space_data
-    from gtn_deploy.pipeline.estimate import describe, probe
+    from gtn_deploy.pipeline.estimate import probe
 
     data = load_space_data(space, cfg.data_dir, limit_train=cfg.limit_train)
     students = min(len(data.train), cfg.distill_limit_train or len(data.train))
-    return describe(probe(cfg, {b.id: b.arch() for b in branches}, len(data.train), students))
+    return probe(cfg, {b.id: b.arch() for b in branches}, len(data.train), students)
 
 
 def _stage_names(cfg: PipelineConfig, branches: list[DeviceBranch]) -> list[str]:
@@ -150,26 +174,34 @@ def _key(result: StageResult) -> str:
 
 
 # -- plan -----------------------------------------------------------------------------------
-def _plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
+def plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
     return {"profile": b.profile.id, "profile_sha256": b.profile.content_hash,
             "task": cfg.task, "target": b.target.model_dump(), "scale_budget": cfg.scale_budget,
             "margin": cfg.margin, "seed": cfg.seed, "tool": __version__}
 
 
-def _plan(cfg: PipelineConfig, space, b: DeviceBranch, folder: Path) -> dict:
-    from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
+def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:
+    """The device's plan (a search of a second or less; no torch)."""
+    from gtn_deploy.search.planner import PlanRequest, plan_device
 
     p, t = b.profile, b.target
     req = PlanRequest.for_device(p, space, precision=t.precision, latency_ms=t.latency_ms,
                                  memory_mb=t.memory_mb, scale_budget=cfg.scale_budget,
                                  margin=cfg.margin, seed=cfg.seed)
-    latency = req.latency_ms
     entry = plan_device(req)[1]
-    entry["budget"]["scaled_from_ms"] = p.budgets.latency_ms if latency != p.budgets.latency_ms else None
+    entry["budget"]["scaled_from_ms"] = (p.budgets.latency_ms
+                                         if req.latency_ms != p.budgets.latency_ms else None)
+    return entry
+
+
+def _plan(cfg: PipelineConfig, space, b: DeviceBranch, folder: Path) -> dict:
+    from gtn_deploy.search.planner import plan_document
+
+    entry = plan_entry(cfg, space, b)
     atomic_write_json(folder / "plan.json", plan_document(space, [entry]))
     best = entry["candidates"][0]
     return {"latency_ms": best["latency_ms"], "mflops": best["mflops"],
-            "budget_ms": round(latency, 4)}
+            "budget_ms": round(entry["budget"]["latency_ms"], 4)}
 
 
 # -- teacher --------------------------------------------------------------------------------

@@ -44,9 +44,10 @@ class StageResult:
 class StageStore:
     """The stage folders of one pipeline run: ``<root>/stages/<name>-<hash>/``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, create: bool = True):
         self.root = Path(root) / "stages"
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:  # a dry run only looks: it makes no folder
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def sweep(self) -> list[Path]:
         """Remove temporary folders a killed run left behind (never a finished stage)."""
@@ -62,6 +63,11 @@ class StageStore:
     def is_done(self, name: str, inputs: dict[str, Any]) -> bool:
         marker = self.path(name, inputs) / MARKER
         return marker.is_file()
+
+    @staticmethod
+    def work_folder(final: Path) -> Path:
+        """Where a resumable stage builds (and a killed one left its checkpoints)."""
+        return final.with_name(f".work-{final.name}")
 
     def run(self, name: str, inputs: dict[str, Any], build: Callable[[Path], dict | None],
             resumable: bool = False) -> StageResult:
@@ -79,7 +85,7 @@ class StageStore:
             shutil.rmtree(final)
         start = time.perf_counter()
         if resumable:
-            work = final.with_name(f".work-{final.name}")
+            work = self.work_folder(final)
             work.mkdir(parents=True, exist_ok=True)
             self._finish(work, name, inputs, build(work), start)
             os.replace(work, final)

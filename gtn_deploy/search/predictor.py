@@ -130,16 +130,16 @@ def rmse(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def fit_with_holdout(space: SearchSpace, archs: Sequence[ArchConfig],
-                     accuracies: Sequence[float], holdout: float = 0.2, seed: int = 0
+                     accuracies: Sequence[float], holdout: int = 20, seed: int = 0
                      ) -> AccuracyPredictor:
-    """Fit on a seeded (1 - holdout) share, report Kendall tau / RMSE on the rest, then
+    """Fit on all but a seeded ``holdout`` subnets, report Kendall tau / RMSE on those, then
     refit on everything (the report keeps the held-out numbers)."""
     n = len(archs)
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    n_test = int(round(n * holdout)) if holdout > 0 else 0
-    if n_test and n - n_test < 3:
-        raise UsageError(f"--holdout {holdout} leaves fewer than 3 subnets to fit on")
+    n_test = holdout
+    if n_test < 0 or (n_test and n - n_test < 3):
+        raise UsageError(f"--holdout {holdout} of {n} subnets leaves fewer than 3 to fit on")
     report = {"n": n, "holdout_n": n_test}
     if n_test:
         test, train = order[:n_test], order[n_test:]
