@@ -29,25 +29,65 @@ def bench(
     out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
     force: Annotated[bool, typer.Option(help="Run despite hash or device mismatches (recorded).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results document.")] = False,
+    host: Annotated[Optional[str], typer.Option(
+        metavar="USER@HOST[:PORT]", help="Run on this machine over SSH: the bundle's own "
+        "run_onnx.py, with python3, numpy and onnxruntime there (no gtn_deploy).")] = None,
+    remote_python: Annotated[str, typer.Option(
+        help="With --host: the python to run there.")] = "python3",
+    identity: Annotated[Optional[Path], typer.Option(
+        help="With --host: the SSH private key (ssh -i).")] = None,
+    ssh_option: Annotated[Optional[list[str]], typer.Option(
+        metavar="KEY=VALUE", help="With --host: an ssh -o option; repeatable.")] = None,
+    insecure_host_key: Annotated[bool, typer.Option(
+        help="With --host: do not check the host key against known_hosts (recorded).")] = False,
 ) -> None:
-    """Measure a bundle's latency here and compare it with its predicted latency."""
-    from gtn_deploy.bench.run import bench_bundle
+    """Measure a bundle's latency here (or on --host) and compare it with its prediction."""
     from gtn_deploy.io_utils import atomic_write_json, check_output_file
 
     check_output_file(out)
     batch_size = batch_size if batch is None else batch
-    result = bench_bundle(bundle, backend, batch_size, threads, warmup, iters, seconds,
-                          precision, force)
+    if host is not None:
+        result = _bench_remote(bundle, host, backend, batch_size, seconds, remote_python,
+                               identity, ssh_option, insecure_host_key, precision, threads,
+                               warmup, iters, force)
+    else:
+        from gtn_deploy.bench.run import bench_bundle
+
+        result = bench_bundle(bundle, backend, batch_size, threads, warmup, iters, seconds,
+                              precision, force)
     for problem in result["forced"]:
         typer.echo(f"warning: forced past: {problem}", err=True)
     if result["noise"]["warning"]:
         typer.echo(f"warning: {result['noise']['warning']}", err=True)
     # printed before the write, so a failing --out loses no measurement
-    typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
+    text = format_result(result) if host is None else format_remote(result)
+    typer.echo(json.dumps(result, indent=2) if as_json else text)
     if out is not None:
         atomic_write_json(out, result)
         if not as_json:
             typer.echo(f"results written to {out}")
+
+
+def _bench_remote(bundle, host, backend, batch_size, seconds, remote_python, identity,
+                  ssh_option, insecure_host_key, precision, threads, warmup, iters, force):
+    from gtn_deploy.bench.remote import SshTarget, bench_remote
+    from gtn_deploy.errors import UsageError
+
+    if backend != "onnxruntime" or batch_size != 1 or seconds is not None:
+        raise UsageError("--host runs the bundle's run_onnx.py: onnxruntime, the model's own "
+                         "batch and --iters only (no --backend, --batch-size or --seconds)")
+    if identity is not None and not identity.is_file():
+        raise UsageError(f"--identity {identity}: no such key file")
+    target = SshTarget.parse(host, identity=identity, options=tuple(ssh_option or ()),
+                             insecure_host_key=insecure_host_key)
+    return bench_remote(bundle, target, remote_python, precision, threads, warmup, iters,
+                        force)
+
+
+def format_remote(r: dict) -> str:
+    from gtn_deploy.bench.remote import format_remote as fmt
+
+    return fmt(r)
 
 
 def format_result(r: dict) -> str:

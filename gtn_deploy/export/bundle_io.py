@@ -9,6 +9,8 @@ import argparse
 import importlib
 import json
 import os
+import platform
+import subprocess
 import time
 
 import numpy as np
@@ -35,7 +37,10 @@ def parser(doc):
                     help=".npy arrays (uint8 pixels N,H,W / N,H,W,C / N,C,H,W, or float32 "
                     "already normalised NCHW) or image files (need Pillow); default: random")
     ap.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     ap.add_argument("--top", type=int, default=5, help="classes printed per image (default 5)")
+    ap.add_argument("--json", action="store_true", help="print only one JSON line: the timing "
+                    "(p50/p90/p95/p99 in ms) and this machine's fingerprint")
     return ap
 
 
@@ -193,12 +198,66 @@ def timing_batch(x, batch):
 
 
 def time_ms(run, x, runs, warmup=10):
-    """p50 and p90 in ms of ``run(x)`` after ``warmup`` untimed runs, and the count."""
-    for _ in range(warmup):
+    """Latency summary of ``run(x)`` after ``warmup`` untimed runs: p50_ms ... p99_ms, runs."""
+    for _ in range(max(0, warmup)):
         run(x)
     times = []
     for _ in range(max(1, runs)):
         start = time.perf_counter()
         run(x)
         times.append((time.perf_counter() - start) * 1e3)
-    return np.percentile(times, 50), np.percentile(times, 90), len(times)
+    out = {"p%d_ms" % q: float(np.percentile(times, q)) for q in (50, 90, 95, 99)}
+    out.update(mean_ms=float(np.mean(times)), min_ms=float(np.min(times)),
+               max_ms=float(np.max(times)), runs=len(times), warmup=max(0, warmup),
+               batch_size=len(x), throughput_ips=len(x) * 1e3 / float(np.mean(times)))
+    return out
+
+
+def print_json(model, timing, runtime, version, detail):
+    """The --json document, one line: what ran, its timing and where (``fingerprint``)."""
+    print(json.dumps({"kind": "gtn_deploy.bundle_timing", "model": model, "runtime": runtime,
+                      "runtime_version": version, "detail": detail, "timing": timing,
+                      "machine": fingerprint(runtime, version)}))
+
+
+def fingerprint(runtime, version):
+    """This machine as a benchmark reader needs it: CPU, OS, versions, Jetson power mode."""
+    return {"hostname": platform.node(), "cpu_model": _cpu_model(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "os": _os_name(), "kernel": platform.release(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            runtime: version, "power_mode": _power_mode()}
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def _cpu_model():
+    # x86 names the CPU "model name"; ARM boards often only in the device tree (Jetson)
+    for line in _read_text("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Hardware", "Model") and value.strip():
+            return value.strip()
+    board = _read_text("/proc/device-tree/model").strip("\x00 \n")
+    return board or platform.processor() or None
+
+
+def _os_name():
+    for line in _read_text("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return platform.platform()
+
+
+def _power_mode():
+    """``nvpmodel -q`` (Jetson) as one line, or None where there is no nvpmodel."""
+    try:
+        out = subprocess.run(["nvpmodel", "-q"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip()) or None

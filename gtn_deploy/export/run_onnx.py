@@ -4,6 +4,7 @@
     python3 run_onnx.py                          # random input, the recommended model
     python3 run_onnx.py --input a.npy b.png      # uint8 pixels / float32 normalised / images
     python3 run_onnx.py --model model.int8.onnx --runs 200
+    python3 run_onnx.py --runs 500 --json        # one JSON line: timing and this machine
 
 Every image given is classified (a fixed-batch model runs them in padded chunks) and named
 from labels.txt; pixels are pre-processed as manifest.json's "preprocessing" says (shared with
@@ -21,7 +22,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # a __pycache__/ in the bundle would fail `gtnd bundle verify`
 
-import bundle_io  # noqa: E402
+try:
+    import bundle_io  # noqa: E402
+except ImportError as exc:  # numpy missing: one line, as for a missing runtime
+    raise SystemExit("error: %s; pip install numpy" % str(exc).splitlines()[0])
 
 # Best first: an execution provider is used when this onnxruntime build offers it.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
@@ -61,14 +65,19 @@ def main(argv=None):
         return sess.run(None, {inp.name: batch})[0]
 
     x = bundle_io.load_inputs(args.input, prep, fixed or 1)
+    one = bundle_io.timing_batch(x, fixed or 1)
+    if args.json:
+        timing = bundle_io.time_ms(run, one, args.runs, args.warmup)
+        bundle_io.print_json(model, timing, "onnxruntime", ort.__version__, {
+            "provider": sess.get_providers()[0], "threads": args.threads})
+        return 0
     # A dynamic batch takes every image in one run; a fixed one in padded chunks.
     bundle_io.print_predictions(bundle_io.run_batches(run, x, fixed, pad=True), labels,
                                 args.top)
-    one = bundle_io.timing_batch(x, fixed or 1)
-    p50, p90, runs = bundle_io.time_ms(run, one, args.runs)
+    t = bundle_io.time_ms(run, one, args.runs, args.warmup)
     print("%s: %d image(s) classified; timing batch %d, p50 %.3f ms, p90 %.3f ms over %d runs "
           "(onnxruntime %s, %s, %d thread(s))"
-          % (model, len(x), len(one), p50, p90, runs, ort.__version__,
+          % (model, len(x), len(one), t["p50_ms"], t["p90_ms"], t["runs"], ort.__version__,
              sess.get_providers()[0], args.threads))
     return 0
 

@@ -22,8 +22,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # a __pycache__/ in the bundle would fail `gtnd bundle verify`
 
-import bundle_io  # noqa: E402
-import numpy as np  # noqa: E402
+try:
+    import bundle_io  # noqa: E402
+    import numpy as np  # noqa: E402
+except ImportError as exc:  # numpy missing: one line, as for a missing runtime
+    raise SystemExit("error: %s; pip install numpy" % str(exc).splitlines()[0])
 
 CUDA_HINT = ("run_trt.py needs cuda-python or pycuda for GPU memory: pip install cuda-python "
              "(TensorRT 10) or pip install pycuda (JetPack 5)")
@@ -202,13 +205,18 @@ def main(argv=None):
     engine = Engine(trt, path, open_cuda())
     # A dynamic engine takes chunks up to its profile's largest batch; a fixed one, padded.
     logits = bundle_io.run_batches(engine.run, x, engine.max_batch, pad=not engine.dynamic)
-    bundle_io.print_predictions(logits, labels, args.top)
     one = bundle_io.timing_batch(x, 1 if engine.dynamic else engine.max_batch)
-    p50, p90, runs = bundle_io.time_ms(engine.run, one, args.runs)
+    if args.json:
+        timing = bundle_io.time_ms(engine.run, one, args.runs, args.warmup)
+        bundle_io.print_json(os.path.relpath(path, HERE), timing, "tensorrt", trt.__version__,
+                             {"api": engine.api, "cuda": engine.cuda.name})
+        return 0
+    bundle_io.print_predictions(logits, labels, args.top)
+    t = bundle_io.time_ms(engine.run, one, args.runs, args.warmup)
     print("%s: %d image(s) classified; timing batch %d, p50 %.3f ms, p90 %.3f ms over %d runs "
           "incl. copies (TensorRT %s, %s, %s)"
-          % (os.path.relpath(path, HERE), len(x), len(one), p50, p90, runs, trt.__version__,
-             engine.api, engine.cuda.name))
+          % (os.path.relpath(path, HERE), len(x), len(one), t["p50_ms"], t["p90_ms"], t["runs"],
+             trt.__version__, engine.api, engine.cuda.name))
     return 0
 
 
