@@ -65,6 +65,29 @@ def test_wrong_device_refused_then_forced(bundle, tmp_path):
     pred = doc["prediction"]
     assert pred["predicted_ms"] > 0
     assert pred["error"] == pytest.approx(pred["predicted_ms"] / t["p50_ms"] - 1, rel=1e-3)
+    # the profile's p90 budget recorded at export, against the measured p90; forced onto
+    # another machine, the verdict says it was not measured on the target
+    from gtn_deploy.profiles import load_profile
+
+    verdict = doc["budget"]
+    assert verdict["budget_ms"] == load_profile("raspberry-pi-5").budgets.latency_ms
+    assert verdict["source"] == "profile" and verdict["percentile"] == "p90"
+    assert verdict["measured_p90_ms"] == t["p90_ms"] and verdict["on_target"] is False
+    assert verdict["fits"] == (t["p90_ms"] <= verdict["budget_ms"])
+    assert "budget: p90" in res.output and "not measured on the target device" in res.output
+
+
+def test_budget_verdict_fits_or_over():
+    from gtn_deploy.bench.run import budget_line, budget_verdict
+
+    manifest = {"device": {"budget": {"latency_ms": 2.0, "percentile": "p90",
+                                      "source": "plan"}}}
+    fits = budget_verdict(manifest, {"p90_ms": 1.5}, on_target=True)
+    assert fits["fits"] and fits["headroom"] == 0.25
+    assert budget_line(fits) == "  budget: p90 1.500 ms vs 2 ms (plan): fits, 25% headroom"
+    over = budget_verdict(manifest, {"p90_ms": 3.0}, on_target=True)
+    assert not over["fits"] and "OVER by 50%" in budget_line(over)
+    assert budget_verdict({"device": {}}, {"p90_ms": 1.0}, True) is None  # older bundles
 
 
 def test_tampered_bundle_refused(bundle, tmp_path):

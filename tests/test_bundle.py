@@ -72,7 +72,10 @@ def test_layout_and_manifest(bundle, student):
     assert "onnxruntime_int8" in met["parity"]
     profile = load_profile("jetson-orin-nano")
     assert m["device"] == {"id": "jetson-orin-nano", "profile_sha256": profile.content_hash,
-                           "runtime": {"name": "tensorrt", "version": "10.3"}}
+                           "runtime": {"name": "tensorrt", "version": "10.3"},
+                           "budget": {"latency_ms": profile.budgets.latency_ms,
+                                      "percentile": "p90", "batch_size": 1,
+                                      "source": "profile"}}
     assert m["latency_prediction"]["tier"] in (0, 1, 2)
     assert m["latency_prediction"]["precision"] == "fp16"
     assert m["provenance"]["student_sha256"] == sha256_file(student / "weights.safetensors")

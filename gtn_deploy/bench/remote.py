@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.bench.run import RESULT_KIND, RESULT_SCHEMA_VERSION, compare_prediction
+from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_line, budget_verdict,
+                                  compare_prediction)
 from gtn_deploy.bench.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
 
@@ -234,6 +235,8 @@ def _result(path, manifest, target, remote_python, precision, threads, doc,
                                        **doc.get("detail", {})},
         "timing": {k: round(v, 5) if isinstance(v, float) else v for k, v in t.items()},
         "prediction": compare_prediction(manifest, t["p50_ms"], precision, t["batch_size"]),
+        # the host is the device the user named: its measurement is taken as on target
+        "budget": budget_verdict(manifest, t, on_target=True),
         "noise": {"p99_over_p50": None if ratio is None else round(ratio, 3),
                   "warning": warning},
         "forced": problems,
@@ -264,5 +267,7 @@ def format_remote(r: dict) -> str:
         lines.append(f"  predicted {p['predicted_ms']:.3f} ms (tier {p['tier']}) vs measured "
                      f"p50 {p['measured_p50_ms']:.3f} ms: error {p['error']:+.1%}"
                      f"{'' if p['within_band'] else ', outside the band'}")
+    if budget_line(r.get("budget")):
+        lines.append(budget_line(r["budget"]))
     return "\n".join(lines)
 

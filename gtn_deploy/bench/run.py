@@ -37,6 +37,34 @@ def target_problem(manifest: dict) -> str | None:
     return f"this machine ({seen}) is not a '{device_id}' target"
 
 
+def budget_verdict(manifest: dict, timing: dict, on_target: bool) -> dict[str, Any] | None:
+    """The measured percentile the device's budget names (p90) against that budget: fits or
+    over, with the headroom. None for a bundle that records no budget (older exports)."""
+    budget = (manifest.get("device") or {}).get("budget")
+    if not isinstance(budget, dict) or not budget.get("latency_ms"):
+        return None
+    pct = str(budget.get("percentile") or "p90").lower()
+    measured = timing.get(f"{pct}_ms")
+    if measured is None:
+        return None
+    headroom = 1 - measured / budget["latency_ms"]
+    return {"budget_ms": budget["latency_ms"], "percentile": pct, "source": budget.get("source"),
+            f"measured_{pct}_ms": round(measured, 5), "fits": headroom >= 0,
+            "headroom": round(headroom, 4), "on_target": on_target}
+
+
+def budget_line(v: dict | None) -> str | None:
+    """``budget: p90 0.214 ms vs 0.528 ms (plan): fits, 59% headroom``, or None."""
+    if not v:
+        return None
+    pct = v["percentile"]
+    verdict = (f"fits, {v['headroom']:.0%} headroom" if v["fits"]
+               else f"OVER by {-v['headroom']:.0%}")
+    where = "" if v["on_target"] else " (not measured on the target device)"
+    return (f"  budget: {pct} {v[f'measured_{pct}_ms']:.3f} ms vs {v['budget_ms']:.3g} ms "
+            f"({v['source']}): {verdict}{where}")
+
+
 def compare_prediction(manifest: dict, p50_ms: float, precision: str,
                        batch_size: int) -> dict[str, Any] | None:
     """Predicted vs measured p50; error = predicted / measured - 1."""
@@ -135,6 +163,8 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         "memory": {"peak_rss_mb": round(envinfo.peak_rss_mb(), 2),
                    "peak_rss_before_build_mb": round(rss_before, 2)},
         "prediction": compare_prediction(manifest, stats.p50_ms, precision, batch_size),
+        "budget": budget_verdict(manifest, stats.to_dict(),
+                                 on_target=target_problem(manifest) is None),
         "noise": {"p99_over_p50": None if ratio is None else round(ratio, 3),
                   "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg")
                   else None, "warning": noise_warning(stats)},

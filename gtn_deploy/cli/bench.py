@@ -91,6 +91,8 @@ def format_remote(r: dict) -> str:
 
 
 def format_result(r: dict) -> str:
+    from gtn_deploy.bench.run import budget_line
+
     t, env = r["timing"], r["environment"]
     ort = env.get("onnxruntime") or {}
     lines = [
@@ -114,4 +116,6 @@ def format_result(r: dict) -> str:
         lines.append(f"  predicted {p['predicted_ms']:.3f} ms (tier {p['tier']}) vs measured "
                      f"p50 {p['measured_p50_ms']:.3f} ms: error {p['error']:+.1%}"
                      f"{'' if p['within_band'] else ', outside the band'}{note}")
+    if budget_line(r.get("budget")):
+        lines.append(budget_line(r["budget"]))
     return "\n".join(lines)

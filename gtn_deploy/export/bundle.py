@@ -61,6 +61,9 @@ class ExportOptions:
     overwrite: bool = False
     tarball: bool = True
     build_engine: bool = False
+    # The latency budget the student was planned under (the pipeline passes its plan's,
+    # scaled to the task); None: the profile's own. Recorded so that bench gives a verdict.
+    budget_ms: float | None = None
     threads: int = 1
     data_dir: str | None = None
 
@@ -147,6 +150,7 @@ def _assemble(tmp: Path, model, arch, space, student_dir, student_doc, profile, 
     fields = _manifest_fields(name, arch, space, spec, data, labels, models, recommended,
                               metrics, profile, make_int8, student_dir, student_doc, onnx_info,
                               plan)
+    fields["budget"] = documents.budget_entry(profile, options.budget_ms)
     atomic_write_text(tmp / "README.md", documents.readme(
         documents.build_manifest(files={}, **fields)))
     fields["export"]["export_wall_s"] = round(time.perf_counter() - export_start, 3)

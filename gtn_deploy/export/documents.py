@@ -90,8 +90,17 @@ def preprocessing(space, resolution: int) -> dict[str, Any]:
     }
 
 
+def budget_entry(profile, budget_ms: float | None) -> dict[str, Any]:
+    """The device's latency budget as the bundle was planned for it."""
+    b = profile.budgets
+    return {"latency_ms": round(float(budget_ms if budget_ms is not None else b.latency_ms), 6),
+            "percentile": b.percentile, "batch_size": b.batch_size,
+            "source": "plan" if budget_ms is not None else "profile"}
+
+
 def build_manifest(*, name: str, arch, space, spec, labels, models, recommended, files,
-                   metrics, latency, profile, versions, provenance, export) -> dict[str, Any]:
+                   metrics, latency, profile, versions, provenance, export,
+                   budget=None) -> dict[str, Any]:
     precision, reason = recommended
     rec_model = models["int8"] if precision == "int8" else models["fp32"]
     shape = ["batch" if spec.dynamic_batch else spec.batch_size, *spec.shape[1:]]
@@ -108,7 +117,8 @@ def build_manifest(*, name: str, arch, space, spec, labels, models, recommended,
         "recommended_model": rec_model, "recommendation_reason": reason,
         "files": files, "metrics": metrics, "latency_prediction": latency,
         "device": {"id": profile.id, "profile_sha256": profile.content_hash,
-                   "runtime": {"name": profile.runtime.name, "version": profile.runtime.version}},
+                   "runtime": {"name": profile.runtime.name, "version": profile.runtime.version},
+                   **({"budget": budget} if budget else {})},
         "versions": versions, "provenance": provenance, "export": export,
     }
 

@@ -292,8 +292,10 @@ def _bundle_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
 def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
     from gtn_deploy.export.bundle import ExportOptions, export_student
 
+    plan = json.loads((b.plan.path / "plan.json").read_text())["devices"][0]
     options = ExportOptions(int8=cfg.int8, eval_images=cfg.eval_images, data_dir=cfg.data_dir,
-                            name="bundle", allow_accuracy_drop=True)
+                            name="bundle", allow_accuracy_drop=True,
+                            budget_ms=plan["budget"]["latency_ms"])
     result = export_student(b.student.path, b.profile, folder, options)
     met = result.manifest["metrics"]
     return {"fp32_top1": met["fp32_top1"], "int8_top1": met.get("int8_top1"),
