@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_line, budget_verdict,
-                                  compare_prediction)
+from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_verdict,
+                                  compare_prediction, verdict_lines)
 from gtn_deploy.bench.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
 
@@ -262,12 +262,5 @@ def format_remote(r: dict) -> str:
         f"  mean {t['mean_ms']:.3f} ms  min {t['min_ms']:.3f} ms  max {t['max_ms']:.3f} ms  "
         f"{t['throughput_ips']:.1f} img/s over {t['runs']} runs (warm-up {t['warmup']})",
     ]
-    p = r.get("prediction")
-    if p:
-        lines.append(f"  predicted {p['predicted_ms']:.3f} ms (tier {p['tier']}) vs measured "
-                     f"p50 {p['measured_p50_ms']:.3f} ms: error {p['error']:+.1%}"
-                     f"{'' if p['within_band'] else ', outside the band'}")
-    if budget_line(r.get("budget")):
-        lines.append(budget_line(r["budget"]))
-    return "\n".join(lines)
+    return "\n".join(lines + verdict_lines(r))
 

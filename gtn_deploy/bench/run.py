@@ -65,6 +65,21 @@ def budget_line(v: dict | None) -> str | None:
             f"({v['source']}): {verdict}{where}")
 
 
+def verdict_lines(r: dict) -> list[str]:
+    """A result's prediction and budget lines, shared by the local and the remote summary."""
+    lines = []
+    p = r.get("prediction")
+    if p:
+        note = "" if p["comparable"] else (
+            f" (predicted for {p['predicted_for']['precision']} batch "
+            f"{p['predicted_for']['batch_size']} on {p['predicted_for']['device']})")
+        lines.append(f"  predicted {p['predicted_ms']:.3f} ms (tier {p['tier']}) vs measured "
+                     f"p50 {p['measured_p50_ms']:.3f} ms: error {p['error']:+.1%}"
+                     f"{'' if p['within_band'] else ', outside the band'}{note}")
+    budget = budget_line(r.get("budget"))
+    return lines + ([budget] if budget else [])
+
+
 def compare_prediction(manifest: dict, p50_ms: float, precision: str,
                        batch_size: int) -> dict[str, Any] | None:
     """Predicted vs measured p50; error = predicted / measured - 1."""

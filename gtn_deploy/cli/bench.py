@@ -91,7 +91,7 @@ def format_remote(r: dict) -> str:
 
 
 def format_result(r: dict) -> str:
-    from gtn_deploy.bench.run import budget_line
+    from gtn_deploy.bench.run import verdict_lines
 
     t, env = r["timing"], r["environment"]
     ort = env.get("onnxruntime") or {}
@@ -108,14 +108,4 @@ def format_result(r: dict) -> str:
         f"first {t['first_ms']:.2f} ms | build {r['build_s']:.3f} s | peak RSS "
         f"{r['memory']['peak_rss_mb']:.0f} MB | load {r['noise']['load_avg_1m']}",
     ]
-    p = r.get("prediction")
-    if p:
-        note = "" if p["comparable"] else (
-            f" (predicted for {p['predicted_for']['precision']} batch "
-            f"{p['predicted_for']['batch_size']} on {p['predicted_for']['device']})")
-        lines.append(f"  predicted {p['predicted_ms']:.3f} ms (tier {p['tier']}) vs measured "
-                     f"p50 {p['measured_p50_ms']:.3f} ms: error {p['error']:+.1%}"
-                     f"{'' if p['within_band'] else ', outside the band'}{note}")
-    if budget_line(r.get("budget")):
-        lines.append(budget_line(r["budget"]))
-    return "\n".join(lines)
+    return "\n".join(lines + verdict_lines(r))
