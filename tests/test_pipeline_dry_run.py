@@ -117,3 +117,19 @@ def test_dry_run_json_and_an_estimate_it_cannot_make(tmp_path, monkeypatch):
     assert doc["dry_run"] is True and doc["stages_cached"] == 0
     assert doc["estimate_note"] == "no estimate: no digits data here"
     assert doc["estimated_training_s"] is None and not out.exists()
+
+
+def test_bundle_key_holds_the_plans_budget(tmp_path, monkeypatch):
+    """The budget a bundle records comes from its plan: a budget that changes nothing else
+    (the same student, as when the budget does not bind) still gives a new bundle stage."""
+    monkeypatch.setattr(run_mod, "estimate_training", lambda *a: {
+        "teacher_s": 1.0, "student_run_s": {"raspberry-pi-5": 1.0}})
+
+    def folders(latency_ms):
+        devices = [{"device": "raspberry-pi-5", "latency_ms": latency_ms}]
+        cfg = load_config(None, {**TINY, "devices": devices})
+        return {s["name"]: s["folder"] for s in dry.dry_run(cfg, tmp_path / "run")["stages"]}
+
+    loose, looser = folders(50.0), folders(60.0)  # the largest digits subnet fits both
+    assert loose["student-raspberry-pi-5"] == looser["student-raspberry-pi-5"]
+    assert loose["bundle-raspberry-pi-5"] != looser["bundle-raspberry-pi-5"]

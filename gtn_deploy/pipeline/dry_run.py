@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.arch import get_space
 from gtn_deploy.errors import GtnError
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.estimate import clock
-from gtn_deploy.pipeline.run import (DeviceBranch, PipelineRun, estimate_training, plan_entry,
-                                     plan_inputs, walk_stages)
+from gtn_deploy.pipeline.run import (DeviceBranch, PipelineRun, computed_plan,
+                                     estimate_training, plan_inputs, walk_stages)
 from gtn_deploy.pipeline.stages import MARKER, StageResult, StageStore
 from gtn_deploy.profiles import load_profile
 
@@ -49,7 +49,7 @@ def dry_run(cfg: PipelineConfig, out: Path) -> dict[str, Any]:
     store = StageStore(run.out, create=False)
     for b in branches:
         if not store.is_done(f"plan-{b.id}", plan_inputs(cfg, b)):
-            b.planned = ArchConfig.from_dict(plan_entry(cfg, space, b)["candidates"][0]["arch"])
+            b.device_plan = computed_plan(cfg, space, b)
     stages: list[StagePlan] = []
     walk_stages(run, space, _look_up(store, stages))
     note = _estimate(cfg, space, branches, stages)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gtn_deploy.io_utils import atomic_write_bytes, atomic_write_text
+from gtn_deploy.manifest import load_manifest
 
 if TYPE_CHECKING:
     from gtn_deploy.pipeline.run import DeviceBranch, PipelineRun
@@ -48,17 +49,16 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
 
 
 def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
-    plan = json.loads((b.plan.path / "plan.json").read_text())["devices"][0]
-    manifest = json.loads((b.bundle.path / "bundle" / "manifest.json").read_text())
+    plan, manifest = b.planned(), load_manifest(b.bundle.path / "bundle")
+    best = plan.best
     bench = _marker(b.bench.path)["figures"] if b.bench else None
     met, pred = manifest["metrics"], manifest.get("latency_prediction") or {}
     student = _marker(b.student.path)["figures"]
     ce = _marker(b.baseline.path)["figures"] if b.baseline else None
     return {
-        "device": b.id, "name": b.profile.name, "precision": plan["precision"],
-        "budget_ms": plan["budget"]["latency_ms"], "arch": plan["candidates"][0]["summary"],
-        "mflops": plan["candidates"][0]["mflops"], "params": plan["candidates"][0]["params"],
-        "planned_ms": plan["candidates"][0]["latency_ms"],
+        "device": b.id, "name": b.profile.name, "precision": plan.precision,
+        "budget_ms": plan.budget_ms, "arch": best.arch.summary(),
+        "mflops": best.mflops, "params": best.params, "planned_ms": best.latency_ms,
         "student_val_top1": student.get("val_top1"),
         "student_test_top1": student.get("test_top1"),
         # the same arch, data, epochs and initialisation with plain CE: what KD added
@@ -72,8 +72,8 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
         "bundle": str(b.bundle.path / "bundle"), "in_teacher_pool": b.id in pool_devices,
         # links and next steps: relative to report.html, which sits in the run folder
         "bundle_rel": Path(os.path.relpath(b.bundle.path / "bundle", out)).as_posix(),
-        "runtime": (plan.get("runtime") or {}).get("name"), "runs_here": b.runs_here,
-        "pareto": plan["pareto"], "chosen": plan["candidates"][0],
+        "runtime": (plan.doc.get("runtime") or {}).get("name"), "runs_here": b.runs_here,
+        "pareto": plan.doc["pareto"], "chosen": best.doc,
     }
 
 

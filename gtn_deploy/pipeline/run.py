@@ -12,7 +12,6 @@ were in it. With sampler ``pool`` the pool is part of the key.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
+from gtn_deploy.plan_file import DevicePlan, load_plan, parse_plan
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.progress import StageList, interactive
 
@@ -38,17 +38,19 @@ class DeviceBranch:
     bundle: StageResult | None = None
     bench: StageResult | None = None
     runs_here: bool = False
-    planned: ArchConfig | None = None  # the plan's choice: read once, or computed (dry run)
+    device_plan: DevicePlan | None = None  # the plan's entry: read once, or computed (dry run)
 
     @property
     def id(self) -> str:
         return self.profile.id
 
+    def planned(self) -> DevicePlan:
+        if self.device_plan is None:
+            self.device_plan = load_plan(self.plan.path / "plan.json").devices[0]
+        return self.device_plan
+
     def arch(self) -> ArchConfig:
-        if self.planned is None:
-            doc = json.loads((self.plan.path / "plan.json").read_text())
-            self.planned = ArchConfig.from_dict(doc["devices"][0]["candidates"][0]["arch"])
-        return self.planned
+        return self.planned().best.arch
 
 
 @dataclass
@@ -194,6 +196,13 @@ def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:
     return entry
 
 
+def computed_plan(cfg: PipelineConfig, space, b: DeviceBranch) -> DevicePlan:
+    """The device's plan without writing it (the dry run's, for a plan not yet cached)."""
+    from gtn_deploy.search.planner import plan_document
+
+    return parse_plan(plan_document(space, [plan_entry(cfg, space, b)])).devices[0]
+
+
 def _plan(cfg: PipelineConfig, space, b: DeviceBranch, folder: Path) -> dict:
     from gtn_deploy.search.planner import plan_document
 
@@ -283,20 +292,27 @@ def _distill(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch, folder: Pat
 
 
 # -- export and bench ------------------------------------------------------------------------
+def _export_options(cfg: PipelineConfig, b: DeviceBranch):
+    from gtn_deploy.export.bundle import ExportOptions
+
+    return ExportOptions(int8=cfg.int8, eval_images=cfg.eval_images, data_dir=cfg.data_dir,
+                         name="bundle", allow_accuracy_drop=True,
+                         budget_ms=b.planned().budget_ms)
+
+
 def _bundle_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
-    return {"student": _key(b.student), "profile_sha256": b.profile.content_hash,
-            "int8": cfg.int8, "eval_images": cfg.eval_images, "data_dir": cfg.data_dir,
-            "tool": __version__}
+    """The key is the export options actually used (the plan's budget among them), so a
+    setting added to them cannot be left out of the key."""
+    import dataclasses
+
+    return {"options": dataclasses.asdict(_export_options(cfg, b)), "student": _key(b.student),
+            "profile_sha256": b.profile.content_hash, "tool": __version__}
 
 
 def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
-    from gtn_deploy.export.bundle import ExportOptions, export_student
+    from gtn_deploy.export.bundle import export_student
 
-    plan = json.loads((b.plan.path / "plan.json").read_text())["devices"][0]
-    options = ExportOptions(int8=cfg.int8, eval_images=cfg.eval_images, data_dir=cfg.data_dir,
-                            name="bundle", allow_accuracy_drop=True,
-                            budget_ms=plan["budget"]["latency_ms"])
-    result = export_student(b.student.path, b.profile, folder, options)
+    result = export_student(b.student.path, b.profile, folder, _export_options(cfg, b))
     met = result.manifest["metrics"]
     return {"fp32_top1": met["fp32_top1"], "int8_top1": met.get("int8_top1"),
             "recommended_precision": result.manifest["recommended_precision"],

@@ -15,13 +15,12 @@ from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.cost.analytic import network_cost
 from gtn_deploy.cost.latency import predict_latency, predict_memory_mb, roofline, tier0_ms
 from gtn_deploy.errors import UsageError
+from gtn_deploy.plan_file import PLAN_KIND, PLAN_SCHEMA_VERSION
 from gtn_deploy.search.evolution import (Budget, Candidate, SearchConfig, SearchResult,
                                          evolutionary_search)
 
 if TYPE_CHECKING:
     from gtn_deploy.profiles import DeviceProfile
-
-PLAN_SCHEMA_VERSION = 1
 
 
 class Objective(Protocol):
@@ -220,7 +219,7 @@ def plan_document(space: SearchSpace, devices: list[dict]) -> dict:
     """The plan.json document for one or more devices."""
     return {
         "schema_version": PLAN_SCHEMA_VERSION,
-        "kind": "gtn_deploy.plan",
+        "kind": PLAN_KIND,
         "tool_version": __version__,
         "task": space.task.name,
         "space": space.name,

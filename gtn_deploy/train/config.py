@@ -15,11 +15,11 @@ from typing import Any
 
 from gtn_deploy.arch import TASKS, ArchConfig, get_space
 from gtn_deploy.checks import MAX_SEED
-from gtn_deploy.errors import ArchError, CheckpointError, UsageError
+from gtn_deploy.errors import UsageError
+from gtn_deploy.plan_file import load_plan
 from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
 
-PLAN_KIND = "gtn_deploy.plan"
 BRANCH_MODES = ("one", "all")
 
 
@@ -150,60 +150,13 @@ def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
         raise UsageError(f"unknown {flag} '{value}'; valid {flag}s: {', '.join(valid)}")
 
 
-MAX_PLAN_BYTES = 16 << 20  # a plan of many devices is a few hundred KB
-
-
-def read_plan_doc(path: str | Path) -> dict[str, Any]:
-    """The plan document, checked: a regular JSON file of kind ``gtn_deploy.plan``, a schema
-    version this gtn_deploy reads, and a ``space`` that is its task's."""
-    from gtn_deploy.io_utils import read_regular_file
-    from gtn_deploy.search.planner import PLAN_SCHEMA_VERSION
-
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"plan file {path} does not exist (write one with 'gtnd plan')")
-    raw = read_regular_file(path, MAX_PLAN_BYTES, "plan file", CheckpointError)
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"plan file {path} is not valid JSON "
-                              f"({str(exc)[:120] or type(exc).__name__})") from None
-    if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
-        raise CheckpointError(f"{path} is not a gtn_deploy plan (kind must be '{PLAN_KIND}')")
-    if doc.get("schema_version") != PLAN_SCHEMA_VERSION:
-        raise CheckpointError(f"plan {path} has schema_version {doc.get('schema_version')!r}; "
-                              f"this gtn_deploy reads {PLAN_SCHEMA_VERSION} (re-run 'gtnd plan')")
-    try:
-        space = get_space(str(doc.get("task"))).name
-    except UsageError as exc:
-        raise CheckpointError(f"plan {path}: {exc}") from None
-    if doc.get("space", space) != space:
-        raise CheckpointError(f"plan {path}: space '{doc.get('space')}' contradicts its task "
-                              f"'{doc.get('task')}', whose space is '{space}'")
-    return doc
-
-
 def read_plan(path: str | Path, task: str) -> list[ArchConfig]:
     """Every candidate of a plan file, devices in order, candidates in order."""
-    doc = read_plan_doc(path)
-    if doc.get("task") != task:
-        raise UsageError(f"plan {path} is for task '{doc.get('task')}', this run is for "
+    plan = load_plan(path)
+    if plan.task != task:
+        raise UsageError(f"plan {path} is for task '{plan.task}', this run is for "
                          f"task '{task}'")
-    archs = []
-    for d, device in enumerate(doc.get("devices") or []):
-        if not isinstance(device, dict):
-            raise CheckpointError(f"{path}: devices[{d}] is not an object")
-        for c, cand in enumerate(device.get("candidates") or []):
-            where = f"{path}: devices[{d}].candidates[{c}].arch"
-            if not isinstance(cand, dict) or not isinstance(cand.get("arch"), dict):
-                raise CheckpointError(f"{where} is missing")
-            try:
-                archs.append(get_space(task).validate(ArchConfig.from_dict(cand["arch"], where)))
-            except ArchError as exc:
-                raise CheckpointError(f"{where}: {exc}") from None
-    if not archs:
-        raise CheckpointError(f"plan {path} has no candidates")
-    return archs
+    return plan.students()
 
 
 def read_student(ref: str, task: str) -> ArchConfig:

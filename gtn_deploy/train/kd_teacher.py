@@ -14,8 +14,8 @@ from typing import Any
 from gtn_deploy.arch import ArchConfig, SearchSpace, get_space
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.models.checkpoint import TEACHER_JSON
+from gtn_deploy.plan_file import load_plan
 from gtn_deploy.supernet.checkpoint import SUPERNET_JSON
-from gtn_deploy.train.config import read_plan, read_plan_doc
 
 
 @dataclass(frozen=True)
@@ -107,31 +107,22 @@ class PlannedStudent:
         return f"c{self.index}"
 
 
-def plan_header(path: str | Path) -> dict:
-    """The plan's task and space, with a one-line error for anything but a plan."""
-    return read_plan_doc(path)
-
-
 def plan_students(path: str | Path, teacher: TeacherSource | None,
                   candidate: str = "all") -> tuple[SearchSpace, list[PlannedStudent]]:
     """The plan's candidates to distil (``candidate``: ``all`` or K), checked against the
     teacher's task and supernet space."""
-    doc = plan_header(path)
-    task, space_name = doc.get("task"), doc.get("space", doc.get("task"))
+    plan = load_plan(path)
     if teacher is not None:
-        if task != teacher.task:
-            raise UsageError(f"plan {path} is for task '{task}' but the teacher in "
+        if plan.task != teacher.task:
+            raise UsageError(f"plan {path} is for task '{plan.task}' but the teacher in "
                              f"{teacher.run_dir} was trained for task '{teacher.task}'")
         trained = supernet_space(teacher)
-        if trained is not None and space_name != trained:
-            raise UsageError(f"plan {path} is for space '{space_name}' but the teacher's "
+        if trained is not None and plan.space != trained:
+            raise UsageError(f"plan {path} is for space '{plan.space}' but the teacher's "
                              f"supernet in {teacher.run_dir} is of space '{trained}'")
-    space = get_space(str(task))
-    archs = read_plan(path, space.task.name)
-    devices = [d.get("device", f"device{i}") for i, d in enumerate(doc.get("devices") or [])
-               for _ in (d.get("candidates") or [])]
-    students = [PlannedStudent(k, str(dev), a) for k, (dev, a) in enumerate(zip(devices, archs))]
-    return space, _select(students, candidate, path)
+    pairs = [(d.device, c.arch) for d in plan.devices for c in d.candidates]
+    students = [PlannedStudent(k, dev, a) for k, (dev, a) in enumerate(pairs)]
+    return get_space(plan.task), _select(students, candidate, path)
 
 
 def _select(students: list[PlannedStudent], candidate: str, path) -> list[PlannedStudent]:

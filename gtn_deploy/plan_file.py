@@ -1,0 +1,146 @@
+"""plan.json as a typed document, with one loader (json only: no torch).
+
+``gtnd plan`` and the pipeline write it (``search.planner.plan_document``); teacher
+training, distillation, the pipeline and its report read it through ``load_plan``, which
+checks the kind and the schema version (an older or a newer file each get their own line)
+and validates every field a reader uses, naming the one that is wrong. The parsed types keep
+the entry they came from (``doc``) for fields only the report shows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.errors import ArchError, CheckpointError, UsageError
+from gtn_deploy.io_utils import read_regular_file
+
+PLAN_KIND = "gtn_deploy.plan"
+PLAN_SCHEMA_VERSION = 1
+MAX_PLAN_BYTES = 16 << 20  # a plan of many devices is a few hundred KB
+
+
+@dataclass(frozen=True)
+class PlanCandidate:
+    """One candidate of a device's plan: the subnet and what the planner predicted for it."""
+
+    arch: ArchConfig
+    latency_ms: float | None  # None in a hand-written plan, which may list archs only
+    mflops: float | None
+    params: int | None
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """A device's entry: its budget and candidates, best first."""
+
+    device: str
+    precision: str | None
+    budget_ms: float | None  # the latency budget it was planned under; None if hand-written
+    candidates: tuple[PlanCandidate, ...]
+    doc: dict[str, Any]
+
+    @property
+    def best(self) -> PlanCandidate:
+        return self.candidates[0]
+
+
+@dataclass(frozen=True)
+class Plan:
+    task: str
+    space: str
+    devices: tuple[DevicePlan, ...]
+
+    def students(self) -> list[ArchConfig]:
+        """Every candidate's arch, devices in order, candidates in order."""
+        return [c.arch for d in self.devices for c in d.candidates]
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a plan file; every problem is one CheckpointError line."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"plan file {path} does not exist (write one with 'gtnd plan')")
+    raw = read_regular_file(path, MAX_PLAN_BYTES, "plan file", CheckpointError)
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"plan file {path} is not valid JSON "
+                              f"({str(exc)[:120] or type(exc).__name__})") from None
+    return parse_plan(doc, str(path))
+
+
+def parse_plan(doc: Any, where: str = "plan") -> Plan:
+    if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
+        raise CheckpointError(f"{where} is not a gtn_deploy plan (kind must be '{PLAN_KIND}')")
+    _check_version(doc.get("schema_version"), where)
+    try:
+        space = get_space(str(doc.get("task")))
+    except UsageError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    if doc.get("space", space.name) != space.name:
+        raise CheckpointError(f"{where}: space '{doc.get('space')}' contradicts its task "
+                              f"'{doc.get('task')}', whose space is '{space.name}'")
+    devices = doc.get("devices")
+    if not isinstance(devices, list) or not devices:
+        raise CheckpointError(f"{where}: devices must be a non-empty list")
+    plan = Plan(space.task.name, space.name,
+                tuple(_device(d, space, f"{where}: devices[{i}]") for i, d in enumerate(devices)))
+    if not plan.students():
+        raise CheckpointError(f"{where} has no candidates")
+    return plan
+
+
+def _check_version(version: Any, where: str) -> None:
+    if version == PLAN_SCHEMA_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > PLAN_SCHEMA_VERSION:
+        raise CheckpointError(f"{where} has schema_version {version}, newer than this "
+                              f"gtn_deploy reads ({PLAN_SCHEMA_VERSION}): upgrade gtn_deploy")
+    raise CheckpointError(f"{where} has schema_version {version!r}; this gtn_deploy reads "
+                          f"{PLAN_SCHEMA_VERSION} (re-run 'gtnd plan')")
+
+
+def _device(doc: Any, space, where: str) -> DevicePlan:
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{where} is not an object")
+    budget = doc.get("budget")
+    if budget is not None and not isinstance(budget, dict):
+        raise CheckpointError(f"{where}.budget must be an object")
+    budget_ms = _optional(budget or {}, "latency_ms", f"{where}.budget")
+    if budget_ms is not None and budget_ms <= 0:
+        raise CheckpointError(f"{where}.budget.latency_ms must be > 0")
+    cands = doc.get("candidates")
+    if not isinstance(cands, list):
+        raise CheckpointError(f"{where}.candidates must be a list")
+    precision = doc.get("precision")
+    return DevicePlan(str(doc.get("device", where.rpartition(": ")[2])),
+                      None if precision is None else str(precision), budget_ms,
+                      tuple(_student(c, space, f"{where}.candidates[{k}]")
+                            for k, c in enumerate(cands)), doc)
+
+
+def _student(doc: Any, space, where: str) -> PlanCandidate:
+    if not isinstance(doc, dict) or not isinstance(doc.get("arch"), dict):
+        raise CheckpointError(f"{where}.arch is missing")
+    try:
+        arch = space.validate(ArchConfig.from_dict(doc["arch"], f"{where}.arch"))
+    except ArchError as exc:
+        raise CheckpointError(f"{where}.arch: {exc}") from None
+    params = _optional(doc, "params", where)
+    return PlanCandidate(arch, _optional(doc, "latency_ms", where), _optional(doc, "mflops", where),
+                         None if params is None else int(params), doc)
+
+
+def _optional(doc: dict, key: str, where: str) -> float | None:
+    """A number the planner writes; absent (None) in a hand-written plan, never wrong."""
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        raise CheckpointError(f"{where}.{key} must be a number, not {value!r}")
+    return float(value)
