@@ -40,8 +40,9 @@ from gtn_deploy.local_profile import local_device_profile  # noqa: E402
 from gtn_deploy.bench.calibration import measurement_summary  # noqa: E402
 from gtn_deploy.bench.rounds import RoundPlan  # noqa: E402
 from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs  # noqa: E402
-from gtn_deploy.cost.calibrate import accuracy, fit_tier1, tier1_from_profile, tier1_ms  # noqa: E402
-from gtn_deploy.cost.latency import roofline, tier0_ms  # noqa: E402
+from gtn_deploy.cost.calibrate import accuracy, fit_tier1, tier1_from_profile  # noqa: E402
+from gtn_deploy.cost.roofline import roofline, tier0_ms  # noqa: E402
+from gtn_deploy.cost.tier1 import tier1_ms  # noqa: E402
 from gtn_deploy.cost.lut import fit_block_table  # noqa: E402
 
 # space -> (calibration subnets, measuring plan, resolutions or None for the space's own)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import markdown_table, percentiles, write_results  # noqa: E402
 from gtn_deploy.arch import get_space  # noqa: E402
 from gtn_deploy.cost.analytic import network_cost  # noqa: E402
-from gtn_deploy.cost.latency import roofline, tier0_ms  # noqa: E402
+from gtn_deploy.cost.roofline import roofline, tier0_ms  # noqa: E402
 from gtn_deploy.profiles import load_profile  # noqa: E402
 from gtn_deploy.search.evolution import Budget, SearchConfig, evolutionary_search  # noqa: E402
 from gtn_deploy.search.planner import CapacityProxy, PlanRequest, make_evaluator  # noqa: E402

@@ -21,7 +21,7 @@ from gtn_deploy.bench.subnets import SubnetTiming
 from gtn_deploy.cli.main import app
 from gtn_deploy.cost import calibrate as cal
 from gtn_deploy.cost.analytic import network_layers
-from gtn_deploy.cost.lut import tier1_block_ms
+from gtn_deploy.cost.tier1 import tier1_block_ms
 from gtn_deploy.errors import MissingDependencyError, UsageError
 from gtn_deploy.profile_schema import ProfileSpec
 from gtn_deploy.profiles import DeviceProfile, load_profile

@@ -92,3 +92,27 @@ def test_every_profile_predicts():
     for profile in list_profiles():
         est = predict_latency(space, space.min_arch(), profile, profile.preferred_precision)
         assert est.latency_ms > 0
+
+
+def test_latency_model_factory_and_a_plugged_in_model():
+    """One factory picks the tier; the planner uses whatever LatencyModel it is given."""
+    from gtn_deploy.cost.latency import Tier0, latency_model
+    from gtn_deploy.search.planner import CapacityProxy, PlanRequest, make_evaluator
+
+    space = get_space("fashion-mnist")
+    profile = load_profile("jetson-orin-nano")
+    model = latency_model(profile, space, "fp16")
+    assert isinstance(model, Tier0)  # shipped profiles carry no calibration
+    arch = space.max_arch()
+    assert model.latency_ms(arch) == predict_latency(space, arch, profile, "fp16").latency_ms
+
+    class Constant:  # a user's model: 2 ms, whatever the arch
+        def latency_ms(self, arch, cost=None):
+            return 2.0
+
+        def estimate(self, arch, breakdown=False):
+            raise AssertionError("the search asks only for latency_ms")
+
+    req = PlanRequest.for_device(profile, space)
+    evaluate = make_evaluator(req, CapacityProxy(), Constant())
+    assert {evaluate(a).latency_ms for a in (space.min_arch(), arch)} == {2.0}

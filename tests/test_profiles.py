@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from gtn_deploy.arch import ArchConfig, get_space
 from gtn_deploy.constants import OP_CLASSES, PRECISIONS
 from gtn_deploy.cost.analytic import Layer
-from gtn_deploy.cost.latency import predict_latency, roofline
+from gtn_deploy.cost.latency import predict_latency
+from gtn_deploy.cost.roofline import roofline
 from gtn_deploy.errors import ProfileError, UsageError
 from gtn_deploy.profile_schema import Efficiencies, Precision, iter_sourced
 from gtn_deploy.profiles import list_profiles, load_profile, profiles_dir, resolve_alias

@@ -20,7 +20,7 @@ from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner, calibration_runner
 from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs
 from gtn_deploy.cost import calibrate as cal
-from gtn_deploy.cost.latency import roofline, tier0_ms
+from gtn_deploy.cost.roofline import roofline, tier0_ms
 from gtn_deploy.cost.lut import fit_block_table
 from gtn_deploy.errors import BenchError, ProfileError, UsageError
 

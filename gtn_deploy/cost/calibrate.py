@@ -1,4 +1,4 @@
-"""Calibrated latency: tier 1 (fitted roofline) and tier 2 (block table + residual).
+"""Latency calibration: its document, the tier-1 fit, fingerprints and accuracy (no torch).
 
 A calibrated profile carries a ``calibration`` mapping written by ``gtnd calibrate``:
 
@@ -14,24 +14,23 @@ A calibrated profile carries a ``calibration`` mapping written by ``gtnd calibra
     expected_error: {"1": x, "2": y}   # 90th percentile |error| on held-out subnets
     validation: {...}, measurement: {...}
 
-Tier 1 keeps the tier-0 formula per fused kernel, ``max(flops * a_class, bytes * a_mem) +
-kernels * t_kernel``, plus ``t_invoke``, with the coefficients fitted by non-negative least
-squares on relative error (rows divided by the measured latency). No torch here.
+The tier-1 fit (``cost.tier1``'s formula) is non-negative least squares on relative error
+(rows divided by the measured latency); tier 2's is ``cost.lut.fit_block_table``.
+``cost.latency.latency_model`` reads the result back.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import platform
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.constants import OP_CLASSES
 from gtn_deploy.cost.analytic import Layer, network_layers
-from gtn_deploy.cost.latency import (OP_CLASSES, LatencyEstimate, roofline,
-                                     tier0_ms)
+from gtn_deploy.cost.roofline import roofline
+from gtn_deploy.cost.tier1 import Tier1
 from gtn_deploy.stats import kendall_tau
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ CALIBRATION_SCHEMA_VERSION = 1
 FINGERPRINT_KEYS = ("runtime", "runtime_version", "provider", "precision", "threads",
                     "graph_optimization", "cpu_model", "machine")
 COMPUTE_CLASSES = tuple(c for c in OP_CLASSES if c not in ("pool", "elementwise"))
-MIN_BAND = 0.05
+MIN_BAND = 0.05  # the narrowest error band a calibrated tier claims
 
 
 # -- fingerprints -------------------------------------------------------------------------------
@@ -90,46 +89,6 @@ def fingerprint_matches(calibration: dict[str, Any] | None,
 
 
 # -- tier 1 ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Tier1:
-    """Fitted roofline coefficients (seconds per FLOP / byte / kernel / inference)."""
-
-    per_flop: tuple[tuple[str, float], ...]
-    per_byte: float
-    kernel_s: float
-    invoke_s: float
-    bytes_per_elem: int
-
-    def layer_terms(self, layer: Layer, batch: int) -> tuple[float, float]:
-        compute = layer.flops * batch * dict(self.per_flop).get(layer.op_class, 0.0)
-        traffic = (layer.in_elems + layer.out_elems) * batch + layer.weight_elems
-        return compute, traffic * self.bytes_per_elem * self.per_byte
-
-    def layer_seconds(self, layer: Layer, batch: int = 1) -> float:
-        return max(self.layer_terms(layer, batch)) + layer.kernels * self.kernel_s
-
-    def seconds(self, layers: Sequence[Layer], batch: int = 1) -> float:
-        return sum(self.layer_seconds(layer, batch) for layer in layers) + self.invoke_s
-
-    def to_dict(self, peak_flops: float | None = None, bandwidth: float | None = None) -> dict:
-        out = {"seconds_per_gflop": {c: v * 1e9 for c, v in self.per_flop},
-               "seconds_per_gbyte": self.per_byte * 1e9,
-               "kernel_overhead_us": self.kernel_s * 1e6,
-               "invoke_overhead_us": self.invoke_s * 1e6, "bytes_per_elem": self.bytes_per_elem}
-        if peak_flops:  # the same numbers as fractions of the profile's datasheet peaks
-            out["efficiency"] = {c: (1 / (v * peak_flops) if v > 0 else None)
-                                 for c, v in self.per_flop}
-        if bandwidth and self.per_byte > 0:
-            out["memory_efficiency"] = 1 / (self.per_byte * bandwidth)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Tier1":
-        return cls(tuple((c, float(v) * 1e-9) for c, v in d["seconds_per_gflop"].items()),
-                   float(d["seconds_per_gbyte"]) * 1e-9, float(d["kernel_overhead_us"]) * 1e-6,
-                   float(d["invoke_overhead_us"]) * 1e-6, int(d["bytes_per_elem"]))
-
 
 def tier1_from_profile(profile: "DeviceProfile", precision: str) -> Tier1:
     """Tier 0's numbers in tier-1 form: the starting point of the fit."""
@@ -189,61 +148,3 @@ def accuracy(predicted: Sequence[float], measured: Sequence[float]) -> dict[str,
            "mape": sum(errors) / n, "p90_abs_error": errors[min(n - 1, int(0.9 * n))],
            "max_abs_error": errors[-1], "kendall_tau": kendall_tau(predicted, measured)}
     return {k: (v if k == "n" else round(float(v), 4)) for k, v in out.items()}
-
-
-# -- prediction from a calibrated profile --------------------------------------------------------
-
-_CACHE: dict[tuple, Any] = {}
-
-
-def _parsed(profile: "DeviceProfile") -> tuple[Tier1, Any]:
-    from gtn_deploy.cost.lut import BlockTable
-
-    key = (profile.id, getattr(profile, "content_hash", None) or id(profile.calibration))
-    if key not in _CACHE:
-        cal = profile.calibration
-        table = BlockTable.from_dict(cal["tier2"]) if cal.get("tier2") else None
-        _CACHE[key] = (Tier1.from_dict(cal["tier1"]), table)
-    return _CACHE[key]
-
-
-def _band(cal: dict, tier: int, ms: float) -> tuple[float, float]:
-    err = max(MIN_BAND, float((cal.get("expected_error") or {}).get(str(tier), 0.3)))
-    return ms / (1 + err), ms * (1 + err)
-
-
-def predict_calibrated(space: SearchSpace, arch: ArchConfig, profile: "DeviceProfile",
-                       precision: str = "fp32", batch_size: int = 1) -> LatencyEstimate:
-    """Tier 2 when the block table covers ``arch`` at the calibrated precision and batch 1,
-    tier 1 when only precision matches, else tier 0 (the calibration does not apply)."""
-    cal = profile.calibration
-    fp = cal.get("fingerprint") or {}
-    if fp.get("precision") not in (None, precision):
-        model = roofline(profile, precision, batch_size)
-        ms = tier0_ms(space, arch, model)
-        err = model.expected_error
-        return LatencyEstimate(ms, ms / (1 + err), ms * (1 + err), 0)
-    tier1, table = _parsed(profile)
-    if (table is not None and batch_size == 1 and int(cal.get("tier", 1)) >= 2
-            and space.name in cal.get("spaces", ())):
-        ms = table.predict_ms(space, arch, tier1)
-        if ms is not None:
-            return LatencyEstimate(ms, *_band(cal, 2, ms), 2, (), fp)
-    ms = tier1_ms(space, arch, tier1, batch_size)
-    return LatencyEstimate(ms, *_band(cal, 1, ms), 1, (), fp)
-
-
-@functools.lru_cache(maxsize=262144)
-def _block_seconds(model: Tier1, layers: tuple[Layer, ...], batch: int) -> float:
-    return sum(model.layer_seconds(layer, batch) for layer in layers)
-
-
-def tier1_ms(space: SearchSpace, arch: ArchConfig, model: Tier1, batch: int = 1) -> float:
-    """Tier-1 latency in ms; block sums are cached across architectures (search speed)."""
-    layers = network_layers(space, arch)
-    total, start = 0.0, 0
-    for end in range(1, len(layers) + 1):
-        if end == len(layers) or layers[end].block != layers[start].block:
-            total += _block_seconds(model, layers[start:end], batch)
-            start = end
-    return (total + model.invoke_s) * 1e3

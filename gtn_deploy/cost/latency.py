@@ -1,29 +1,34 @@
-"""Latency and memory predictions (no torch).
+"""Latency and memory predictions (no torch): one ``LatencyModel`` per profile and precision.
 
-Tier 0 is the analytic roofline of ../shared/docs/DEVICES.md, per fused kernel:
+Three tiers implement the protocol, and ``latency_model`` alone picks one:
 
-    t = max(FLOPs / (eta_c * peak), bytes / (eta_m * bandwidth)) + kernels * t_kernel
-    network = sum(t) + t_invoke
+- tier 0, the analytic roofline from the profile's datasheet numbers (``cost.roofline``);
+- tier 1, the same formula with coefficients fitted on the device (``cost.tier1``);
+- tier 2, a block table measured in context plus a residual (``cost.lut``), for the spaces
+  it was measured on, at batch 1; an arch whose blocks it covers too little falls to tier 1.
 
-with eta_c per op class, all read from the device profile. A profile that carries a
-``calibration`` section (written by ``gtnd calibrate``) predicts with tier 1 or 2 instead.
+A profile carries tiers 1 and 2 in its ``calibration`` section (written by ``gtnd
+calibrate``); a calibration for another precision does not apply, and tier 0 answers.
+Callers (the planner, export, reports) ask the model and never which tier it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
-from gtn_deploy.constants import OP_CLASSES, PRECISIONS
-from gtn_deploy.cost.analytic import (BlockCost, Layer, NetCost, network_cost, network_costs,
-                                      network_layers)
+from gtn_deploy.constants import PRECISIONS
+from gtn_deploy.cost.analytic import NetCost, network_cost, network_layers
+from gtn_deploy.cost.calibrate import MIN_BAND
+from gtn_deploy.cost.lut import BlockTable
+from gtn_deploy.cost.roofline import BYTES_PER_ELEM, Roofline, roofline, tier0_ms
+from gtn_deploy.cost.tier1 import Tier1, tier1_ms
 from gtn_deploy.errors import UsageError
 
 if TYPE_CHECKING:
     from gtn_deploy.profiles import DeviceProfile
 
-BYTES_PER_ELEM = {"fp32": 4, "fp16": 2, "int8": 1}
 MB = 1e6  # memory figures are in MB = 10^6 bytes
 
 
@@ -42,84 +47,119 @@ class LatencyEstimate:
                 "fingerprint": self.fingerprint}
 
 
+class LatencyModel(Protocol):
+    """Latency of a space's subnets on one device, precision and batch size."""
+
+    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+        """The prediction alone: the search's fast path (``cost``: the arch's, if known)."""
+        ...
+
+    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+        """The prediction with its error band and tier (and per layer, where it has one)."""
+        ...
+
+
+def _band(ms: float, error: float) -> tuple[float, float]:
+    return ms / (1 + error), ms * (1 + error)
+
+
+@dataclass(frozen=True)
+class Tier0:
+    space: SearchSpace
+    model: Roofline
+
+    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+        return tier0_ms(self.space, arch, self.model, cost)
+
+    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+        ms = self.latency_ms(arch)
+        per_layer = ()
+        if breakdown:
+            per_layer = tuple((layer.name, self.model.layer_seconds(layer) * 1e3)
+                              for layer in network_layers(self.space, arch))
+        return LatencyEstimate(ms, *_band(ms, self.model.expected_error), 0, per_layer)
+
+
+@dataclass(frozen=True)
+class Tier1Model:
+    space: SearchSpace
+    model: Tier1
+    batch_size: int
+    error: float
+    fingerprint: dict
+
+    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+        return tier1_ms(self.space, arch, self.model, self.batch_size)
+
+    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+        ms = self.latency_ms(arch)
+        return LatencyEstimate(ms, *_band(ms, self.error), 1, (), self.fingerprint)
+
+
+@dataclass(frozen=True)
+class Tier2Model:
+    table: BlockTable
+    tier1: Tier1Model  # for what the table does not cover
+    error: float
+
+    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+        return self.estimate(arch).latency_ms
+
+    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+        ms = self.table.predict_ms(self.tier1.space, arch, self.tier1.model)
+        if ms is None:
+            return self.tier1.estimate(arch)
+        return LatencyEstimate(ms, *_band(ms, self.error), 2, (), self.tier1.fingerprint)
+
+
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
     return precision
 
 
-@dataclass(frozen=True)
-class _Roofline:
-    """The profile numbers tier 0 needs, flattened once (profiles are pydantic, slow to read)."""
-
-    peak_flops: float
-    bandwidth: float
-    eta: tuple[tuple[str, float], ...]
-    eta_memory: float
-    kernel_s: float
-    invoke_s: float
-    expected_error: float
-    bytes_per_elem: int
-    batch_size: int
-    _blocks: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
-
-    def layer_seconds(self, layer: Layer) -> float:
-        eta = dict(self.eta)[layer.op_class]
-        compute = layer.flops * self.batch_size / (eta * self.peak_flops)
-        traffic = ((layer.in_elems + layer.out_elems) * self.batch_size + layer.weight_elems)
-        memory = traffic * self.bytes_per_elem / (self.eta_memory * self.bandwidth)
-        return max(compute, memory) + layer.kernels * self.kernel_s
-
-    def block_seconds(self, block: BlockCost) -> float:
-        seconds = self._blocks.get(block.shape)
-        if seconds is None:
-            seconds = self._blocks[block.shape] = sum(map(self.layer_seconds, block.layers))
-        return seconds
+_PARSED: dict[tuple, tuple[Tier1, BlockTable | None]] = {}
 
 
-def roofline(profile: "DeviceProfile", precision: str, batch_size: int,
-             power_mode: str | None = None) -> _Roofline:
-    lm = profile.latency_model
-    return _Roofline(
-        peak_flops=profile.peak_flops(precision, power_mode),
-        bandwidth=profile.memory_bandwidth(power_mode),
-        eta=tuple((c, lm.efficiency(c, precision)) for c in OP_CLASSES),
-        eta_memory=lm.memory_efficiency,
-        kernel_s=lm.kernel_overhead_us * 1e-6,
-        invoke_s=lm.invoke_overhead_us * 1e-6,
-        expected_error=lm.expected_error,
-        bytes_per_elem=BYTES_PER_ELEM[precision],
-        batch_size=batch_size,
-    )
+def _parsed(profile: "DeviceProfile") -> tuple[Tier1, BlockTable | None]:
+    """The calibration's tiers, parsed once per profile content (plans ask many times)."""
+    key = (profile.id, getattr(profile, "content_hash", None) or id(profile.calibration))
+    if key not in _PARSED:
+        cal = profile.calibration
+        table = BlockTable.from_dict(cal["tier2"]) if cal.get("tier2") else None
+        _PARSED[key] = (Tier1.from_dict(cal["tier1"]), table)
+    return _PARSED[key]
 
 
-def tier0_ms(space: SearchSpace, arch: ArchConfig, model: _Roofline,
-             cost: NetCost | None = None) -> float:
-    """Tier-0 latency in ms; the search's fast path (block times are cached on ``model``)."""
-    blocks = cost.blocks if cost is not None else network_costs(space, arch)
-    total = sum(map(model.block_seconds, blocks))
-    return (total + model.invoke_s) * 1e3
+def latency_model(profile: "DeviceProfile", space: SearchSpace, precision: str = "fp32",
+                  batch_size: int = 1, power_mode: str | None = None) -> LatencyModel:
+    """The best tier the profile supports for this space, precision and batch size."""
+    check_precision(precision)
+    if batch_size < 1:
+        raise UsageError(f"batch size must be >= 1, got {batch_size}")
+    cal: dict[str, Any] | None = getattr(profile, "calibration", None)
+    fingerprint = (cal or {}).get("fingerprint") or {}
+    if not cal or fingerprint.get("precision") not in (None, precision):
+        return Tier0(space, roofline(profile, precision, batch_size, power_mode))
+    errors = cal.get("expected_error") or {}
+
+    def error(tier: int) -> float:
+        return max(MIN_BAND, float(errors.get(str(tier), 0.3)))
+
+    tier1, table = _parsed(profile)
+    fitted = Tier1Model(space, tier1, batch_size, error(1), fingerprint)
+    if (table is not None and batch_size == 1 and int(cal.get("tier", 1)) >= 2
+            and space.name in cal.get("spaces", ())):
+        return Tier2Model(table, fitted, error(2))
+    return fitted
 
 
 def predict_latency(space: SearchSpace, arch: ArchConfig, profile: "DeviceProfile",
                     precision: str = "fp32", batch_size: int = 1,
                     power_mode: str | None = None, breakdown: bool = False) -> LatencyEstimate:
     """Predicted latency of ``arch`` on ``profile``, with the error band of the tier used."""
-    check_precision(precision)
-    if batch_size < 1:
-        raise UsageError(f"batch size must be >= 1, got {batch_size}")
-    if getattr(profile, "calibration", None):
-        from gtn_deploy.cost.calibrate import predict_calibrated
-
-        return predict_calibrated(space, arch, profile, precision, batch_size)
-    model = roofline(profile, precision, batch_size, power_mode)
-    ms = tier0_ms(space, arch, model)
-    per_layer = ()
-    if breakdown:
-        per_layer = tuple((layer.name, model.layer_seconds(layer) * 1e3)
-                          for layer in network_layers(space, arch))
-    err = model.expected_error
-    return LatencyEstimate(ms, ms / (1 + err), ms * (1 + err), 0, per_layer)
+    return latency_model(profile, space, precision, batch_size, power_mode).estimate(
+        arch, breakdown)
 
 
 def predict_memory_mb(space: SearchSpace, arch: ArchConfig, precision: str = "fp32",

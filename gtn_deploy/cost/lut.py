@@ -16,31 +16,15 @@ import functools
 import math
 from dataclasses import dataclass
 from statistics import median
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.cost.analytic import block_keys, network_layers
-
-if TYPE_CHECKING:
-    from gtn_deploy.cost.calibrate import Tier1
+from gtn_deploy.cost.tier1 import Tier1, tier1_block_ms
 
 RESIDUAL_FEATURES = ("1", "log_table_ms", "kernels_per_100", "missing_share")
 MIN_COVERAGE = 0.5  # below this share of blocks found in the table, tier 1 is used instead
 RIDGE = 1e-3
-
-
-def tier1_block_ms(space: SearchSpace, arch: ArchConfig, tier1: "Tier1") -> dict[str, float]:
-    """Tier-1 time of every block of ``arch`` (batch 1), ms (block sums cached)."""
-    from gtn_deploy.cost.calibrate import _block_seconds
-
-    layers = network_layers(space, arch)
-    out: dict[str, float] = {}
-    start = 0
-    for end in range(1, len(layers) + 1):
-        if end == len(layers) or layers[end].block != layers[start].block:
-            out[layers[start].block] = _block_seconds(tier1, layers[start:end], 1) * 1e3
-            start = end
-    return out
 
 
 def _kernels(space: SearchSpace, arch: ArchConfig) -> int:
@@ -61,7 +45,7 @@ class BlockTable:
         return dict(self.lut_us)
 
     def table_sum(self, space: SearchSpace, arch: ArchConfig,
-                  tier1: "Tier1") -> tuple[float, float]:
+                  tier1: Tier1) -> tuple[float, float]:
         """(table sum in ms with fallbacks, share of blocks not in the table)."""
         total, missing = 0.0, []
         keys = block_keys(space, arch)
@@ -76,11 +60,11 @@ class BlockTable:
             total += sum(fallback[name] for name in missing) * self.fallback_ratio
         return total, share
 
-    def features(self, space: SearchSpace, arch: ArchConfig, tier1: "Tier1") -> list[float]:
+    def features(self, space: SearchSpace, arch: ArchConfig, tier1: Tier1) -> list[float]:
         total, missing = self.table_sum(space, arch, tier1)
         return [1.0, math.log(total), _kernels(space, arch) / 100.0, missing]
 
-    def predict_ms(self, space: SearchSpace, arch: ArchConfig, tier1: "Tier1") -> float | None:
+    def predict_ms(self, space: SearchSpace, arch: ArchConfig, tier1: Tier1) -> float | None:
         """Tier-2 latency, or None when too few of the blocks were measured."""
         total, missing = self.table_sum(space, arch, tier1)
         if 1.0 - missing < self.min_coverage:
@@ -103,7 +87,7 @@ class BlockTable:
 
 def fit_block_table(space: SearchSpace, archs: Sequence[ArchConfig],
                     block_us: Sequence[dict[str, float]], measured_ms: Sequence[float],
-                    tier1: "Tier1") -> BlockTable:
+                    tier1: Tier1) -> BlockTable:
     """Median in-context time per key, the tier-1 fallback ratio, then the residual fit."""
     import numpy as np
 

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Callable, Protocol
 from gtn_deploy import __version__
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.cost.analytic import network_cost
-from gtn_deploy.cost.latency import predict_latency, predict_memory_mb, roofline, tier0_ms
+from gtn_deploy.cost.latency import (LatencyEstimate, LatencyModel, latency_model,
+                                     predict_memory_mb)
+from gtn_deploy.cost.roofline import roofline, tier0_ms
 from gtn_deploy.errors import UsageError
 from gtn_deploy.plan_file import PLAN_KIND, PLAN_SCHEMA_VERSION
 from gtn_deploy.search.evolution import (Budget, Candidate, SearchConfig, SearchResult,
@@ -102,18 +104,14 @@ def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_
     return latency_ms * ratio
 
 
-def make_evaluator(req: PlanRequest, objective: Objective) -> Callable[[ArchConfig], Candidate]:
-    """One cheap evaluation per architecture: cost model, latency tier, memory, objective."""
-    calibrated = bool(getattr(req.profile, "calibration", None))
-    model = None if calibrated else roofline(req.profile, req.precision, req.batch_size)
+def make_evaluator(req: PlanRequest, objective: Objective,
+                   model: LatencyModel | None = None) -> Callable[[ArchConfig], Candidate]:
+    """One cheap evaluation per architecture: cost model, latency, memory, objective."""
+    model = model or request_latency_model(req)
 
     def evaluate(arch: ArchConfig) -> Candidate:
         cost = network_cost(req.space, arch)
-        if model is not None:
-            latency = tier0_ms(req.space, arch, model, cost)
-        else:
-            latency = predict_latency(req.space, arch, req.profile, req.precision,
-                                      req.batch_size).latency_ms
+        latency = model.latency_ms(arch, cost)
         memory = predict_memory_mb(req.space, arch, req.precision, req.batch_size, cost)
         return Candidate(arch, objective(arch, cost.mflops, cost.params), latency, memory,
                          cost.mflops, cost.params)
@@ -133,10 +131,11 @@ def plan_device(req: PlanRequest, objective: Objective | None = None,
                          f"supported: {', '.join(req.profile.precisions)}")
     objective = objective or CapacityProxy()
     budget = Budget(req.latency_ms, req.memory_mb, req.margin)
-    evaluate = make_evaluator(req, objective)
+    model = request_latency_model(req)
+    evaluate = make_evaluator(req, objective, model)
     result = evolutionary_search(req.space, evaluate, budget,
                                  seed=req.seed, top_k=req.top_k, config=config)
-    entry = _device_entry(req, budget, result, objective)
+    entry = _device_entry(req, budget, result, objective, model)
     entry["budget_binding"] = budget_binding(req, budget, evaluate(req.space.max_arch()))
     return result, entry
 
@@ -172,10 +171,13 @@ def next_bigger_space(space: SearchSpace) -> str | None:
     return next((name for mflops, name in sizes if mflops > own * 1.01), None)
 
 
+def request_latency_model(req: PlanRequest) -> LatencyModel:
+    return latency_model(req.profile, req.space, req.precision, req.batch_size)
+
+
 def _device_entry(req: PlanRequest, budget: Budget, result: SearchResult,
-                  objective: Objective) -> dict:
-    first = predict_latency(req.space, result.top[0].arch, req.profile, req.precision,
-                            req.batch_size)
+                  objective: Objective, model: LatencyModel) -> dict:
+    first = model.estimate(result.top[0].arch)
     return {
         "device": req.profile.id,
         "device_name": req.profile.name,
@@ -191,14 +193,13 @@ def _device_entry(req: PlanRequest, budget: Budget, result: SearchResult,
                           "expected_error": round(first.high_ms / first.latency_ms - 1, 3)},
         "objective": objective.name,
         "search": {"seed": req.seed, "evaluations": result.evaluations},
-        "candidates": [_candidate_dict(req, c, budget) for c in result.top],
+        "candidates": [_candidate_dict(req, model.estimate(c.arch), c) for c in result.top],
         "pareto": [{"latency_ms": round(c.latency_ms, 4), "objective": round(c.objective, 5),
                     "mflops": round(c.mflops, 3), "arch": c.arch.to_dict()} for c in result.pareto],
     }
 
 
-def _candidate_dict(req: PlanRequest, cand: Candidate, budget: Budget) -> dict:
-    est = predict_latency(req.space, cand.arch, req.profile, req.precision, req.batch_size)
+def _candidate_dict(req: PlanRequest, est: LatencyEstimate, cand: Candidate) -> dict:
     return {
         "arch": cand.arch.to_dict(),
         "summary": cand.arch.summary(),
