@@ -1,7 +1,7 @@
 """Teacher checkpoints: ``teacher.safetensors`` + ``teacher.json`` (name, task, metrics, meta).
 
 A teacher is rebuilt from its registry name and task, then its tensors are checked and
-loaded exactly as students are (``gtn_deploy.supernet.checkpoint``): no unpickling.
+loaded exactly as students are (``gtn_deploy.checkpoint_files``): no unpickling.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from torch import nn
 
 from gtn_deploy.arch import TaskSpec
 from gtn_deploy.errors import CheckpointError, GtnError
-from gtn_deploy.supernet.checkpoint import (load_tensors, read_sidecar, read_weights,
-                                            write_checkpoint)
+from gtn_deploy.checkpoint_files import (load_tensors, read_sidecar, read_weights,
+                                         write_checkpoint)
 
 TEACHER_KIND = "gtn_deploy.teacher"
 TEACHER_WEIGHTS, TEACHER_JSON = "teacher.safetensors", "teacher.json"
