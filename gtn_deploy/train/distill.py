@@ -7,8 +7,8 @@ weights (``Supernet.extract``, BN recalibrated before training). After training 
 statistics are recalibrated on training images and it is evaluated (val and test top-1).
 
 A student folder holds ``config.json``, ``metrics.jsonl``, ``checkpoint/last.pt`` (written
-every epoch and every ``checkpoint_every`` steps, same machinery and exactness as teacher
-training), then ``weights.safetensors`` + ``student.json`` and ``summary.json`` (written
+every epoch and every ``checkpoint_every`` steps: the run is ``train.loop.RunLoop``, as a
+teacher's is), then ``weights.safetensors`` + ``student.json`` and ``summary.json`` (written
 last: its presence means the student is done).
 """
 
@@ -17,13 +17,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from gtn_deploy.arch import ArchConfig, get_space
@@ -43,8 +41,8 @@ from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.kd_teacher import TeacherSource
 from gtn_deploy.train.losses import KD_LOSSES, cross_entropy, kd_loss_fn
-from gtn_deploy.train.metrics import MetricsLog
-from gtn_deploy.progress import StepProgress
+from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
+from gtn_deploy.train.metrics import Meters, MetricsLog
 
 INITS = ("scratch", "supernet")
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
@@ -150,11 +148,8 @@ class StudentDistiller:
 
     def _build(self) -> None:
         cfg, dev = self.cfg, self.info.device
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        torch.manual_seed(cfg.seed)
+        seed_everything(cfg.seed)
         self.teacher = self.teacher_src.load().to(dev) if self.teacher_src else None
-        self.kd_loss = kd_loss_fn(cfg.kd_loss, cfg.alpha, cfg.temperature, cfg.dkd_beta)
         self.teacher_table = None
         if self.teacher is not None and not cfg.augment \
                 and teacher_logits.fits(self.data.train, self.task.num_classes):
@@ -164,15 +159,15 @@ class StudentDistiller:
         self.student = self._initial_student().to(dev, memory_format=torch.channels_last)
         if cfg.init == "supernet" and self.resume_state is None:
             self.recalibrate(self.student)  # the supernet's statistics mix every subnet
-        self.amp_dtype = None
-        if dev.startswith("cuda"):
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-        self.optimizer = torch.optim.SGD(self.student.parameters(), lr=cfg.lr,
-                                         momentum=cfg.momentum, nesterov=True,
-                                         weight_decay=cfg.weight_decay)
-        total = self.total_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+        self.loop = RunLoop(
+            KDStep(self), LoopConfig(cfg.epochs, cfg.lr, cfg.momentum, cfg.weight_decay, 0.0,
+                                     cfg.seed, cfg.augment, cfg.checkpoint_every,
+                                     cfg.log_every, cfg.progress),
+            self.out, self.data, self.task, self.plan, self.info, self.run_config)
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return self.loop.amp_dtype
 
     def _initial_student(self):
         from gtn_deploy.supernet import build_student
@@ -192,98 +187,17 @@ class StudentDistiller:
                                                 epoch=0, do_augment=False))
         return recalibrate_bn(model, batches)
 
-    # -- state ------------------------------------------------------------------------------
-    def state_dict(self, epoch: int, step: int, sums: dict, log: MetricsLog) -> dict[str, Any]:
-        return {"config": json.dumps(self.run_config, sort_keys=True), "epoch": epoch,
-                "step": step, "model": self.student.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "meters": dict(sums),
-                "metrics_bytes": log.size(), "rng": ckpt.rng_state()}
-
-    def save(self, epoch: int, step: int, sums: dict, log: MetricsLog) -> None:
-        ckpt.save_checkpoint(self.out / ckpt.CHECKPOINT_NAME,
-                             self.state_dict(epoch, step, sums, log))
-
-    # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Train (or continue) to the last epoch, recalibrate BN, evaluate, save."""
-        start = time.perf_counter()
-        log = MetricsLog(self.out / "metrics.jsonl")
-        epoch, step, sums = 0, 0, _zero()
-        if self.resume_state is not None:
-            st = self.resume_state
-            self.student.load_state_dict(st["model"])
-            self.optimizer.load_state_dict(st["optimizer"])
-            self.scheduler.load_state_dict(st["scheduler"])
-            ckpt.set_rng_state(st["rng"])
-            epoch, step, sums = st["epoch"], st["step"], {k: float(v) for k, v in
-                                                          st["meters"].items()}
-            log.truncate(st["metrics_bytes"])
-        else:
-            log.truncate(0)
         self._write_config()
-        with StepProgress(self.total_steps, self.cfg.progress, self.cfg.log_every,
-                          description=self._progress_name()) as progress:
-            while epoch < self.cfg.epochs:
-                self._epoch(epoch, step, sums, log, progress)
-                epoch, step, sums = epoch + 1, 0, _zero()
-                self.save(epoch, 0, sums, log)
-        return self._finish(log, time.perf_counter() - start)
-
-    def _epoch(self, epoch: int, start_step: int, sums: dict, log: MetricsLog,
-               progress: StepProgress) -> None:
-        cfg, t0 = self.cfg, time.perf_counter()
-        self.student.train()
-        for step, images, labels, index in train_batches(
-                self.data.train, self.task, self.plan, cfg.seed, epoch, start_step, cfg.augment,
-                with_index=True):
-            stats = self._step(images, labels, index)
-            for key, value in stats.items():
-                sums[key] += value
-            global_step = epoch * self.plan.steps + step + 1
-            progress.update(global_step, epoch, len(labels), loss=sums["loss"] / sums["n"],
-                            acc=100.0 * sums["correct"] / sums["n"])
-            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 \
-                    and step + 1 < self.plan.steps:
-                self.save(epoch, step + 1, sums, log)
-        record = {"event": "epoch", "epoch": epoch, **_means(sums),
-                  "lr": self.scheduler.get_last_lr()[0],
-                  "time_s": round(time.perf_counter() - t0, 3)}
-        log.write(record)
-        progress.message(f"{self._progress_name()} epoch {epoch + 1}/{cfg.epochs}: loss "
-                         f"{record['loss']:.4f} train acc {record['train_acc']:.2f}%")
+        seconds = self.loop.run(self.resume_state)
+        return self._finish(self.loop.log, seconds)
 
     def _progress_name(self) -> str:
         """``student jetson-orin-nano`` (``ce baseline ...`` without KD), not a work folder."""
         who = " ".join(str(self.label[k]) for k in ("device", "candidate") if k in self.label)
         kd = self.teacher_src is not None and self.cfg.alpha > 0
         return f"{'student' if kd else 'ce baseline'} {who or self.out.name}"
-
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor
-              ) -> dict[str, float]:
-        dev = self.info.device
-        x = normalize(images.to(dev, non_blocking=True), self.task)
-        x = x.contiguous(memory_format=torch.channels_last)
-        y = labels.to(dev, non_blocking=True)
-        with autocast_for(dev, self.amp_dtype):
-            z_s = self.student(x).float()
-            if self.teacher_table is not None:
-                z_t = self.teacher_table[index].to(dev)
-            elif self.teacher is not None:
-                with torch.no_grad():
-                    z_t = self.teacher(x).float()
-        ce = cross_entropy(z_s, y)
-        if self.teacher is None:
-            loss = ce
-        else:
-            loss = self.kd_loss(z_s, z_t, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        n = float(len(y))
-        return {"n": n, "loss": float(loss.detach()) * n, "ce": float(ce.detach()) * n,
-                "correct": float((z_s.detach().argmax(1) == y).sum())}
 
     # -- outputs -----------------------------------------------------------------------------
     def _write_config(self) -> None:
@@ -317,15 +231,48 @@ class StudentDistiller:
         return summary
 
 
-def _zero() -> dict[str, float]:
-    return {"n": 0.0, "loss": 0.0, "ce": 0.0, "correct": 0.0}
+class KDStep:
+    """One student step: the KD loss against the teacher's logits (read from the table
+    when there is one), or plain CE without a teacher."""
 
+    clip_grad = 0.0  # students are not clipped
 
-def _means(sums: dict[str, float]) -> dict[str, float]:
-    n = max(sums["n"], 1.0)
-    return {"loss": sums["loss"] / n, "ce": sums["ce"] / n,
-            "train_acc": 100.0 * sums["correct"] / n}
+    def __init__(self, d: StudentDistiller):
+        self.d, self.module, self.name = d, d.student, d._progress_name()
+        self.clip_groups: dict = {}
+        cfg = d.cfg
+        self.kd_loss = kd_loss_fn(cfg.kd_loss, cfg.alpha, cfg.temperature, cfg.dkd_beta)
 
+    def meters(self) -> Meters:
+        return Meters(teacher=False)
+
+    def forward_backward(self, loop: RunLoop, x: torch.Tensor, y: torch.Tensor,
+                         index: torch.Tensor) -> dict[str, float]:
+        d, dev = self.d, loop.info.device
+        with autocast_for(dev, loop.amp_dtype):
+            z_s = self.module(x).float()
+            if d.teacher_table is not None:
+                z_t = d.teacher_table[index].to(dev)
+            elif d.teacher is not None:
+                with torch.no_grad():
+                    z_t = d.teacher(x).float()
+        ce = cross_entropy(z_s, y)
+        loss = ce if d.teacher is None else self.kd_loss(z_s, z_t, y)
+        loop.backward(loss)
+        return {"n": float(len(y)), "loss": float(loss.detach()), "ce": float(ce.detach()),
+                "correct": float((z_s.detach().argmax(1) == y).sum())}
+
+    def after_update(self, loop: RunLoop, stats: dict[str, float]) -> dict[str, float]:
+        return stats
+
+    def end_of_epoch(self, loop: RunLoop, img_per_s: float | None) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 def distill_student(cfg: KDConfig, arch: ArchConfig, out: str | Path,
                     teacher: TeacherSource | None = None, resume: bool = False,

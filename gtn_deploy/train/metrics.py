@@ -14,7 +14,10 @@ class Meters:
     FIELDS = ("n", "loss", "ce", "correct", "branch", "reward", "reward_steps", "steps",
               "clipped_teacher", "clipped_student")
 
-    def __init__(self) -> None:
+    def __init__(self, teacher: bool = True) -> None:
+        """``teacher``: a teacher's meters (its CE, the branch terms, the sampler's reward,
+        clipping); a student's report its loss, CE and accuracy only."""
+        self.teacher = teacher
         self.sums = {k: 0.0 for k in self.FIELDS}
 
     def add(self, stats: dict[str, float]) -> None:
@@ -22,7 +25,7 @@ class Meters:
         self.sums["n"] += n
         self.sums["correct"] += stats["correct"]
         for key in ("loss", "ce", "branch"):
-            self.sums[key] += stats[key] * n
+            self.sums[key] += stats.get(key, 0.0) * n
         if "reward" in stats:
             self.sums["reward"] += stats["reward"]
             self.sums["reward_steps"] += 1
@@ -37,6 +40,9 @@ class Meters:
         return 100.0 * self.sums["correct"] / self.sums["n"] if self.sums["n"] else 0.0
 
     def summary(self) -> dict[str, Any]:
+        if not self.teacher:
+            return {"loss": self.mean("loss"), "ce": self.mean("ce"),
+                    "train_acc": self.accuracy()}
         out = {"loss": self.mean("loss"), "teacher_ce": self.mean("ce"),
                "train_acc": self.accuracy(), "branch_loss": self.mean("branch")}
         if self.sums["reward_steps"]:
