@@ -3,7 +3,9 @@
 One live display per process (rich allows only one): a stage list on top, when the pipeline
 runs, and the bars of the loops running now below it. Off a terminal there are no bars:
 step loops print a plain line every ``every`` steps, so logs stay readable, and the stage
-list prints nothing (the pipeline logs its own lines). ``gtnd -q`` silences both.
+list prints nothing (the pipeline logs its own lines). A job of named steps (``Steps``, the
+export's gates) draws a bar of its steps and one for each loop inside them; off a terminal it
+prints one plain line per finished step. ``gtnd -q`` silences all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 LOGGER = "gtn_deploy"
 
@@ -99,6 +101,21 @@ def _board_class():
     return Board
 
 
+def _eta_column():
+    """The "eta 0:01:23" column; empty for a task added with ``eta=False``: a list of unlike
+    steps, where a rate of steps per second would promise a time nobody can know."""
+    from rich.progress import TimeRemainingColumn
+    from rich.text import Text
+
+    class Eta(TimeRemainingColumn):
+        def render(self, task):
+            if not task.fields.get("eta", True):
+                return Text("")
+            return Text.assemble("eta ", super().render(task))
+
+    return Eta()
+
+
 _board = None
 _users = 0
 
@@ -107,14 +124,13 @@ _users = 0
 def _live(stream=None) -> Iterator:
     """The shared display, started by its first user (on its stream) and stopped by its last."""
     global _board, _users
-    from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     if _board is None:
         _board = _board_class()(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=console(stream), redirect_stdout=False)
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), _eta_column(),
+            console=console(stream), redirect_stdout=False)
         _board.stages = []
         _board.start()
     _users += 1
@@ -248,3 +264,110 @@ class StageList:
         stage.status = status
         for key, value in fields.items():
             setattr(stage, key, value)
+
+
+# -- a job of named steps (the export's gates) -------------------------------------------------
+@dataclass
+class Step:
+    """The step running now: set ``note`` (and ``status``) to say how it went."""
+
+    name: str
+    note: str = ""
+    status: str = "done"
+
+
+_STEP_MARKS = {"done": ("✓ ", "green"), "passed": ("✓ ", "green"),
+               "failed": ("✗ ", "bold red")}
+
+
+class Steps:
+    """A job made of a few named steps, such as the export's gates, and the loops inside them.
+
+    On a terminal: a bar of the steps that names the running one, a bar with an ETA for each
+    loop inside a step (``bar``) and a line per finished step above them; inside the pipeline
+    they join its display. Off a terminal: one plain line per finished step, no bars.
+    ``enabled=False`` or ``gtnd -q``: nothing. Not entered, it is silent too.
+    """
+
+    def __init__(self, title: str, names: Sequence[str] = (), enabled: bool = True,
+                 stream=None):
+        self.title, self.names, self.stream = title, list(names), stream
+        self.enabled = enabled and not quiet()
+        self.live = self.enabled and interactive(stream)
+        self.finished = 0
+        self._entered = False
+        self._stack = contextlib.ExitStack()
+        self._board = self._task = None
+        self._failed: str | None = None
+
+    def __enter__(self) -> "Steps":
+        self._entered = True
+        if self.live:
+            self._board = self._stack.enter_context(_live(self.stream))
+            self._task = self._board.add_task(self.title, total=len(self.names) or None,
+                                              stats="", eta=False)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._entered = False
+        if self._task is not None:
+            if _users > 1:  # inside the pipeline's display: its stage list says the rest
+                self._board.remove_task(self._task)
+            else:  # alone, the finished bar stays on screen and says how the job ended
+                end = f"failed at {self._failed}" if self._failed else "done"
+                self._board.update(self._task, description=f"{self.title}: {end}")
+            self._task = None
+        self._stack.close()
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[Step]:
+        """Run one step; it is reported done, or failed when the block raises."""
+        if name not in self.names:  # a step nobody listed in advance still counts
+            self.names.append(name)
+        step, start = Step(name), time.perf_counter()
+        if self._task is not None:
+            self._board.update(self._task, description=f"{self.title}: {name}",
+                               total=len(self.names), refresh=True)
+        try:
+            yield step
+        except BaseException:
+            step.status, self._failed = "failed", name
+            raise
+        finally:
+            self.finished += 1
+            self._report(step, time.perf_counter() - start)
+
+    @contextlib.contextmanager
+    def bar(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A bar with an ETA for a loop inside a step; yields ``advance(n)``. No bar, and no
+        line, off a terminal: the step's own line says how it went."""
+        if self._task is None or total <= 0:
+            yield _ignore
+            return
+        task = self._board.add_task(f"  {description}", total=total, stats="")
+        try:
+            yield lambda n=1: self._board.advance(task, n)
+        finally:
+            self._board.remove_task(task)
+            self._board.refresh()
+
+    def _report(self, step: Step, seconds: float) -> None:
+        if not (self.enabled and self._entered):
+            return
+        line = (f"{self.title} {self.finished}/{len(self.names)} {step.name}: {step.status}"
+                + (f", {step.note}" if step.note else "") + f" ({seconds:.1f} s)")
+        if self._task is None:
+            stream = self.stream or sys.stderr
+            stream.write(line + "\n")
+            stream.flush()
+            return
+        from rich.text import Text
+
+        # refreshed first: a printed line redraws the display as it was last refreshed
+        self._board.update(self._task, completed=self.finished, refresh=True)
+        mark = _STEP_MARKS.get(step.status, ("! ", "bold yellow"))  # e.g. a gate let through
+        self._board.console.print(Text.assemble(mark, line), highlight=False)
+
+
+def _ignore(n: int = 1) -> None:
+    """``advance`` where no bar is drawn."""

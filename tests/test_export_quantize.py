@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import re
 
 import onnx
 import pytest
 from test_export_helpers import SPACE, trained_student_dir
+from test_progress import plain
 
 from gtn_deploy.errors import ExportError, UsageError
 from gtn_deploy.export.data import load_export_data
 from gtn_deploy.export.onnx import InputSpec, export_onnx
-from gtn_deploy.export.quantize import gate_drop, quantize_onnx, quantize_presets
+from gtn_deploy.export.quantize import calib_count, gate_drop, quantize_onnx, quantize_presets
+from gtn_deploy.progress import Steps
 from gtn_deploy.supernet import load_student
 
 
@@ -29,9 +33,21 @@ def fp32_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def quantized(tmp_path_factory, fp32_model, data):
+def quantized_on_a_terminal(tmp_path_factory, fp32_model, data):
+    """One preset, its progress drawn as on a terminal: (result, what the terminal got)."""
     out = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
-    return quantize_presets(fp32_model, out, data, presets=("performance",))
+    stream = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TTY_COMPATIBLE", "1")
+        with Steps("int8", ["fp32 accuracy", "int8 performance"], stream=stream) as steps:
+            result = quantize_presets(fp32_model, out, data, presets=("performance",),
+                                      steps=steps)
+    return result, plain(stream.getvalue())
+
+
+@pytest.fixture(scope="module")
+def quantized(quantized_on_a_terminal):
+    return quantized_on_a_terminal[0]
 
 
 def test_qdq_model_keeps_accuracy_and_decisions(quantized):
@@ -58,6 +74,23 @@ def test_gate_reports_both_numbers(quantized):
     assert "--allow-accuracy-drop" in msg
     assert gate_drop(worse, 1.0, allow_accuracy_drop=True) is worse
     assert gate_drop(worse, max_drop_points=2.0) is worse
+
+
+def test_calibration_and_accuracy_show_bars_with_eta(quantized_on_a_terminal):
+    _, out = quantized_on_a_terminal
+    assert re.search(r"  int8 performance calibration \(NNCF\) +━+ +\d+/300 .*eta", out), out
+    assert re.search(r"  int8 performance accuracy +━+ +\d+/500", out), out
+    assert "✓ int8 1/2 fp32 accuracy: done, top-1" in out
+    assert "✓ int8 2/2 int8 performance: done, top-1" in out and "drop" in out
+    assert "Statistics collection" not in out  # NNCF's own bars stay out
+
+
+def test_calibration_reports_every_image_nncf_takes(tmp_path, fp32_model, data):
+    """The calibration bar's total is what NNCF reads: each image once, whole batches."""
+    taken: list[int] = []
+    quantize_onnx(fp32_model, tmp_path / "q.onnx", data.calib_images, on_images=taken.append)
+    assert sum(taken) == calib_count(len(data.calib_images)) == 300 and set(taken) == {1}
+    assert calib_count(301, 2) == 300
 
 
 def test_calibration_needs_300_real_images(tmp_path, fp32_model, data):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -149,3 +151,74 @@ def test_pipeline_stages_drive_the_stage_list(tty, monkeypatch, tmp_path):
         assert stages.stages["b"].status == "failed" and run.stages_run == ["a"]
     assert stages.live is (tty == "1")
     assert (lines == []) is stages.live, lines
+
+
+def plain(text: str) -> str:
+    """A terminal's output without its colour and cursor codes."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def _run_job(steps: progress.Steps, fail: bool = False) -> None:
+    with steps:
+        with steps.step("onnx") as step:
+            step.note = "43 nodes"
+        with steps.step("accuracy") as step:
+            with steps.bar("accuracy", 300) as advance:
+                for _ in range(3):
+                    advance(100)
+            step.status = "passed"
+        with steps.step("gate"):
+            if fail:
+                raise RuntimeError("gate failed")
+
+
+def test_steps_off_a_terminal_print_one_line_per_step():
+    stream = io.StringIO()
+    _run_job(progress.Steps("export x", ["onnx", "accuracy", "gate"], stream=stream))
+    lines = stream.getvalue().splitlines()
+    assert [line.rsplit(" (", 1)[0] for line in lines] == [
+        "export x 1/3 onnx: done, 43 nodes", "export x 2/3 accuracy: passed",
+        "export x 3/3 gate: done"], lines
+    assert "\x1b" not in stream.getvalue() and "━" not in stream.getvalue()
+    stream = io.StringIO()
+    with pytest.raises(RuntimeError):
+        _run_job(progress.Steps("export x", ["onnx"], stream=stream), fail=True)
+    assert stream.getvalue().splitlines()[-1].startswith("export x 3/3 gate: failed (")
+
+
+def test_steps_quiet_disabled_or_not_entered_print_nothing(terminal):
+    stream = io.StringIO()
+    _run_job(progress.Steps("export x", stream=stream, enabled=False))
+    steps = progress.Steps("export x", stream=stream)  # a library caller's default: silent
+    with steps.step("onnx"), steps.bar("loop", 10) as advance:
+        advance(10)
+    progress.setup_logging(-1)
+    _run_job(progress.Steps("export x", stream=stream))
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_steps_on_a_terminal_draw_bars_and_mark_each_step(terminal, fail):
+    stream = io.StringIO()
+    steps = progress.Steps("export x", ["onnx", "accuracy", "gate"], stream=stream)
+    assert steps.live
+    with contextlib.suppress(RuntimeError):
+        _run_job(steps, fail=fail)
+    out = plain(stream.getvalue())
+    assert "✓ export x 1/3 onnx: done, 43 nodes" in out and "━" in out and "eta" in out
+    assert re.search(r"  accuracy +━+ +0/300", out), out  # the loop's own bar
+    end = "✗ export x 3/3 gate: failed" if fail else "✓ export x 3/3 gate: done"
+    assert end in out
+    assert ("export x: failed at gate" if fail else "export x: done") in out
+
+
+def test_steps_inside_the_stage_list_leave_it_alone(terminal):
+    stream = io.StringIO()
+    with progress.StageList(["bundle-x"], stream=stream) as stages:
+        stages.running("bundle-x")
+        with pytest.raises(RuntimeError):
+            _run_job(progress.Steps("export x", ["onnx", "accuracy", "gate"]), fail=True)
+        board = progress._board
+        assert board is not None and board.tasks == [] and board.stages[0].name == "bundle-x"
+        stages.finished("bundle-x", "failed")
+    assert "✗ export x 3/3 gate: failed" in plain(stream.getvalue())

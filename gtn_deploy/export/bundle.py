@@ -24,11 +24,11 @@ from typing import Any
 from gtn_deploy.errors import ExportError, GtnError, UsageError
 from gtn_deploy.export import documents
 from gtn_deploy.export.data import CLASS_LABELS, ExportData, load_export_data
-from gtn_deploy.export.onnx import (DEFAULT_OPSET, InputSpec, check_opset, export_onnx,
-                                    measure_latency_ms, ort_session, parity_gate, run_session)
-from gtn_deploy.export.quantize import PRESETS
+from gtn_deploy.export.onnx import DEFAULT_OPSET, InputSpec, check_opset, export_onnx, parity_gate
+from gtn_deploy.export.quantize import PRESETS, measure_fp32
 from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from gtn_deploy.manifest import manifest_digest, verify_files
+from gtn_deploy.progress import Steps
 
 # Scripts copied into bundles; they run on the device without gtn_deploy (Python 3.8, numpy
 # and onnxruntime or tensorrt). run_trt.py goes only into bundles for a TensorRT device.
@@ -78,8 +78,11 @@ class BundleResult:
 
 def export_student(student_dir: str | Path, profile, out_dir: str | Path,
                    options: ExportOptions = ExportOptions(),
-                   data: ExportData | None = None) -> BundleResult:
-    """Load a student folder (weights.safetensors + student.json) and export its bundle."""
+                   data: ExportData | None = None, progress: bool = True) -> BundleResult:
+    """Load a student folder (weights.safetensors + student.json) and export its bundle.
+
+    ``progress``: a line per gate on stderr (and bars on a terminal; none under ``gtnd -q``).
+    """
     from gtn_deploy.arch import ArchConfig, get_space, space_with_classes
     from gtn_deploy.supernet import load_student
 
@@ -89,13 +92,14 @@ def export_student(student_dir: str | Path, profile, out_dir: str | Path,
         space = space_with_classes(space, doc["num_classes"])
     arch = ArchConfig.from_dict(doc["arch"])
     return export_bundle(model, arch, space, Path(student_dir), doc, profile, out_dir,
-                         options, data)
+                         options, data, progress)
 
 
 def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, Any], profile,
                   out_dir: str | Path, options: ExportOptions = ExportOptions(),
-                  data: ExportData | None = None) -> BundleResult:
-    """Export ``model`` (a plain nn.Module) for ``profile`` into ``out_dir/<name>``."""
+                  data: ExportData | None = None, progress: bool = True) -> BundleResult:
+    """Export ``model`` (a plain nn.Module) for ``profile`` into ``out_dir/<name>``; each gate
+    is a step of ``progress.Steps`` (see ``export_student``)."""
     start = time.perf_counter()
     check_opset(options.opset)
     for name in STUDENT_FILES:
@@ -107,59 +111,99 @@ def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, 
     if final.exists() and not options.overwrite:
         raise ExportError(f"{final} already exists; pass --overwrite or another --out")
     make_int8 = ("int8" in profile.precisions) if options.int8 is None else options.int8
-    if data is None:
-        data = load_export_data(space.task, options.data_dir, options.calib_images,
-                                options.eval_images, image_size=arch.resolution)
     spec = InputSpec(space.task.in_channels, arch.resolution, arch.resolution,
                      batch_size=max(1, int(profile.budgets.batch_size)),
                      dynamic_batch=options.dynamic_batch)
-    with atomic_dir(final, overwrite=options.overwrite) as tmp:
-        manifest = _assemble(tmp, model, arch, space, student_dir, student_doc, profile, data,
-                             spec, make_int8, options, name)
-        _make_readable(tmp)
-        problems = verify_files(tmp)
-        if problems:
-            raise ExportError(f"bundle failed its own verification: {problems[0]}")
-    tarball = write_tarball(final) if options.tarball else None
+    names = _step_names(options, make_int8, load_data=data is None)
+    with Steps(f"export {profile.id}", names, enabled=progress) as steps:
+        if data is None:
+            with steps.step("data") as step:
+                data = load_export_data(space.task, options.data_dir, options.calib_images,
+                                        options.eval_images, image_size=arch.resolution)
+                step.note = (f"{len(data.calib_images)} calibration and "
+                             f"{len(data.eval_images)} test images")
+        with atomic_dir(final, overwrite=options.overwrite) as tmp:
+            manifest = _assemble(tmp, model, arch, space, student_dir, student_doc, profile,
+                                 data, spec, make_int8, options, name, steps)
+        tarball = None
+        if options.tarball:
+            with steps.step("tarball") as step:
+                tarball = write_tarball(final)
+                step.note = f"{tarball.name}, {tarball.stat().st_size / 1e6:.1f} MB"
     return BundleResult(final, tarball, manifest, time.perf_counter() - start)
 
 
+def _step_names(options: ExportOptions, make_int8: bool, load_data: bool = True) -> list[str]:
+    """The export's steps (its gates among them) in the order they run."""
+    return ((["data"] if load_data else []) + ["onnx", "parity", "fp32 accuracy"]
+            + ([f"int8 {p}" for p in options.presets] + ["int8 gate"] if make_int8 else [])
+            + (["tensorrt engine"] if options.build_engine else []) + ["bundle files"]
+            + (["tarball"] if options.tarball else []))
+
+
 def _assemble(tmp: Path, model, arch, space, student_dir, student_doc, profile, data, spec,
-              make_int8, options, name) -> dict[str, Any]:
+              make_int8, options, name, steps: Steps) -> dict[str, Any]:
     export_start = time.perf_counter()
-    onnx_info = export_onnx(model, spec, tmp / "model.onnx", options.opset)
-    parity = {"onnxruntime_fp32": parity_gate(model, tmp / "model.onnx",
-                                              data.parity_images(options.parity_images),
-                                              options.parity_images, options.threads).to_dict()}
-    metrics, host_latency = _quantize_or_eval(tmp, data, spec, make_int8, options, parity)
-    for file in STUDENT_FILES:
-        shutil.copyfile(Path(student_dir) / file, tmp / file)
+    onnx_info, parity = _onnx_and_parity(tmp, model, spec, data, options, steps)
+    metrics, host_latency = _quantize_or_eval(tmp, data, spec, make_int8, options, parity,
+                                              steps)
     models = {"fp32": "model.onnx", "int8": "model.int8.onnx" if metrics["int8_top1"] is not None
               else None}
     # An INT8 model kept with --allow-accuracy-drop is shipped but never recommended.
     int8_ok = models["int8"] is not None and metrics["int8_drop_points"] <= options.max_drop_points
     recommended = documents.recommend_precision(profile, int8_ok, host_latency)
     plan = _engine_plan(profile, recommended[0], spec, models, options)
-    _write_engine_script(tmp, plan, profile)
     if options.build_engine:
-        parity.update(_build_and_check(tmp, plan, data, options))
+        with steps.step("tensorrt engine"):
+            parity.update(_build_and_check(tmp, plan, data, options))
+    with steps.step("bundle files") as step:
+        labels = _write_files(tmp, student_dir, plan, profile, space, data)
+        fields = _manifest_fields(name, arch, space, spec, data, labels, models, recommended,
+                                  metrics, profile, make_int8, student_dir, student_doc,
+                                  onnx_info, plan)
+        fields["budget"] = documents.budget_entry(profile, options.budget_ms)
+        atomic_write_text(tmp / "README.md", documents.readme(
+            documents.build_manifest(files={}, **fields)))
+        fields["export"]["export_wall_s"] = round(time.perf_counter() - export_start, 3)
+        # A JSON round trip makes the returned dict equal to what load_manifest reads back.
+        manifest = json.loads(json.dumps(documents.build_manifest(
+            files=documents.file_entries(tmp), **fields)))
+        manifest["manifest_sha256"] = manifest_digest(manifest)
+        atomic_write_json(tmp / "manifest.json", manifest)
+        _make_readable(tmp)
+        problems = verify_files(tmp)
+        if problems:
+            raise ExportError(f"bundle failed its own verification: {problems[0]}")
+        step.note = f"{len(manifest['files']) + 1} files written and verified"
+    return manifest
+
+
+def _onnx_and_parity(tmp: Path, model, spec, data, options, steps: Steps):
+    """Steps "onnx" and "parity": the ONNX file, then eager PyTorch vs onnxruntime."""
+    with steps.step("onnx") as step:
+        onnx_info = export_onnx(model, spec, tmp / "model.onnx", options.opset)
+        step.note = f"opset {options.opset}, {onnx_info['nodes']} nodes"
+    with steps.step("parity") as step:
+        images = data.parity_images(options.parity_images)
+        with steps.bar("parity: PyTorch, then onnxruntime", 2 * len(images)) as advance:
+            result = parity_gate(model, tmp / "model.onnx", images, options.parity_images,
+                                 options.threads, on_images=advance)
+        step.status = "passed"
+        step.note = (f"{result.images} images, max |logit diff| {result.max_abs_diff:.2g}, "
+                     f"top-1 agreement {result.top1_agreement:.4f}")
+    return onnx_info, {"onnxruntime_fp32": result.to_dict()}
+
+
+def _write_files(tmp: Path, student_dir, plan, profile, space, data) -> list[str]:
+    """The student, scripts and labels beside the models; returns the labels."""
+    for file in STUDENT_FILES:
+        shutil.copyfile(Path(student_dir) / file, tmp / file)
+    _write_engine_script(tmp, plan, profile)
     (tmp / "build_engine.sh").chmod(0o755)
     _copy_scripts(tmp, plan is not None)
     labels = _class_labels(space, data)
     atomic_write_text(tmp / "labels.txt", "".join(f"{label}\n" for label in labels))
-    fields = _manifest_fields(name, arch, space, spec, data, labels, models, recommended,
-                              metrics, profile, make_int8, student_dir, student_doc, onnx_info,
-                              plan)
-    fields["budget"] = documents.budget_entry(profile, options.budget_ms)
-    atomic_write_text(tmp / "README.md", documents.readme(
-        documents.build_manifest(files={}, **fields)))
-    fields["export"]["export_wall_s"] = round(time.perf_counter() - export_start, 3)
-    # A JSON round trip makes the returned dict equal to what load_manifest reads back.
-    manifest = json.loads(json.dumps(documents.build_manifest(
-        files=documents.file_entries(tmp), **fields)))
-    manifest["manifest_sha256"] = manifest_digest(manifest)
-    atomic_write_json(tmp / "manifest.json", manifest)
-    return manifest
+    return labels
 
 
 def _manifest_fields(name, arch, space, spec, data, labels, models, recommended, metrics,
@@ -179,11 +223,8 @@ def _manifest_fields(name, arch, space, spec, data, labels, models, recommended,
                 "engine_plan": dataclasses.asdict(plan) if plan else None})
 
 
-def _quantize_or_eval(tmp, data, spec, make_int8, options, parity):
+def _quantize_or_eval(tmp, data, spec, make_int8, options, parity, steps: Steps):
     """fp32 (and INT8, gated) accuracy in onnxruntime, plus this host's latency per model."""
-    from gtn_deploy.export.data import top1
-
-    shape = (spec.batch_size, *spec.shape[1:])
     metrics: dict[str, Any] = {"eval_images": len(data.eval_images), "int8_top1": None,
                                "int8_drop_points": None, "calib_images": None,
                                "int8_preset": None, "parity": parity}
@@ -192,7 +233,7 @@ def _quantize_or_eval(tmp, data, spec, make_int8, options, parity):
 
         q = quantize_and_gate(tmp / "model.onnx", tmp / "model.int8.onnx", data, options.presets,
                               options.max_drop_points, options.allow_accuracy_drop,
-                              spec.batch_size, options.threads)
+                              spec.batch_size, options.threads, steps)
         metrics.update(fp32_top1=q.fp32_top1, int8_top1=q.int8_top1,
                        int8_drop_points=q.drop_points, calib_images=q.calib_images,
                        int8_preset=q.preset, int8_presets=q.presets_dict(),
@@ -201,9 +242,9 @@ def _quantize_or_eval(tmp, data, spec, make_int8, options, parity):
         parity["onnxruntime_int8"] = q.parity.to_dict()
         host = {"fp32": q.fp32_latency_ms, "int8": q.int8_latency_ms}
     else:
-        sess = ort_session(tmp / "model.onnx", options.threads)
-        metrics["fp32_top1"] = top1(run_session(sess, data.eval_images), data.eval_labels)
-        host = {"fp32": measure_latency_ms(sess, shape)}
+        fp32 = measure_fp32(tmp / "model.onnx", data, spec.batch_size, options.threads, steps)
+        metrics["fp32_top1"] = fp32.top1
+        host = {"fp32": fp32.latency_ms}
     metrics["host_latency_ms"] = {**host, "batch_size": spec.batch_size,
                                   "threads": options.threads, "note": "export host, not the device"}
     return metrics, host

@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -130,8 +130,10 @@ def ort_session(path: str | Path, threads: int = 1):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run_session(session, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Logits for ``images`` (N, C, H, W float32); respects a fixed batch dimension."""
+def run_session(session, images: np.ndarray, batch_size: int = 64,
+                on_images: Callable[[int], None] | None = None) -> np.ndarray:
+    """Logits for ``images`` (N, C, H, W float32); respects a fixed batch dimension.
+    ``on_images(n)`` is told of each batch of ``n`` images done (a progress bar)."""
     inp = session.get_inputs()[0]
     fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
     step = fixed or batch_size
@@ -143,6 +145,8 @@ def run_session(session, images: np.ndarray, batch_size: int = 64) -> np.ndarray
             chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
         out = session.run(None, {inp.name: chunk})[0]
         outs.append(out[:len(out) - pad] if pad else out)
+        if on_images is not None:
+            on_images(len(chunk) - pad)
     return np.concatenate(outs)
 
 
@@ -160,14 +164,19 @@ def torch_threads(n: int = 1):
         torch.set_num_threads(before)
 
 
-def torch_logits(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def torch_logits(model, images: np.ndarray, batch_size: int = 256,
+                 on_images: Callable[[int], None] | None = None) -> np.ndarray:
     """Eager PyTorch logits (the parity reference), one intra-op thread."""
     import torch
 
     model = model.eval()
+    outs = []
     with torch.no_grad(), torch_threads(1):
-        return np.concatenate([model(torch.from_numpy(images[i:i + batch_size])).numpy()
-                               for i in range(0, len(images), batch_size)])
+        for i in range(0, len(images), batch_size):
+            outs.append(model(torch.from_numpy(images[i:i + batch_size])).numpy())
+            if on_images is not None:
+                on_images(len(outs[-1]))
+    return np.concatenate(outs)
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray, precision: str,
@@ -187,12 +196,14 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, precision: str,
 
 
 def parity_gate(model, onnx_path: str | Path, images: np.ndarray, min_images: int = 256,
-                threads: int = 1) -> ParityResult:
-    """Eager PyTorch vs onnxruntime fp32 on real images; raise ExportError if it fails."""
+                threads: int = 1, on_images: Callable[[int], None] | None = None
+                ) -> ParityResult:
+    """Eager PyTorch vs onnxruntime fp32 on real images; raise ExportError if it fails.
+    ``on_images`` hears of each batch through either runtime: 2 x len(images) in all."""
     if len(images) < min_images:
         raise ExportError(f"parity needs at least {min_images} validation images, got {len(images)}")
-    ref = torch_logits(model, images)
-    got = run_session(ort_session(onnx_path, threads), images)
+    ref = torch_logits(model, images, on_images=on_images)
+    got = run_session(ort_session(onnx_path, threads), images, on_images=on_images)
     result = compare_logits(ref, got, "fp32")
     if not result.passed:
         raise ExportError(

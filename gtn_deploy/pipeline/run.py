@@ -312,7 +312,8 @@ def _bundle_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
 def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
     from gtn_deploy.export.bundle import export_student
 
-    result = export_student(b.student.path, b.profile, folder, _export_options(cfg, b))
+    result = export_student(b.student.path, b.profile, folder, _export_options(cfg, b),
+                            progress=_live())
     met = result.manifest["metrics"]
     return {"fp32_top1": met["fp32_top1"], "int8_top1": met.get("int8_top1"),
             "recommended_precision": result.manifest["recommended_precision"],
