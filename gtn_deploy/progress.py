@@ -159,8 +159,11 @@ class StepProgress:
     """
 
     def __init__(self, total_steps: int, enabled: bool = True, every: int = 20, stream=None,
-                 description: str = "train"):
+                 description: str = "train", cycle: str = "epoch", item: str = "img"):
+        """``cycle`` and ``item`` name what ``update`` counts: epochs of images when
+        training, rounds of calls when calibrate times subnets."""
         self.total, self.every = total_steps, max(1, every)
+        self.cycle, self.item = cycle, item
         self.enabled = enabled and not quiet()
         self.stream = stream
         self.live = self.enabled and interactive(stream)
@@ -189,9 +192,10 @@ class StepProgress:
         elapsed = time.perf_counter() - self.start
         shown = " ".join(f"{k} {v:.4f}" if k == "loss" else f"{k} {v:.3f}"
                          for k, v in values.items())
-        rate = f"{self.images / elapsed if elapsed > 0 else 0:.0f} img/s"
+        rate = f"{self.images / elapsed if elapsed > 0 else 0:.0f} {self.item}/s"
         if self.live:
-            self._board.update(self._task, completed=step, stats=f"ep {epoch + 1} {shown} {rate}")
+            self._board.update(self._task, completed=step,
+                               stats=f"{self.cycle} {epoch + 1} {shown} {rate}")
             if step >= self.total:
                 self.close()
             return
@@ -199,7 +203,7 @@ class StepProgress:
             return
         done = step - self.done_at_start
         eta = (self.total - step) * elapsed / done if done > 0 else 0.0
-        self._write(f"epoch {epoch + 1} step {step}/{self.total} {shown} {rate} "
+        self._write(f"{self.cycle} {epoch + 1} step {step}/{self.total} {shown} {rate} "
                     f"elapsed {_clock(elapsed)} eta {_clock(eta)}")
 
     def message(self, text: str) -> None:

@@ -244,9 +244,8 @@ def test_preprocessing_matches_training_and_handles_other_images(bundles, pixels
     assert bio.preprocess(big, prep).shape == (1, 1, 28, 28)
 
 
-def test_bundle_scripts_run_on_python_3_8(bundles):
-    """Every script parses as 3.8 syntax; vermin (dev extra) also checks the library calls."""
-    files = [bundles["dynamic"] / name for name in SCRIPTS]
+def check_python_3_8(files) -> None:
+    """Every file parses as 3.8 syntax; vermin (dev extra) also checks the library calls."""
     for file in files:
         ast.parse(file.read_text(), str(file), feature_version=(3, 8))
     pytest.importorskip("vermin", reason="vermin is a dev extra: pip install -e .[dev]")
@@ -254,6 +253,16 @@ def test_bundle_scripts_run_on_python_3_8(bundles):
                           "-t=3.8-", "--violations", "--eval-annotations", "--no-tips",
                           *map(str, files)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_bundle_scripts_run_on_python_3_8(bundles):
+    check_python_3_8([bundles["dynamic"] / name for name in SCRIPTS])
+
+
+def test_calibration_device_script_runs_on_python_3_8():
+    """What gtnd calibrate --host sends to the device: time_subnets.py and bundle_io.py."""
+    check_python_3_8([ROOT / "gtn_deploy" / "bench" / "time_subnets.py",
+                      ROOT / "gtn_deploy" / "export" / "bundle_io.py"])
 
 
 def test_export_sweeps_what_a_killed_export_left(bundles):

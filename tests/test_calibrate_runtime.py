@@ -5,6 +5,7 @@ this machine involved); the TensorRT test measures for real wherever tensorrt im
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import random
 from pathlib import Path
@@ -231,3 +232,96 @@ def test_tensorrt_calibration_measures_engines(tmp_path):
     assert c["fingerprint"]["runtime"] == "tensorrt" and c["fingerprint"]["precision"] == "fp16"
     assert c["tier"] == 1 and c["tier2"] is None and c["measurement"]["device_seconds"] > 0
     assert all(v["n"] == 2 for v in c["validation"]["held_out"].values())
+
+
+# -- on another machine (--host; end to end over ssh in test_remote.py) ----------------------
+
+def test_host_measures_with_onnxruntime_and_checks_nothing_here(monkeypatch, tmp_path):
+    monkeypatch.setattr(cr.importlib.util, "find_spec", lambda name: None)  # nothing here
+    runner = cr.calibration_runner(load_profile("x86-laptop"), here=False)
+    assert (runner.runtime, runner.provider, runner.precision) == (
+        "onnxruntime", cr.CPU, "fp32")
+    gpu = cr.calibration_runner(_variant("nvidia-t4", runtime={
+        "name": "onnxruntime", "version": "1.17", "source": "policy: test"}), here=False)
+    assert gpu.provider == cr.CUDA and gpu.tier2_unavailable  # checked on the device
+    with pytest.raises(UsageError, match="--host measures with onnxruntime"):
+        cr.calibration_runner(load_profile("jetson-orin-nano"), here=False)
+    over = cr.calibration_runner(load_profile("jetson-orin-nano"), override="onnxruntime-cpu",
+                                 here=False)
+    assert over.provider == cr.CPU and "not the profile's tensorrt" in over.deviation
+    res = RUNNER.invoke(app, ["calibrate", "--device", "jetson-orin-nano", "--host",
+                              "me@device", "--out", str(tmp_path / "o.yaml")])
+    assert_one_line_error(res, "--host measures with onnxruntime", "--runtime onnxruntime-cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_device_script_stops_as_the_local_protocol_does():
+    """time_subnets.py's copy of bench.rounds (py3.8, no gtn_deploy on the device) decides
+    the same rounds, order and stop from the same calls."""
+    from gtn_deploy.bench import rounds, time_subnets as script
+
+    rng = random.Random(5)
+    base = [rng.uniform(0.1, 3.0) for _ in range(7)]
+    noise = [rng.uniform(0.0, 0.2) for _ in range(7)]  # some converge, some do not
+
+    def fake_timer():
+        draw = random.Random(11)
+        return lambda i: [base[i] * (1 + noise[i] * draw.random()) for _ in range(9)]
+
+    plan = rounds.RoundPlan(min_rounds=3, max_rounds=12, iters=9, budget_s=1e9)
+    ours = rounds.run_rounds(fake_timer(), 7, plan, random.Random(3))
+    theirs = script.run_rounds(fake_timer(), 7, dataclasses.asdict(plan), random.Random(3))
+    assert (theirs[0], theirs[1], theirs[2]) == (ours.rounds, ours.order, ours.stop)
+    for i in range(7):
+        assert script.robust_ms(theirs[0][i]) == ours.latency_ms(i)
+        assert script.half_spread(theirs[0][i]) == ours.spread(i)
+
+
+def test_device_script_matches_what_it_mirrors():
+    import inspect
+    import platform
+
+    from gtn_deploy.bench import remote_calibrate as rc, subnets, time_subnets as script
+    from gtn_deploy.machine import cpu_model
+
+    defaults = inspect.signature(subnets.profile_interleaved).parameters
+    assert (rc.PER_ROUND, rc.PROFILE_WARMUP) == (defaults["per_round"].default,
+                                                 defaults["warmup"].default)
+    assert rc.cpu_model(script.cpuinfo(), platform.processor(), platform.machine()) == cpu_model()
+    arm = {"cpu implementer": "0x41", "cpu part": "0xd42"}
+    assert rc.cpu_model(arm, "", "aarch64") == "arm-implementer-0x41-part-0xd42"
+    assert rc.cpu_model({}, "", "aarch64") == "aarch64"
+
+
+def test_remote_record_and_report_say_whether_the_host_key_was_checked():
+    from gtn_deploy.bench.remote import SshTarget
+    from gtn_deploy.bench.remote_calibrate import RemoteSite
+
+    site = RemoteSite(SshTarget.parse("me@board:2222", insecure_host_key=True), "python3.8")
+    assert site.record() == {"host": "me@board:2222", "remote_python": "python3.8",
+                             "host_key_checked": False}
+    env = {"cpu_model": "Cortex-A78AE", "machine": "aarch64", "cpu_count": 6, "os": "Ubuntu",
+           "python": "3.8.10", "numpy": "1.24.4", "power_mode": "NV Power Mode: 15W; 0"}
+    lines = calibration._remote_lines({"remote": site.record(), "environment": env})
+    assert lines == ["  measured on me@board:2222 over ssh (host key NOT checked: "
+                     "--insecure-host-key): Cortex-A78AE (aarch64, 6 cores), Ubuntu, python "
+                     "3.8.10, numpy 1.24.4, power mode NV Power Mode: 15W; 0"]
+    assert calibration._remote_lines({"environment": env}) == []
+
+
+def test_round_progress_lines_off_a_terminal(capsys):
+    """Off a terminal: a line per round every subnet runs, then one per further round."""
+    from gtn_deploy.bench.rounds import RoundPlan
+
+    plan = RoundPlan(min_rounds=2, max_rounds=6, iters=4)
+    with calibration.RoundProgress(3, plan, profiled=2) as progress:
+        for i in [0, 1, 2, 2, 0, 1]:  # two full rounds
+            progress.round_done(i)
+        for i in [1, 2, 2]:  # round 3 for two subnets, round 4 for one
+            progress.round_done(i)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == ("calibrate: exporting 3 subnets, timing them in interleaved rounds of "
+                        "4 calls, then profiling 2 per block (tier 2)")
+    assert "step 3/6" in lines[1] and "step 6/6" in lines[2]  # StepProgress's own lines
+    assert [ln.split(",")[0] for ln in lines[3:]] == ["calibrate: round 3", "calibrate: round 4"]
+    assert "within 3% (until round 6 or 60 s)" in lines[3]

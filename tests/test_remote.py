@@ -1,6 +1,7 @@
-"""gtnd bench --host end to end (issue 16 part 5): a real OpenSSH server on 127.0.0.1 with a
-throwaway host key, user key, sshd_config and known_hosts, all in tmp. The "device" is this
-machine, the remote python the venv's (numpy and onnxruntime, no need for gtn_deploy).
+"""gtnd bench --host and gtnd calibrate --host end to end (issue 16): a real OpenSSH server on
+127.0.0.1 with a throwaway host key, user key, sshd_config and known_hosts, all in tmp. The
+"device" is this machine, the remote python the venv's (numpy and onnxruntime; calibrate's
+with gtn_deploy and torch made unimportable, as on a device).
 
 Skips where /usr/sbin/sshd is missing; .ci/run installs openssh-server.
 """
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from cli_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
@@ -170,3 +172,114 @@ def test_host_spec_and_unsupported_flags_are_usage_errors():
     assert_one_line_error(res, "port must be 1..65535")
     res = RUNNER.invoke(app, ["bench", str(BUNDLE), "--host", "me@host", "--seconds", "1"])
     assert_one_line_error(res, "--host runs the bundle's run_onnx.py")
+
+
+# -- gtnd calibrate --host ----------------------------------------------------------------------
+
+def bare_python(folder: Path, block: Path | None = None) -> str:
+    """The venv's python with gtn_deploy and torch unimportable (and ``block`` first on the
+    path): what a device has."""
+    wrapper = folder / ("python-bare" if block is None else "python-blocked")
+    path = f"PYTHONPATH={block} " if block else ""
+    wrapper.write_text(
+        f"#!/bin/sh\n{path}exec {sys.executable} -c \"import runpy, sys; "
+        "sys.modules['gtn_deploy'] = None; sys.modules['torch'] = None; "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')\" \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def calibrate(sshd, tmp_path, *extra, key="user_key", host=None, python=None, quiet=False):
+    args = (["-q"] if quiet else []) + [
+        "calibrate", "--device", "local", "--host", host or sshd["host"],
+        "--remote-python", python or bare_python(tmp_path), "--identity", str(sshd["dir"] / key),
+        "--ssh-option", f"UserKnownHostsFile={sshd['dir'] / 'known_hosts'}",
+        "--ssh-option", "GlobalKnownHostsFile=/dev/null", "--samples", "4", "--holdout", "2",
+        "--rounds", "2", "--iters", "5", "--out", str(tmp_path / "remote.yaml"),
+        "--report", str(tmp_path / "report.json"), *extra]
+    return RUNNER.invoke(app, args)
+
+
+def test_calibrate_on_host_records_the_device(sshd, tmp_path):
+    from gtn_deploy.machine import cpu_model
+
+    pytest.importorskip("torch")  # the subnets are exported here
+    before = leftovers()
+    res = calibrate(sshd, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert f"to {sshd['host']}; measuring there in one ssh connection" in res.output
+    assert f"measured on {sshd['host']} over ssh (host key checked)" in res.output
+    c = yaml.safe_load((tmp_path / "remote.yaml").read_text())["calibration"]
+    assert json.loads((tmp_path / "report.json").read_text()) == c
+    assert c["remote"] == {"host": sshd["host"], "remote_python": str(tmp_path / "python-bare"),
+                           "host_key_checked": True}
+    import numpy
+    import onnxruntime
+
+    env = c["environment"]  # bundle_io's fingerprint of the device
+    assert env["numpy"] == numpy.__version__ and env["onnxruntime"] == onnxruntime.__version__
+    assert env["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert env["cpu_model"] and env["os"] and env["kernel"] and "power_mode" in env
+    fp = c["fingerprint"]  # the same fingerprint a calibration on the device would have
+    assert fp["cpu_model"] == cpu_model() and fp["runtime_version"] == onnxruntime.__version__
+    assert fp["provider"] == "CPUExecutionProvider" and fp["threads"] == 1
+    m = c["measurement"]
+    assert m["train_subnets"] == 4 and m["held_out_subnets"] == 2 and m["rounds"][0] >= 2
+    assert c["runtime"]["tier2"] is True and c["tier2"] is not None  # the node profiler ran
+    assert c["tier"] in (1, 2) and set(c["validation"]["held_out"]) == {"0", "1", "2"}
+    assert leftovers() == before
+    # plan with it here: the device's fingerprint is not compared with this machine's
+    from gtn_deploy.cli.main import app
+    from typer.testing import CliRunner
+
+    c["fingerprint"]["cpu_model"] = "another board"
+    data = yaml.safe_load((tmp_path / "remote.yaml").read_text())
+    data["calibration"] = c
+    (tmp_path / "remote.yaml").write_text(yaml.safe_dump(data))
+    plan = CliRunner().invoke(app, ["plan", "--device", str(tmp_path / "remote.yaml"),
+                                    "--task", "fashion-mnist"])
+    assert plan.exit_code == 0, plan.output
+    assert "does not match this machine" not in plan.output
+
+
+@pytest.fixture
+def quick_export(monkeypatch):
+    """Placeholder ONNX files: the failures below happen before any model is loaded."""
+    from gtn_deploy.bench import remote_calibrate
+
+    def export_all(space, archs, folder):
+        paths = [folder / f"subnet_{i:03d}.onnx" for i in range(len(archs))]
+        for path in paths:
+            path.write_bytes(b"not read")
+        return paths
+
+    monkeypatch.setattr(remote_calibrate, "export_all", export_all)
+
+
+@pytest.mark.parametrize("case", ["refused", "wrong_key", "bad_host", "no_onnxruntime"])
+def test_calibrate_failures_are_one_line_and_write_nothing(sshd, tmp_path, case, quick_export):
+    user = getpass.getuser()
+    kwargs, needles = {}, ()
+    if case == "refused":
+        kwargs["host"], needles = f"{user}@127.0.0.1:{free_port()}", ("connection refused",)
+    elif case == "wrong_key":
+        kwargs["key"], needles = "other_key", ("key was refused", "--identity")
+    elif case == "bad_host":
+        kwargs["host"], needles = f"{user}@no-such-device.invalid", ("unknown host",)
+    else:
+        block = tmp_path / "block"
+        block.mkdir()
+        (block / "onnxruntime.py").write_text("raise ImportError('blocked for the test')\n")
+        kwargs["python"] = bare_python(tmp_path, block)
+        needles = ("onnxruntime does not import", "pip install onnxruntime")
+    before = leftovers()
+    res = calibrate(sshd, tmp_path, quiet=True, **kwargs)  # -q: the error line alone
+    assert_one_line_error(res, *needles)
+    assert not (tmp_path / "remote.yaml").exists() and not (tmp_path / "report.json").exists()
+    assert leftovers() == before
+    if case == "refused":  # without -q: the line saying what is sent, then the error
+        res = calibrate(sshd, tmp_path, **kwargs)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code != 0 and lines[-1].startswith("error:") and len(lines) == 2
+        assert lines[0].startswith("calibrate: sending 6 subnets"), lines
+

@@ -2,7 +2,8 @@
 
 The fit itself lives in ``gtn_deploy.cost.calibrate`` / ``cost.lut`` (no torch); this module
 measures (torch to build and export the subnets, the profile's runtime to time them: see
-``bench.calibration_runtime``), validates on held-out subnets and writes a new profile file.
+``bench.calibration_runtime``; or on another machine over ssh: ``bench.remote_calibrate``),
+validates on held-out subnets and writes a new profile file.
 A shipped profile is never overwritten. A fit with fewer than half of the held-out subnets
 within +-10% is still written, marked ``trusted: false`` with its ``trust_reason``.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 import datetime as _dt
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence
 
-from gtn_deploy.arch import SearchSpace
+from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner, calibration_runner
-from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs
+from gtn_deploy.bench.rounds import RoundPlan
+from gtn_deploy.bench.subnets import SubnetTiming, measure_subnets, random_archs, spanning_archs
 from gtn_deploy.cost import calibrate as cal
 from gtn_deploy.cost.roofline import roofline, tier0_ms
 from gtn_deploy.cost.lut import fit_block_table
@@ -51,6 +54,84 @@ def check_here(profile, force: bool) -> str | None:
     return problem
 
 
+@dataclass
+class Measurement:
+    """What a calibration measured: the subnets' timings, how the measurement went (seconds,
+    rounds, stop, plan), and the fingerprint and environment of the machine it ran on."""
+
+    timings: list[SubnetTiming]
+    info: dict[str, Any]
+    fingerprint: dict[str, Any]
+    environment: dict[str, Any]
+
+
+class Site(Protocol):
+    """Another machine to measure on (``bench.remote_calibrate.RemoteSite``: over ssh)."""
+
+    def measure(self, space: SearchSpace, archs: Sequence[ArchConfig], threads: int,
+                plan: RoundPlan, profile_runs: int, profiled: int, seed: int,
+                runner: CalibrationRunner) -> Measurement: ...
+
+    def record(self) -> dict[str, Any]: ...
+
+
+class RoundProgress:
+    """Progress of the interleaved rounds: a bar (plain lines off a terminal) over subnets x
+    the rounds every subnet runs, then a line for each further round, which only the subnets
+    whose figure does not yet reproduce take part in."""
+
+    def __init__(self, n: int, plan: RoundPlan, profiled: int = 0):
+        self.n, self.plan, self.profiled = n, plan, profiled
+        self.done, self.steps = [0] * n, 0
+        self.last_round = max(plan.min_rounds, 2)  # run_rounds runs these for every subnet
+        self.bar = self._new_bar()
+
+    def _new_bar(self):
+        from gtn_deploy.progress import StepProgress
+
+        return StepProgress(self.n * self.last_round, every=self.n, description="calibrate",
+                            cycle="round", item="call")
+
+    def __enter__(self) -> "RoundProgress":
+        then = f", then profiling {self.profiled} per block (tier 2)" if self.profiled else ""
+        self.bar.message(f"calibrate: exporting {self.n} subnets, timing them in interleaved "
+                         f"rounds of {self.plan.iters} calls{then}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    def round_done(self, i: int) -> None:
+        """Subnet ``i`` finished a round."""
+        self.done[i] += 1
+        self.steps += 1
+        if self.steps == 1:  # rate and ETA count from the rounds, not from the export
+            self.bar = self._new_bar()
+        if self.steps <= self.bar.total:  # the bar closes itself at its total
+            self.bar.update(self.steps, self.done[i] - 1, self.plan.iters)
+        elif self.done[i] > self.last_round:
+            self.last_round = self.done[i]
+            self.bar.message(f"calibrate: round {self.last_round}, for the subnets whose p10 "
+                             f"does not yet reproduce within {self.plan.spread_bound:.0%} "
+                             f"(until round {self.plan.max_rounds} or "
+                             f"{self.plan.budget_s:g} s)")
+
+
+def measure_here(space: SearchSpace, archs: Sequence[ArchConfig], threads: int,
+                 plan: RoundPlan, profile_runs: int, profiled: int, seed: int,
+                 runner: CalibrationRunner) -> Measurement:
+    """Export, time and profile ``archs`` on this machine with ``runner``."""
+    threads_used = threads if runner.runtime == "onnxruntime" else None
+    with RoundProgress(len(archs), plan, profiled if profile_runs else 0) as progress:
+        timings, info = measure_subnets(
+            space, archs, threads, plan, profile_runs, profiled=profiled, seed=seed,
+            make_runner=lambda path, shape: runner.make(path, shape, threads),
+            on_round=progress.round_done)
+    fp = cal.current_fingerprint(threads_used, runner.precision, runner.runtime,
+                                 runner.provider)
+    return Measurement(timings, info, fp, envinfo.environment(threads_used, runner.runtime))
+
+
 def measurement_summary(timings, info: dict) -> dict[str, Any]:
     """How the measurement went: rounds, why it stopped, the achieved spread of the
     statistic and the raw spread between rounds (median and max over subnets)."""
@@ -73,37 +154,35 @@ def measurement_summary(timings, info: dict) -> dict[str, Any]:
 def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int = 20,
                     threads: int = 1, rounds: int = 5, iters: int = 40,
                     profile_runs: int = 30, seed: int = 0, budget_s: float = 60.0,
-                    runner: CalibrationRunner | None = None) -> dict[str, Any]:
+                    runner: CalibrationRunner | None = None,
+                    site: Site | None = None) -> dict[str, Any]:
     """Measure ``samples`` spanning subnets (fit) and ``holdout`` random ones (validate),
     all in one interleaved rotation (``bench.rounds``: at least ``rounds`` rounds of
     ``iters`` calls, more until the spread is under its bound or ``budget_s`` ran out),
-    with ``runner`` (default: the profile's runtime, ``calibration_runner``)."""
-    from gtn_deploy.bench.rounds import RoundPlan
-
+    with ``runner`` (default: the profile's runtime, ``calibration_runner``), here or at
+    ``site`` (another machine: its fingerprint is recorded, with ``remote``)."""
     if samples < 4 or holdout < 2:
         raise UsageError(f"--samples must be >= 4 and --holdout >= 2 (got {samples}, {holdout})")
     runner = runner or calibration_runner(profile)
     tier2 = runner.tier2_unavailable is None and profile_runs > 0
-    threads_used = threads if runner.runtime == "onnxruntime" else None
     rng = random.Random(seed)
     train = spanning_archs(space, samples, rng)
     held = random_archs(space, holdout, rng, exclude=train)
     plan = RoundPlan(min_rounds=rounds, max_rounds=max(rounds, RoundPlan.max_rounds),
                      iters=iters, budget_s=budget_s)
-    timings, info = measure_subnets(
-        space, train + held, threads, plan, profile_runs if tier2 else 0, profiled=len(train),
-        seed=seed, make_runner=lambda path, shape: runner.make(path, shape, threads))
+    measure = measure_here if site is None else site.measure
+    m = measure(space, train + held, threads, plan, profile_runs if tier2 else 0, len(train),
+                seed, runner)
     tier1, table, val = fit_and_validate(space, profile, runner.precision, train, held,
-                                         timings, tier2)
-    fp = cal.current_fingerprint(threads_used, runner.precision, runner.runtime,
-                                 runner.provider)
+                                         m.timings, tier2)
     r0 = roofline(profile, runner.precision, 1)
     held_mape = {k: v["mape"] for k, v in val["held_out"].items()}
     tier = 2 if table is not None and held_mape["2"] <= held_mape["1"] else 1
-    return {  # tier: the better of 1 and 2 on the held-out subnets
+    calibration = {  # tier: the better of 1 and 2 on the held-out subnets
         "schema_version": cal.CALIBRATION_SCHEMA_VERSION, "tier": tier,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "fingerprint": fp, "fingerprint_id": cal.fingerprint_id(fp), "spaces": [space.name],
+        "fingerprint": m.fingerprint, "fingerprint_id": cal.fingerprint_id(m.fingerprint),
+        "spaces": [space.name],
         "runtime": {**runner.to_dict(), "tier2_unavailable": runner.tier2_unavailable},
         **trust(val["held_out"], tier),
         "tier1": tier1.to_dict(r0.peak_flops, r0.bandwidth),
@@ -114,11 +193,14 @@ def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int
         "measurement": {"train_subnets": len(train), "held_out_subnets": len(held),
                         "min_rounds": rounds, "iters_per_round": iters, "budget_s": budget_s,
                         "profile_runs": profile_runs if tier2 else 0,
-                        "device_seconds": round(info["seconds"], 2),
-                        "timing_seconds": round(info["timing_s"], 2),
-                        **measurement_summary(timings, info)},
-        "environment": envinfo.environment(threads_used, runner.runtime),
+                        "device_seconds": round(m.info["seconds"], 2),
+                        "timing_seconds": round(m.info["timing_s"], 2),
+                        **measurement_summary(m.timings, m.info)},
+        "environment": m.environment,
     }
+    if site is not None:
+        calibration["remote"] = site.record()
+    return calibration
 
 
 def fit_and_validate(space: SearchSpace, profile, precision: str, train, held, timings,
@@ -229,7 +311,7 @@ def format_report(calibration: dict[str, Any], profile_id: str) -> str:
     threads = f", {fp['threads']} thread(s)" if fp.get("threads") else ""
     lines = [f"{profile_id}: calibrated, fingerprint {calibration['fingerprint_id']} "
              f"({fp['runtime']} {fp['runtime_version']}{provider}, {fp['precision']}"
-             f"{threads}, {fp['cpu_model']})",
+             f"{threads}, {fp['cpu_model']})", *_remote_lines(calibration),
              f"  measured {m['train_subnets']} + {m['held_out_subnets']} held-out subnets in "
              f"{m['device_seconds']:.1f} s",
              f"  noise: p10 spread median {m['spread_median']:.1%} (bound "
@@ -251,6 +333,19 @@ def format_report(calibration: dict[str, Any], profile_id: str) -> str:
     return "\n".join(lines)
 
 
+def _remote_lines(calibration: dict[str, Any]) -> list[str]:
+    """Where a --host calibration ran: the connection and the device's fingerprint."""
+    remote, env = calibration.get("remote"), calibration.get("environment") or {}
+    if not remote:
+        return []
+    checked = ("host key checked" if remote["host_key_checked"]
+               else "host key NOT checked: --insecure-host-key")
+    return [f"  measured on {remote['host']} over ssh ({checked}): {env.get('cpu_model')} "
+            f"({env.get('machine')}, {env.get('cpu_count')} cores), {env.get('os')}, python "
+            f"{env.get('python')}, numpy {env.get('numpy')}"
+            + (f", power mode {env['power_mode']}" if env.get("power_mode") else "")]
+
+
 def calibration_warnings(calibration: dict[str, Any]) -> list[str]:
     """What the user must know before using the profile: forced past the target check,
     measured with another runtime than the profile's, an untrusted fit; then notes."""
@@ -268,13 +363,15 @@ def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdo
               threads: int = 1, out: str | Path | None = None, force: bool = False,
               seed: int = 0, rounds: int = 5, iters: int = 40,
               precision: str | None = None, runtime: str | None = None,
-              on_measured: Callable[[dict], None] | None = None) -> tuple[Path, dict]:
+              on_measured: Callable[[dict], None] | None = None,
+              site: Site | None = None) -> tuple[Path, dict]:
     """The whole command: load, check, measure, fit, write; return (path, calibration).
 
     ``precision`` None: the profile's preferred where calibration measures it; ``runtime``
     None: the profile's, or ``onnxruntime-cpu`` (recorded as a deviation).
     ``on_measured(calibration)`` runs before the profile is written (the CLI prints the
-    report there, so a failing write loses no measurement)."""
+    report there, so a failing write loses no measurement). ``site``: measure there (over
+    ssh), with onnxruntime; that machine is taken as the profile's target."""
     from gtn_deploy.arch import get_space
     from gtn_deploy.checks import check_seed
 
@@ -285,11 +382,12 @@ def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdo
         check_profile_output(Path(out))
     profile = load_device(device)
     space = get_space(task)
-    forced = check_here(profile, force)
-    runner = calibration_runner(profile, precision, runtime)
+    # the device named with --host is the target, as in bench --host: nothing to check here
+    forced = check_here(profile, force) if site is None else None
+    runner = calibration_runner(profile, precision, runtime, here=site is None)
     t0 = time.perf_counter()
     calibration = run_calibration(profile, space, samples, holdout, threads, rounds, iters,
-                                  seed=seed, runner=runner)
+                                  seed=seed, runner=runner, site=site)
     calibration["measurement"]["wall_seconds"] = round(time.perf_counter() - t0, 2)
     if forced:
         calibration["forced"] = [forced]

@@ -11,6 +11,10 @@ profile's preferred precision where calibration can measure it:
 
 ``--runtime onnxruntime-cpu`` measures with onnxruntime's CPU provider instead where the
 profile's runtime is missing; the calibration then records the deviation.
+
+On another machine (``gtnd calibrate --host``) calibration measures with onnxruntime only
+(the device runs a standalone script with onnxruntime and numpy), and whether the provider is
+there is checked there.
 """
 
 from __future__ import annotations
@@ -71,9 +75,10 @@ class CalibrationRunner:
 
 
 def calibration_runner(profile, precision: str | None = None,
-                       override: str | None = None) -> CalibrationRunner:
+                       override: str | None = None, here: bool = True) -> CalibrationRunner:
     """The runtime and precision calibration measures ``profile`` with, checked to run here
-    (else one line naming what is missing and how to get it)."""
+    (else one line naming what is missing and how to get it); ``here=False``: on another
+    machine, onnxruntime only, unchecked (the device checks its provider itself)."""
     rt = profile.runtime
     own_provider = rt.provider or (CUDA if profile.kind == "gpu" else CPU)
     deviation = None
@@ -89,9 +94,13 @@ def calibration_runner(profile, precision: str | None = None,
     else:
         raise UsageError(f"device '{profile.id}' runs {rt.name}; calibration measures with "
                          f"onnxruntime or tensorrt; {_OR_OVERRIDE}")
+    if not here and name != "onnxruntime":
+        raise UsageError(f"device '{profile.id}' runs {rt.name}; --host measures with "
+                         f"onnxruntime on the device (a standalone script, no {rt.name}); "
+                         f"{_OR_OVERRIDE}")
     chosen, notes = _precision(profile, name, precision)
     runner = CalibrationRunner(name, provider, chosen, deviation, notes)
-    return _checked(runner, profile)
+    return _checked(runner, profile) if here else runner
 
 
 def _label(name: str, version: str, provider: str | None) -> str:

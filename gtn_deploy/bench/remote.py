@@ -5,7 +5,8 @@ The system ``ssh`` carries everything in one connection: the files the bundle's 
 there, the script prints one JSON line (timing and the machine's fingerprint), and a shell
 trap removes the folder however the run ends. The device needs python3, numpy and
 onnxruntime, never gtn_deploy. Host keys are checked against known_hosts unless the caller
-turns that off explicitly, and the result records which it was.
+turns that off explicitly, and the result records which it was. ``gtnd calibrate --host``
+(``bench.remote_calibrate``) sends its subnets and script through the same machinery.
 """
 
 from __future__ import annotations
@@ -106,9 +107,10 @@ def pack(bundle_dir: Path, names: list[str]):
     return buf
 
 
-def remote_command(python: str, args: list[str]) -> str:
-    """One POSIX shell line: a temp folder, removed on any exit, the files, the script."""
-    run = " ".join(shlex.quote(a) for a in [python, SCRIPT, *args])
+def remote_command(python: str, script: str, args: list[str]) -> str:
+    """One POSIX shell line: a temp folder, removed on any exit, the files, ``script``
+    (one of the files) run with ``python``."""
+    run = " ".join(shlex.quote(a) for a in [python, script, *args])
     return (f'd=$(mktemp -d "${{TMPDIR:-/tmp}}/gtnd-bench.XXXXXX") || exit {_NO_TEMP}; '
             "trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP INT TERM; "
             f'tar -xf - -C "$d" || exit {_NO_UNPACK}; cd "$d" && {run}')
@@ -141,7 +143,7 @@ def remote_problem(target: SshTarget, rc: int, stderr: str) -> str:
     if rc == _NO_TEMP:
         return f"{target.label}: cannot create a temporary folder (mktemp)"
     if rc == _NO_UNPACK:
-        return f"{target.label}: cannot unpack the bundle (is tar installed, the disk full?)"
+        return f"{target.label}: cannot unpack the files sent (is tar installed, the disk full?)"
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
     if errors:
@@ -149,7 +151,7 @@ def remote_problem(target: SshTarget, rc: int, stderr: str) -> str:
     if rc == 127:
         return f"{target.label}: the remote python was not found (--remote-python)"
     last = lines[-1] if lines else f"exit status {rc}"
-    return f"{target.label}: the benchmark failed: {last[:300]}"
+    return f"{target.label}: the remote run failed: {last[:300]}"
 
 
 def run_over_ssh(target: SshTarget, command: str, stdin, timeout_s: float) -> str:
@@ -166,19 +168,21 @@ def run_over_ssh(target: SshTarget, command: str, stdin, timeout_s: float) -> st
     return proc.stdout
 
 
-def parse_output(target: SshTarget, stdout: str) -> dict[str, Any]:
-    """The script's JSON line (a login banner or shell chatter may come before it)."""
+def parse_output(target: SshTarget, stdout: str, kind: str = "gtn_deploy.bundle_timing",
+                 script: str = f"bundle's {SCRIPT}") -> dict[str, Any]:
+    """The script's JSON line of ``kind`` (a login banner or shell chatter may come before
+    it)."""
     for line in reversed(stdout.strip().splitlines()):
         if line.startswith("{"):
             try:
                 doc = json.loads(line)
             except ValueError:
                 break
-            if isinstance(doc, dict) and doc.get("kind") == "gtn_deploy.bundle_timing":
+            if isinstance(doc, dict) and doc.get("kind") == kind:
                 return doc
             break
-    raise BenchError(f"{target.label}: the benchmark printed no result (is the bundle's "
-                     f"{SCRIPT} from this gtn_deploy version?)")
+    raise BenchError(f"{target.label}: the remote run printed no result (is the {script} "
+                     "from this gtn_deploy version?)")
 
 
 def bench_remote(path: str | Path, target: SshTarget, remote_python: str = "python3",
@@ -201,7 +205,7 @@ def bench_remote(path: str | Path, target: SshTarget, remote_python: str = "pyth
         args += ["--threads", str(threads)] if threads else []
         with pack(bundle_dir, needed_files(manifest, model)) as tar:
             doc = parse_output(target, run_over_ssh(
-                target, remote_command(remote_python, args), tar, timeout_s))
+                target, remote_command(remote_python, SCRIPT, args), tar, timeout_s))
     return _result(path, manifest, target, remote_python, precision, threads, doc, problems)
 
 

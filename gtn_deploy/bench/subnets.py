@@ -115,11 +115,13 @@ def _input(arch: ArchConfig, space: SearchSpace) -> np.ndarray:
 
 def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
                         paths: Sequence[Path], threads: int = 1, plan: RoundPlan = RoundPlan(),
-                        rng: random.Random | None = None, make_runner: MakeRunner | None = None
+                        rng: random.Random | None = None, make_runner: MakeRunner | None = None,
+                        on_round: Callable[[int], None] | None = None
                         ) -> tuple[list[SubnetTiming], RoundsResult]:
     """Latency of each model by the ``bench.rounds`` protocol (interleaved, shuffled, p10,
     adaptive); also returns the raw rounds. ``make_runner(path, input_shape)`` builds each
-    model's runner (default: onnxruntime's CPU provider, fp32, ``threads`` threads)."""
+    model's runner (default: onnxruntime's CPU provider, fp32, ``threads`` threads);
+    ``on_round(i)`` runs after each round of model i (progress)."""
     make = make_runner or (lambda path, shape: ort_runner(path, threads, "fp32"))
     inputs = [_input(a, space) for a in archs]
     runners = []
@@ -128,7 +130,14 @@ def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
             runners.append(make(path, x.shape))
         timers = [round_timer(lambda r=r, x=x: r.run(x), plan.warmup, plan.iters)
                   for r, x in zip(runners, inputs)]
-        res = run_rounds(lambda i: timers[i](), len(archs), plan, rng or random.Random(0))
+
+        def time_round(i: int) -> list[float]:
+            times = timers[i]()
+            if on_round is not None:
+                on_round(i)
+            return times
+
+        res = run_rounds(time_round, len(archs), plan, rng or random.Random(0))
     finally:
         for runner in runners:
             runner.close()
@@ -195,19 +204,20 @@ def profile_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
 def measure_subnets(space: SearchSpace, archs: Sequence[ArchConfig], threads: int = 1,
                     plan: RoundPlan = RoundPlan(), profile_runs: int = 30,
                     profiled: int | None = None, seed: int = 0,
-                    workdir: str | Path | None = None, make_runner: MakeRunner | None = None
+                    workdir: str | Path | None = None, make_runner: MakeRunner | None = None,
+                    on_round: Callable[[int], None] | None = None
                     ) -> tuple[list[SubnetTiming], dict]:
     """Export, time and profile ``archs`` (the first ``profiled`` of them; default all) in one
     rotation; return the timings and how the measurement went (seconds, rounds, stop).
-    ``make_runner``: as in :func:`measure_interleaved`; ``profile_runs=0`` skips the node
-    profiler (onnxruntime CPU only)."""
+    ``make_runner``, ``on_round``: as in :func:`measure_interleaved`; ``profile_runs=0``
+    skips the node profiler (onnxruntime CPU only)."""
     start = time.perf_counter()
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="gtnd-calib-", dir=workdir) as tmp:
         paths = export_all(space, archs, Path(tmp))
         export_s = time.perf_counter() - start
         timings, res = measure_interleaved(space, archs, paths, threads, plan, rng,
-                                           make_runner)
+                                           make_runner, on_round)
         n = len(archs) if profiled is None else profiled
         if profile_runs and n:
             for t, blocks in zip(timings, profile_interleaved(space, archs[:n], paths[:n],

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.cli.choices import BACKENDS, choice
-from gtn_deploy.cli.common import user_errors
+from gtn_deploy.cli.common import (host_option, identity_option, insecure_host_key_option,
+                                   remote_python_option, ssh_option_option, ssh_target,
+                                   user_errors)
 from gtn_deploy.constants import PRECISIONS
 
 
@@ -29,17 +31,13 @@ def bench(
     out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
     force: Annotated[bool, typer.Option(help="Run despite hash or device mismatches (recorded).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results document.")] = False,
-    host: Annotated[Optional[str], typer.Option(
-        metavar="USER@HOST[:PORT]", help="Run on this machine over SSH: the bundle's own "
-        "run_onnx.py, with python3, numpy and onnxruntime there (no gtn_deploy).")] = None,
-    remote_python: Annotated[str, typer.Option(
-        help="With --host: the python to run there.")] = "python3",
-    identity: Annotated[Optional[Path], typer.Option(
-        help="With --host: the SSH private key (ssh -i).")] = None,
-    ssh_option: Annotated[Optional[list[str]], typer.Option(
-        metavar="KEY=VALUE", help="With --host: an ssh -o option; repeatable.")] = None,
-    insecure_host_key: Annotated[bool, typer.Option(
-        help="With --host: do not check the host key against known_hosts (recorded).")] = False,
+    host: Annotated[Optional[str], host_option(
+        "Run on this machine over SSH: the bundle's own run_onnx.py, with python3, numpy and "
+        "onnxruntime there (no gtn_deploy).")] = None,
+    remote_python: Annotated[str, remote_python_option()] = "python3",
+    identity: Annotated[Optional[Path], identity_option()] = None,
+    ssh_option: Annotated[Optional[list[str]], ssh_option_option()] = None,
+    insecure_host_key: Annotated[bool, insecure_host_key_option()] = False,
 ) -> None:
     """Measure a bundle's latency here (or on --host) and compare it with its prediction."""
     from gtn_deploy.io_utils import atomic_write_json, check_output_file
@@ -70,16 +68,13 @@ def bench(
 
 def _bench_remote(bundle, host, backend, batch_size, seconds, remote_python, identity,
                   ssh_option, insecure_host_key, precision, threads, warmup, iters, force):
-    from gtn_deploy.bench.remote import SshTarget, bench_remote
+    from gtn_deploy.bench.remote import bench_remote
     from gtn_deploy.errors import UsageError
 
     if backend != "onnxruntime" or batch_size != 1 or seconds is not None:
         raise UsageError("--host runs the bundle's run_onnx.py: onnxruntime, the model's own "
                          "batch and --iters only (no --backend, --batch-size or --seconds)")
-    if identity is not None and not identity.is_file():
-        raise UsageError(f"--identity {identity}: no such key file")
-    target = SshTarget.parse(host, identity=identity, options=tuple(ssh_option or ()),
-                             insecure_host_key=insecure_host_key)
+    target = ssh_target(host, identity, ssh_option, insecure_host_key)
     return bench_remote(bundle, target, remote_python, precision, threads, warmup, iters,
                         force)
 

@@ -1,4 +1,5 @@
-"""``gtnd calibrate``: measure subnets on this machine and write a calibrated profile."""
+"""``gtnd calibrate``: measure subnets on this machine (or --host) and write a calibrated
+profile."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.cli.choices import RUNTIME_OVERRIDES, WORK_TASK, choice, task_option
-from gtn_deploy.cli.common import holdout_count, holdout_option, user_errors
+from gtn_deploy.cli.common import (holdout_count, holdout_option, host_option, identity_option,
+                                   insecure_host_key_option, remote_python_option,
+                                   ssh_option_option, ssh_target, user_errors)
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
 
@@ -35,13 +38,18 @@ def calibrate(
     seed: Annotated[int, typer.Option(help="Seed for choosing subnets.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Profile YAML to write (default calibrated_profiles/<id>-<fingerprint>.yaml).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also write the calibration and validation report as JSON.")] = None,
-    force: Annotated[bool, typer.Option(help="Calibrate even if this machine is not the profile's target (recorded).")] = False,
+    force: Annotated[bool, typer.Option(help="Calibrate even if this machine is not the profile's target (recorded). With --host the device is the target.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({profile_path, calibration}).")] = False,
+    host: Annotated[Optional[str], host_option("Measure on this machine over SSH: the subnets are exported here and timed there by a standalone script, with python3, numpy and onnxruntime there (no gtn_deploy); its fingerprint is recorded.")] = None,
+    remote_python: Annotated[str, remote_python_option()] = "python3",
+    identity: Annotated[Optional[Path], identity_option()] = None,
+    ssh_option: Annotated[Optional[list[str]], ssh_option_option()] = None,
+    insecure_host_key: Annotated[bool, insecure_host_key_option()] = False,
 ) -> None:
-    """Fit latency tiers 1 and 2 from measurements here, with the profile's runtime and
-    precision; print the held-out accuracy. Tier 2 needs onnxruntime's CPU provider (its node
-    profiler): TensorRT and GPU providers fit tier 1 only. A fit with under half of the
-    held-out subnets within +-10% is written marked untrusted."""
+    """Fit latency tiers 1 and 2 from measurements here (or on --host), with the profile's
+    runtime and precision; print the held-out accuracy. Tier 2 needs onnxruntime's CPU
+    provider (its node profiler): TensorRT and GPU providers fit tier 1 only. A fit with
+    under half of the held-out subnets within +-10% is written marked untrusted."""
     from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
     from gtn_deploy.cli.output import print_json, stdout_to_stderr
     from gtn_deploy.io_utils import atomic_write_json, check_output_file
@@ -50,6 +58,12 @@ def calibrate(
         raise UsageError("--rounds and --iters must be >= 1")
     holdout = holdout_count(holdout, samples)
     check_output_file(report)
+    site = None
+    if host is not None:
+        from gtn_deploy.bench.remote_calibrate import RemoteSite
+
+        site = RemoteSite(ssh_target(host, identity, ssh_option, insecure_host_key),
+                          remote_python)
 
     def measured(calibration: dict) -> None:  # shown before anything is written
         typer.echo(format_report(calibration, device), err=as_json)  # stdout: the JSON only
@@ -61,7 +75,7 @@ def calibrate(
     with stdout_to_stderr(as_json):
         path, calibration = run(device, task, samples, holdout, threads, out, force, seed,
                                 rounds, iters, precision=precision, runtime=runtime,
-                                on_measured=measured)
+                                on_measured=measured, site=site)
     if as_json:
         print_json({"profile_path": str(path), "calibration": calibration})
         return

@@ -1,10 +1,12 @@
-"""What every command shares: GtnErrors and OS errors as one line and an exit code."""
+"""What every command shares: GtnErrors and OS errors as one line and an exit code, and the
+options that several commands take (``--holdout``, ``--host`` and its ssh options)."""
 
 from __future__ import annotations
 
 import functools
 import math
 import os
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import typer
@@ -72,3 +74,39 @@ def holdout_count(holdout: float, samples: int) -> int:
         meant = (f"; for a share of {holdout:g} of --samples {samples} give --holdout "
                  f"{round(holdout * samples)}")
     raise UsageError(f"--holdout counts subnets (a whole number >= 0), got {holdout:g}{meant}")
+
+
+# -- --host: one set of ssh options for every command that runs on another machine ----------
+
+def host_option(help: str):
+    """``--host USER@HOST[:PORT]``: run there over the system ssh."""
+    return typer.Option(metavar="USER@HOST[:PORT]", help=help)
+
+
+def remote_python_option():
+    return typer.Option(help="With --host: the python to run there (needs numpy and "
+                        "onnxruntime, not gtn_deploy).")
+
+
+def identity_option():
+    return typer.Option(help="With --host: the SSH private key (ssh -i).")
+
+
+def ssh_option_option():
+    return typer.Option(metavar="KEY=VALUE", help="With --host: an ssh -o option; repeatable.")
+
+
+def insecure_host_key_option():
+    return typer.Option(help="With --host: do not check the host key against known_hosts "
+                        "(recorded).")
+
+
+def ssh_target(host: str, identity: Path | None, ssh_options: list[str] | None,
+               insecure_host_key: bool):
+    """The ``--host`` options as a ``bench.remote.SshTarget``; a bad one is a UsageError."""
+    from gtn_deploy.bench.remote import SshTarget
+
+    if identity is not None and not identity.is_file():
+        raise UsageError(f"--identity {identity}: no such key file")
+    return SshTarget.parse(host, identity=identity, options=tuple(ssh_options or ()),
+                           insecure_host_key=insecure_host_key)

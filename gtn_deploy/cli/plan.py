@@ -87,9 +87,13 @@ def _calibration_warnings(profile) -> list[str]:
         return []
     from gtn_deploy.cost.calibrate import fingerprint_matches
 
-    ok, reason = fingerprint_matches(cal)
-    out = [] if ok else [f"{profile.id}: calibration fingerprint does not match this machine "
-                         f"({reason}); predictions may be off"]
+    remote = cal.get("remote")
+    if remote:  # measured on the device over ssh: this machine is not the one to compare
+        out = []
+    else:
+        ok, reason = fingerprint_matches(cal)
+        out = [] if ok else [f"{profile.id}: calibration fingerprint does not match this "
+                             f"machine ({reason}); predictions may be off"]
     if cal.get("trusted") is False:
         out.append(f"{profile.id}: calibration not trusted ({cal.get('trust_reason', '?')}); "
                    f"its latencies may be off by more than the band shows: recalibrate on a "
