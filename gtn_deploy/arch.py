@@ -28,7 +28,7 @@ import dataclasses
 import json
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 from gtn_deploy.errors import ArchError, UsageError
 
@@ -85,6 +85,10 @@ class SearchSpace:
     resolutions: tuple[int, ...]
     width_mult: float = 1.0
     se_reduction: int = 4
+    family: ClassVar[str] = "mbconv"  # gtn_deploy.spaces: the family this space belongs to
+
+    def arch_from_dict(self, data: dict[str, Any], where: str = "arch") -> "ArchConfig":
+        return ArchConfig.from_dict(data, where)
 
     # -- derived sizes -------------------------------------------------------------
     @property

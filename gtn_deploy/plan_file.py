@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.arch import ArchConfig
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.io_utils import read_regular_file
+from gtn_deploy.spaces import DEFAULT_FAMILY, create_space
 
 PLAN_KIND = "gtn_deploy.plan"
 PLAN_SCHEMA_VERSION = 1
@@ -53,6 +54,7 @@ class DevicePlan:
 class Plan:
     task: str
     space: str
+    family: str
     devices: tuple[DevicePlan, ...]
 
     def students(self) -> list[ArchConfig]:
@@ -78,8 +80,8 @@ def parse_plan(doc: Any, where: str = "plan") -> Plan:
     if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
         raise CheckpointError(f"{where} is not a gtn_deploy plan (kind must be '{PLAN_KIND}')")
     _check_version(doc.get("schema_version"), where)
-    try:
-        space = get_space(str(doc.get("task")))
+    try:  # plans from before the second family name none: theirs is the first
+        space = create_space(str(doc.get("family", DEFAULT_FAMILY)), str(doc.get("task")))
     except UsageError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     if doc.get("space", space.name) != space.name:
@@ -88,7 +90,7 @@ def parse_plan(doc: Any, where: str = "plan") -> Plan:
     devices = doc.get("devices")
     if not isinstance(devices, list) or not devices:
         raise CheckpointError(f"{where}: devices must be a non-empty list")
-    plan = Plan(space.task.name, space.name,
+    plan = Plan(space.task.name, space.name, space.family,
                 tuple(_device(d, space, f"{where}: devices[{i}]") for i, d in enumerate(devices)))
     if not plan.students():
         raise CheckpointError(f"{where} has no candidates")
@@ -128,7 +130,7 @@ def _student(doc: Any, space, where: str) -> PlanCandidate:
     if not isinstance(doc, dict) or not isinstance(doc.get("arch"), dict):
         raise CheckpointError(f"{where}.arch is missing")
     try:
-        arch = space.validate(ArchConfig.from_dict(doc["arch"], f"{where}.arch"))
+        arch = space.validate(space.arch_from_dict(doc["arch"], f"{where}.arch"))
     except ArchError as exc:
         raise CheckpointError(f"{where}.arch: {exc}") from None
     params = _optional(doc, "params", where)

@@ -26,6 +26,9 @@ def test_choice_tuples_match_the_library():
     from gtn_deploy.bench.runners import BACKENDS
 
     assert choices.TASKS == tuple(TASKS)
+    from gtn_deploy.spaces import FAMILIES
+
+    assert choices.FAMILIES == tuple(FAMILIES)
     assert choices.BACKENDS == BACKENDS
     from gtn_deploy.bench.calibration_runtime import OVERRIDES
 

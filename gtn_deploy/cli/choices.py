@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import typer
 
 TASKS = ("fashion-mnist", "digits", "cifar10", "cifar100", "imagenet")  # arch.TASKS
+FAMILIES = ("mbconv", "resnet")  # spaces.FAMILIES
 BACKENDS = ("onnxruntime", "tensorrt", "torch")  # bench.runners.BACKENDS
 RUNTIME_OVERRIDES = ("onnxruntime-cpu",)  # bench.calibration_runtime.OVERRIDES
 METHODS = ("gtn", "vanilla", "sftn")  # train.gtn.METHODS
@@ -77,3 +78,10 @@ def torch_device_options() -> tuple[Any, Any]:
 
 def resolve_torch_device(torch_device: str, device: str | None) -> str:
     return torch_device if device is None else device
+
+
+def space_option(what: str) -> Any:
+    """``--space``: the network family whose supernet the task's space is built from."""
+    return choice(FAMILIES, f"{what} Network family: mbconv (Once-for-All MobileNetV3, the "
+                  "default) or resnet (Once-for-All ResNets: no depthwise convolutions, for "
+                  "TensorRT GPUs).", label="FAMILY")

@@ -9,16 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.checks import check_seed
-from gtn_deploy.cli.choices import PLAN_TASK, choice, task_option
+from gtn_deploy.cli.choices import PLAN_TASK, choice, space_option, task_option
 from gtn_deploy.cli.common import split_csv, user_errors
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
+from gtn_deploy.spaces import DEFAULT_FAMILY
 
 
 @user_errors
 def plan(
     device: Annotated[list[str], typer.Option("--device", "-d", help="Device id, alias or YAML file; repeat or comma-separate for several.")],
     task: Annotated[str, task_option("Task whose search space to search.", for_plan=True)] = PLAN_TASK,
+    space: Annotated[str, space_option("Search space family.")] = DEFAULT_FAMILY,
     latency_ms: Annotated[Optional[float], typer.Option("--latency-ms", help="Latency budget; default: the profile's.")] = None,
     memory_mb: Annotated[Optional[float], typer.Option("--memory-mb", help="Model memory budget; default: the profile's.")] = None,
     precision: Annotated[Optional[str], choice(PRECISIONS, "Default: the profile's preferred.")] = None,
@@ -32,11 +34,11 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan document as JSON.")] = False,
 ) -> None:
     """Search the supernet for the students that fit each device's budget."""
-    from gtn_deploy.arch import get_space
     from gtn_deploy.cost.latency import check_precision
     from gtn_deploy.io_utils import atomic_write_json
     from gtn_deploy.profiles import load_profile
     from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
+    from gtn_deploy.spaces import create_space
 
     refs = split_csv(device)
     if not refs:
@@ -46,7 +48,7 @@ def plan(
     if not 0 <= margin < 1:
         raise UsageError(f"--margin must be in [0, 1), got {margin}")
     check_seed(seed)
-    space = get_space(task)
+    space = create_space(space, task)
     if precision is not None:
         check_precision(precision)
     profiles = [load_profile(ref) for ref in refs]  # every device resolves before any search

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, WORK_TASK, choice,
+                                    space_option,
                                     resolve_torch_device, task_option, torch_device_options)
 from gtn_deploy.cli.common import user_errors
 
@@ -20,6 +21,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics, models).")],
     method: Annotated[str, choice(METHODS, "Teacher training.", label="METHOD")] = "gtn",
     task: Annotated[str, task_option("Task to train on.")] = WORK_TASK,
+    space: Annotated[str, space_option("Supernet family (GTN and SFTN: mbconv only).")] = "mbconv",
     teacher: Annotated[str, typer.Option(help="Teacher network (resnet20, wrn_16_2, ...).")]
     = "resnet20",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,
@@ -79,7 +81,7 @@ def train(
     pool_archs = unique(read_plan(pool, task)) if pool else []
     student_arch = read_student(student, task) if student else None
     cfg = TrainConfig(
-        method=method, task=task, teacher=teacher, epochs=epochs, sampler=sampler,
+        method=method, task=task, space=space, teacher=teacher, epochs=epochs, sampler=sampler,
         paths=paths, branches=branches, branch0=branch0, branch_batch=branch_batch,
         pool=tuple(a.to_dict() for a in pool_archs),
         student=student_arch.to_dict() if student_arch else None, batch_size=batch_size,

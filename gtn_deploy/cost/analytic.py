@@ -206,16 +206,22 @@ def _block_peak(layers: tuple[Layer, ...], shape: BlockShape) -> int:
 
 def network_costs(space: SearchSpace, arch: ArchConfig) -> tuple[BlockCost, ...]:
     """Per-block costs of ``arch`` (no validation: call space.validate first)."""
+    if space.family != "mbconv":  # another family costs its own blocks (gtn_deploy.spaces)
+        return space.network_costs(arch)
     return tuple(block_cost(b) for b in network_blocks(space, arch))
 
 
 def network_layers(space: SearchSpace, arch: ArchConfig) -> tuple[Layer, ...]:
     """Every layer of ``arch`` in execution order."""
+    if space.family != "mbconv":  # another family costs its own blocks (gtn_deploy.spaces)
+        return space.network_layers(arch)
     return tuple(layer for block in network_costs(space, arch) for layer in block.layers)
 
 
 def network_cost(space: SearchSpace, arch: ArchConfig) -> NetCost:
     """Totals and the per-layer breakdown of ``arch``."""
+    if space.family != "mbconv":  # another family costs its own blocks (gtn_deploy.spaces)
+        return space.network_cost(arch)
     blocks = network_costs(space, arch)
     return NetCost(
         params=sum(b.params for b in blocks),
@@ -227,4 +233,6 @@ def network_cost(space: SearchSpace, arch: ArchConfig) -> NetCost:
 
 def block_keys(space: SearchSpace, arch: ArchConfig) -> list[tuple[str, str]]:
     """(block name, lookup-table key) per block of ``arch``."""
+    if space.family != "mbconv":  # another family costs its own blocks (gtn_deploy.spaces)
+        return space.block_keys(arch)
     return [(b.name, b.key()) for b in network_blocks(space, arch)]

@@ -96,11 +96,13 @@ def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_
     """
     from gtn_deploy.arch import get_space
 
-    imagenet = get_space("imagenet")
-    if space.name == imagenet.name:
+    # The budget is the task's on this device, whatever the family searched: both ends of
+    # the ratio are the first family's (MBConv) spaces, which exist for every task.
+    imagenet, task = get_space("imagenet"), get_space(space.task.name)
+    if task.name == imagenet.name:
         return latency_ms
     model = roofline(profile, precision, batch_size)
-    ratio = tier0_ms(space, space.max_arch(), model) / tier0_ms(imagenet, imagenet.max_arch(), model)
+    ratio = tier0_ms(task, task.max_arch(), model) / tier0_ms(imagenet, imagenet.max_arch(), model)
     return latency_ms * ratio
 
 
@@ -223,6 +225,7 @@ def plan_document(space: SearchSpace, devices: list[dict]) -> dict:
         "kind": PLAN_KIND,
         "tool_version": __version__,
         "task": space.task.name,
+        "family": space.family,
         "space": space.name,
         "devices": devices,
     }

@@ -270,6 +270,19 @@ class ResNetSpace:
             raise bad(f"resolution {arch.resolution} not in {list(self.resolutions)}")
         return arch
 
+    # -- its cost, in cost.analytic's types (cost.analytic dispatches here by family) -------
+    def network_costs(self, arch: ResNetArch) -> tuple[BlockCost, ...]:
+        return network_costs(self, arch)
+
+    def network_layers(self, arch: ResNetArch) -> tuple[Layer, ...]:
+        return network_layers(self, arch)
+
+    def network_cost(self, arch: ResNetArch) -> NetCost:
+        return network_cost(self, arch)
+
+    def block_keys(self, arch: ResNetArch) -> list[tuple[str, str]]:
+        return block_keys(self, arch)
+
     def arch_from_dict(self, data: dict[str, Any], where: str = "arch") -> ResNetArch:
         """Parse and validate an arch of this space."""
         return self.validate(ResNetArch.from_dict(data, where))

@@ -16,10 +16,12 @@ from typing import Any
 
 from torch import nn
 
-from gtn_deploy.arch import SPACES, ArchConfig, SearchSpace, space_with_classes
+from gtn_deploy.arch import ArchConfig, SearchSpace, space_with_classes
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.checkpoint_files import (load_tensors, read_sidecar, read_weights,
                                          write_checkpoint)
+from gtn_deploy.spaces import space_by_name
+
 STUDENT_KIND, SUPERNET_KIND = "gtn_deploy.student", "gtn_deploy.supernet"
 STUDENT_WEIGHTS, STUDENT_JSON = "weights.safetensors", "student.json"
 SUPERNET_WEIGHTS, SUPERNET_JSON = "supernet.safetensors", "supernet.json"
@@ -27,9 +29,7 @@ SUPERNET_WEIGHTS, SUPERNET_JSON = "supernet.safetensors", "supernet.json"
 
 def _resolve_space(space: str | SearchSpace, num_classes: int) -> SearchSpace:
     if isinstance(space, str):
-        if space not in SPACES:
-            raise UsageError(f"unknown space '{space}'; valid spaces: {', '.join(SPACES)}")
-        space = SPACES[space]
+        space = space_by_name(space)
     if space.task.num_classes != num_classes:
         space = space_with_classes(space, num_classes)
     return space
@@ -37,11 +37,12 @@ def _resolve_space(space: str | SearchSpace, num_classes: int) -> SearchSpace:
 
 def _space_from_doc(doc: dict[str, Any], path: Path) -> SearchSpace:
     name, classes = doc.get("space"), doc.get("num_classes")
-    if name not in SPACES:
-        raise CheckpointError(f"{path}: unknown space {name!r}; valid spaces: {', '.join(SPACES)}")
     if not isinstance(classes, int) or classes < 1:
         raise CheckpointError(f"{path}: num_classes must be a positive integer, got {classes!r}")
-    return _resolve_space(name, classes)
+    try:
+        return _resolve_space(str(name), classes)
+    except UsageError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _num_classes(model: nn.Module) -> int:
@@ -66,18 +67,18 @@ def save_student(directory: str | Path, model: nn.Module, arch: ArchConfig,
 
 def load_student(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the student from ``student.json``'s arch and load its weights (eval mode)."""
-    from gtn_deploy.supernet.layers import StudentNet
+    from gtn_deploy.supernet.families import build_student
 
     directory = Path(directory)
     doc = read_sidecar(directory, STUDENT_JSON, STUDENT_KIND)
     sidecar = directory / STUDENT_JSON
     space = _space_from_doc(doc, sidecar)
     try:
-        arch = space.validate(ArchConfig.from_dict(doc.get("arch") or {}, f"{sidecar}: arch"))
+        arch = space.validate(space.arch_from_dict(doc.get("arch") or {}, f"{sidecar}: arch"))
     except ArchError as exc:
         raise CheckpointError(f"{sidecar}: {exc}") from None
     tensors = read_weights(directory, STUDENT_JSON, doc)
-    model = StudentNet(space, arch)
+    model = build_student(space, arch)
     load_tensors(model, tensors, directory / doc["weights"]["file"],
                  f"the arch in {STUDENT_JSON} ({arch.summary()})")
     return model.eval(), doc
@@ -91,7 +92,7 @@ def save_supernet(directory: str | Path, supernet: nn.Module,
     meta = dict(meta or {})
     doc = {"kind": SUPERNET_KIND, "space": space.name, "task": space.task.name,
            "in_channels": space.task.in_channels, "num_classes": space.task.num_classes,
-           "kernel_transform": bool(supernet.kernel_transform),
+           "kernel_transform": bool(getattr(supernet, "kernel_transform", False)),
            "active_arch": supernet.active_arch.to_dict(),
            "metrics": meta.pop("metrics", {}), "meta": meta}
     return write_checkpoint(directory, SUPERNET_WEIGHTS, SUPERNET_JSON, supernet, doc)
@@ -100,19 +101,19 @@ def save_supernet(directory: str | Path, supernet: nn.Module,
 def load_supernet(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the supernet from ``supernet.json`` and load its weights (eval mode, with the
     active arch it was saved with)."""
-    from gtn_deploy.supernet.network import Supernet
+    from gtn_deploy.supernet.families import create_supernet
 
     directory = Path(directory)
     doc = read_sidecar(directory, SUPERNET_JSON, SUPERNET_KIND)
     space = _space_from_doc(doc, directory / SUPERNET_JSON)
     tensors = read_weights(directory, SUPERNET_JSON, doc)
-    net = Supernet(space, kernel_transform=bool(doc.get("kernel_transform", False)))
+    net = create_supernet(space, kernel_transform=bool(doc.get("kernel_transform", False)))
     load_tensors(net, tensors, directory / doc["weights"]["file"],
                  f"the supernet of space '{space.name}' in {SUPERNET_JSON}")
     if doc.get("active_arch"):
         sidecar = directory / SUPERNET_JSON
         try:
-            net.set_active(ArchConfig.from_dict(doc["active_arch"], f"{sidecar}: active_arch"))
+            net.set_active(space.arch_from_dict(doc["active_arch"], f"{sidecar}: active_arch"))
         except ArchError as exc:
             raise CheckpointError(f"{sidecar}: {exc}") from None
     return net.eval(), doc

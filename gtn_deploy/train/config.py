@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.arch import TASKS, ArchConfig, get_space
+from gtn_deploy.arch import TASKS, ArchConfig
 from gtn_deploy.checks import MAX_SEED
 from gtn_deploy.errors import UsageError
 from gtn_deploy.plan_file import load_plan
+from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space
 from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
 
@@ -29,6 +30,7 @@ class TrainConfig:
 
     method: str = "gtn"
     task: str = "fashion-mnist"
+    space: str = "mbconv"  # the network family of the supernet (gtn_deploy.spaces)
     teacher: str = "resnet20"
     epochs: int = 1
     sampler: str = "learned"
@@ -78,17 +80,28 @@ class TrainConfig:
     sources: dict = field(default_factory=dict)  # where pool/student came from
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return family_free(json.loads(json.dumps(dataclasses.asdict(self))))
 
     @property
     def uses_branches(self) -> bool:
         return self.method != "vanilla"
 
     def pool_archs(self) -> list[ArchConfig]:
-        return [ArchConfig.from_dict(a) for a in self.pool]
+        space = create_space(self.space, self.task)
+        return [space.arch_from_dict(a) for a in self.pool]
 
     def student_arch(self) -> ArchConfig | None:
-        return ArchConfig.from_dict(self.student) if self.student else None
+        return create_space(self.space, self.task).arch_from_dict(self.student) \
+            if self.student else None
+
+
+def family_free(config: dict[str, Any]) -> dict[str, Any]:
+    """A config of the first family (mbconv) without its ``space`` key: it is the config,
+    the checkpoint check and the pipeline's stage key of a run from before the key existed,
+    so those runs still resume."""
+    if config.get("space") == DEFAULT_FAMILY:
+        config.pop("space")
+    return config
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -97,6 +110,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
     _choice("method", cfg.method, METHODS)
     _choice("task", cfg.task, tuple(TASKS))
+    _choice("space", cfg.space, tuple(FAMILIES))
+    if cfg.space != DEFAULT_FAMILY and cfg.method != "vanilla":
+        raise UsageError(f"--space {cfg.space}: GTN and SFTN train the supernet through "
+                         f"branches built for the {DEFAULT_FAMILY} family; train a --method "
+                         "vanilla teacher and distil its students from scratch")
     _choice("teacher", cfg.teacher, TEACHERS)
     _choice("sampler", cfg.sampler, SAMPLER_MODES)
     _choice("branches", cfg.branches, BRANCH_MODES)
@@ -113,7 +131,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise UsageError(f"--batch-size {cfg.batch_size} is not divisible by "
                          f"--micro-batches {cfg.micro_batches}")
     _numbers(cfg)
-    space = get_space(cfg.task)
+    space = create_space(cfg.space, cfg.task)
     for arch in cfg.pool_archs() + ([cfg.student_arch()] if cfg.student else []):
         space.validate(arch)
     return cfg

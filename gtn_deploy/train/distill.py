@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.arch import ArchConfig
 from gtn_deploy.data import (
     BatchPlan,
     TaskData,
@@ -35,12 +35,14 @@ from gtn_deploy.data import (
 from gtn_deploy.checks import check_seed
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json, ensure_writable_dir
+from gtn_deploy.spaces import create_space
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train import teacher_logits
 from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.kd_teacher import TeacherSource
 from gtn_deploy.train.losses import KD_LOSSES, cross_entropy, kd_loss_fn
+from gtn_deploy.train.config import family_free
 from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
 from gtn_deploy.train.metrics import Meters, MetricsLog
 
@@ -54,6 +56,7 @@ class KDConfig:
     """Everything that determines a student's result (plus a few display settings)."""
 
     task: str = "fashion-mnist"
+    space: str = "mbconv"  # the students' network family (gtn_deploy.spaces)
     epochs: int = 1
     init: str = "scratch"
     temperature: float = 4.0
@@ -77,7 +80,7 @@ class KDConfig:
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return family_free(json.loads(json.dumps(dataclasses.asdict(self))))
 
 
 def validate_kd(cfg: KDConfig) -> KDConfig:
@@ -100,7 +103,7 @@ def validate_kd(cfg: KDConfig) -> KDConfig:
     check_seed(cfg.split_seed, "split_seed")
     if cfg.checkpoint_every < 0:
         raise UsageError("--checkpoint-every must be >= 0 (0: only at the end of each epoch)")
-    get_space(cfg.task)
+    create_space(cfg.space, cfg.task)
     return cfg
 
 
@@ -116,7 +119,7 @@ class StudentDistiller:
         baseline can start where its KD twin starts."""
         self.cfg, self.out, self.teacher_src = validate_kd(cfg), Path(out), teacher
         self.supernet_src = supernet_from or teacher
-        self.space = get_space(cfg.task)
+        self.space = create_space(cfg.space, cfg.task)
         self.arch, self.task = self.space.validate(arch), self.space.task
         if cfg.init == "supernet" and self.supernet_src is None:
             raise UsageError("--init supernet needs a teacher folder with a trained supernet")

@@ -32,7 +32,7 @@ def distill_plan(plan: str | Path, teacher: str | Path | None, cfg: KDConfig,
 
     source = open_teacher(teacher) if teacher is not None else None
     space, students = plan_students(plan, source, candidate)
-    cfg = validate_kd(dataclasses.replace(cfg, task=space.task.name))
+    cfg = validate_kd(dataclasses.replace(cfg, task=space.task.name, space=space.family))
     if cfg.init == "supernet" and source is not None and source.supernet_dir is None:
         raise UsageError(f"teacher {source.run_dir} has no trained supernet (method "
                          f"'{source.method}'); use --init scratch")

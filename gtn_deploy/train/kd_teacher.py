@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.arch import ArchConfig, SearchSpace, get_space
+from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.models.checkpoint import TEACHER_JSON
 from gtn_deploy.plan_file import load_plan
+from gtn_deploy.spaces import create_space
 from gtn_deploy.supernet.checkpoint import SUPERNET_JSON
 
 
@@ -122,7 +123,7 @@ def plan_students(path: str | Path, teacher: TeacherSource | None,
                              f"supernet in {teacher.run_dir} is of space '{trained}'")
     pairs = [(d.device, c.arch) for d in plan.devices for c in d.candidates]
     students = [PlannedStudent(k, dev, a) for k, (dev, a) in enumerate(pairs)]
-    return get_space(plan.task), _select(students, candidate, path)
+    return create_space(plan.family, plan.task), _select(students, candidate, path)
 
 
 def _select(students: list[PlannedStudent], candidate: str, path) -> list[PlannedStudent]:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from gtn_deploy.arch import get_space
 from gtn_deploy.data import BatchPlan, TaskData, load_space_data
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import ensure_writable_dir
+from gtn_deploy.spaces import create_space
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train.config import TrainConfig, validate
 from gtn_deploy.train.distributed import DistInfo, all_reduce_sum, init_distributed
@@ -40,7 +40,7 @@ class TeacherTrainer:
                  data: TaskData | None = None):
         self.cfg, self.out, self.resume = validate(cfg), Path(out), resume
         self.info = info or init_distributed(device)
-        self.space = get_space(cfg.task)
+        self.space = create_space(cfg.space, cfg.task)
         self.task = self.space.task
         self.resume_state = self._check_out_dir()
         self.data = data or load_space_data(
