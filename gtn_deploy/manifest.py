@@ -58,9 +58,13 @@ def validate_manifest(data: Any, where: str = MANIFEST) -> dict[str, Any]:
         if not isinstance(data[key], typ) or (typ is int and isinstance(data[key], bool)):
             raise BundleError(f"{where}: field '{key}' has the wrong type "
                               f"({type(data[key]).__name__})")
+    if data["schema_version"] > BUNDLE_SCHEMA_VERSION:
+        raise BundleError(f"{where}: schema_version {data['schema_version']} is newer than "
+                          f"this gtn_deploy reads ({BUNDLE_SCHEMA_VERSION}): upgrade gtn_deploy")
     if data["schema_version"] != BUNDLE_SCHEMA_VERSION:
         raise BundleError(f"{where}: schema_version {data['schema_version']} is not supported "
-                          f"(this gtn_deploy reads {BUNDLE_SCHEMA_VERSION})")
+                          f"(this gtn_deploy reads {BUNDLE_SCHEMA_VERSION}): re-export the "
+                          "bundle")
     if data["kind"] != BUNDLE_KIND:
         raise BundleError(f"{where}: kind '{data['kind']}' is not '{BUNDLE_KIND}'")
     missing = [k for k in _INPUT_KEYS if k not in data["input"]]

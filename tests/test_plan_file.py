@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,20 @@ def test_a_bad_field_is_named(tmp_path, planned, change, needle):
     change(doc)
     with pytest.raises(CheckpointError, match=needle):
         load_plan(_write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("version, needle", [(2, "newer than this gtn_deploy reads"),
+                                             (0, "re-export the bundle")])
+def test_a_manifest_of_another_schema_says_what_to_do(version, needle):
+    """The bundle manifest's one loader words an older and a newer file apart, as plan's."""
+    import copy
+
+    from gtn_deploy.errors import BundleError
+    from gtn_deploy.manifest import load_manifest, validate_manifest
+
+    fixture = next(p for p in (Path(__file__).parent / "fixtures").iterdir()
+                   if (p / "manifest.json").is_file())
+    doc = copy.deepcopy(load_manifest(fixture))
+    doc["schema_version"] = version
+    with pytest.raises(BundleError, match=needle):
+        validate_manifest(doc)
