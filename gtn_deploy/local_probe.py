@@ -134,13 +134,13 @@ def measure(threads: int = PROBE_THREADS, budget_s: float = 1.5,
             seed: int = 0) -> dict[str, float]:
     """p10 ms per call of each probe model (``bench.rounds`` protocol, a short plan)."""
     from gtn_deploy.bench.rounds import RoundPlan, round_timer, run_rounds
-    from gtn_deploy.bench.runners import ort_runner
+    from gtn_deploy.runtimes import RUNTIMES
 
     plan = RoundPlan(min_rounds=4, max_rounds=12, iters=25, warmup=3, budget_s=budget_s)
     models = probe_models()
     timers = []
     for model, shape, _ in models.values():
-        runner = ort_runner(model, threads, "fp32")
+        runner = RUNTIMES["onnxruntime"].session(model, threads, "fp32")
         x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
         timers.append(round_timer(lambda r=runner, x=x: r.run(x), plan.warmup, plan.iters))
     res = run_rounds(lambda i: timers[i](), len(timers), plan, random.Random(seed))

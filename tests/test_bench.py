@@ -108,7 +108,7 @@ def test_missing_backend_and_bad_flags(bundle):
         res = RUNNER.invoke(app, ["bench", str(bundle), "--backend", "tensorrt", "--force"])
         assert res.exit_code != 0 and "tensorrt" in res.output and "not installed" in res.output
     res = RUNNER.invoke(app, ["bench", str(bundle), "--backend", "tvm"])
-    assert res.exit_code != 0 and "valid: onnxruntime, tensorrt, torch" in res.output
+    assert res.exit_code != 0 and "valid: onnxruntime, tensorrt, openvino, torch" in res.output
     res = RUNNER.invoke(app, ["bench", str(bundle), "--iters", "3", "--seconds", "1"])
     assert res.exit_code != 0 and "not both" in res.output
     res = RUNNER.invoke(app, ["bench", str(bundle), "--precision", "int8", "--force"])

@@ -54,8 +54,8 @@ def test_choice_tuples_match_the_library():
     (["distill"], ["scratch, supernet", "[kd|dkd]", "[auto|cpu|cuda]"]),
     (["predictor", "fit"], ["[auto|cpu|cuda]"]),
     (["pipeline"], ["uniform, sandwich, learned, pool", "[ce|none]", "[kd|dkd]"]),
-    (["bench"], ["onnxruntime, tensorrt, torch", "[fp32|fp16|int8]"]),
-    (["calibrate"], ["onnxruntime-cpu.", "[fp32|fp16|int8]", "imagenet"]),
+    (["bench"], ["onnxruntime, tensorrt, openvino, torch", "[fp32|fp16|int8]"]),
+    (["calibrate"], ["onnxruntime-cpu, openvino.", "[fp32|fp16|int8]", "imagenet"]),
 ])
 def test_help_lists_the_choices(command, listed):
     text = " ".join(_help(*command).split())  # rich wraps; compare with single spaces

@@ -26,6 +26,7 @@ from gtn_deploy.cost import calibrate as cal
 from gtn_deploy.cost.roofline import roofline, tier0_ms
 from gtn_deploy.cost.lut import fit_block_table
 from gtn_deploy.errors import BenchError, ProfileError, UsageError
+from gtn_deploy.runtimes import runtime_for
 
 DEFAULT_DIR = Path("calibrated_profiles")
 TRUST_SHARE = 0.5  # fewer held-out subnets within +-10% than this: written, marked untrusted
@@ -121,15 +122,24 @@ def measure_here(space: SearchSpace, archs: Sequence[ArchConfig], threads: int,
                  plan: RoundPlan, profile_runs: int, profiled: int, seed: int,
                  runner: CalibrationRunner) -> Measurement:
     """Export, time and profile ``archs`` on this machine with ``runner``."""
-    threads_used = threads if runner.runtime == "onnxruntime" else None
+    threads_used = threads if runner.threaded else None
     with RoundProgress(len(archs), plan, profiled if profile_runs else 0) as progress:
         timings, info = measure_subnets(
             space, archs, threads, plan, profile_runs, profiled=profiled, seed=seed,
             make_runner=lambda path, shape: runner.make(path, shape, threads),
             on_round=progress.round_done)
-    fp = cal.current_fingerprint(threads_used, runner.precision, runner.runtime,
-                                 runner.provider)
-    return Measurement(timings, info, fp, envinfo.environment(threads_used, runner.runtime))
+    return Measurement(timings, info, runtime_fingerprint(runner, threads_used),
+                       envinfo.environment(threads_used, runner.runtime))
+
+
+def runtime_fingerprint(runner: CalibrationRunner, threads: int | None) -> dict[str, Any]:
+    """``cost.calibrate.current_fingerprint`` for ``runner``, with the version and the
+    provider (device) of a runtime it does not know itself (OpenVINO) from ``runtimes``."""
+    fp = cal.current_fingerprint(threads, runner.precision, runner.runtime, runner.provider)
+    if runner.runtime not in ("onnxruntime", "tensorrt"):
+        fp.update(runtime_version=runtime_for(runner.runtime).version(),
+                  provider=runner.provider)
+    return fp
 
 
 def measurement_summary(timings, info: dict) -> dict[str, Any]:

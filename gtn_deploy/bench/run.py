@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gtn_deploy import machine as envinfo
-from gtn_deploy.bench.runners import check_backend, make_runner
+from gtn_deploy.bench.runners import check_backend, default_precision, make_runner
 from gtn_deploy.bench.timing import check_loop, noise_warning, tail_ratio, time_calls
 from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
 
@@ -153,8 +153,8 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
     with open_bundle(path) as bundle_dir:
         manifest = load_manifest(bundle_dir)
         recommended = manifest["recommended_precision"]
-        if precision is None:  # fp16 is a TensorRT precision; onnxruntime runs fp32 then
-            precision = recommended if backend == "tensorrt" or recommended == "int8" else "fp32"
+        if precision is None:
+            precision = default_precision(backend, recommended)
         check_backend(backend, precision)
         forced = _preflight(bundle_dir, manifest, force)
         x = _input_batch(manifest, batch_size)
@@ -172,7 +172,8 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "bundle": {"path": str(path), "name": manifest["name"], "space": manifest["space"],
                    "arch": manifest["arch"], "device": manifest.get("device")},
-        "backend": backend, "precision": precision, "batch_size": batch_size,
+        "backend": backend, "runtime_version": runner.info.get("runtime_version"),
+        "precision": precision, "batch_size": batch_size,
         "threads": threads, "runner": info, "build_s": round(runner.build_s, 4),
         "timing": stats.to_dict(),
         "memory": {"peak_rss_mb": round(envinfo.peak_rss_mb(), 2),

@@ -9,13 +9,13 @@ calls, more rounds until that figure reproduces; the node profiler runs interlea
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
 import tempfile
 import time
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -25,10 +25,13 @@ import numpy as np
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.bench.rounds import RoundPlan, RoundsResult, round_timer, run_rounds
-from gtn_deploy.bench.runners import Runner, ort_runner
 from gtn_deploy.cost.analytic import network_cost
+from gtn_deploy.runtimes import RUNTIMES, Runner
+from gtn_deploy.runtimes.onnxruntime import node_events
 
 MakeRunner = Callable[[Path, tuple], Runner]  # (ONNX path, input shape) -> a built runner
+SUBNET_OPSET = 17  # export.onnx.DEFAULT_OPSET (a test keeps them equal)
+ORT = RUNTIMES["onnxruntime"]
 
 # TorchScript-exporter node names carry the module path: "/stages.1/blocks.0/expand/conv/Conv".
 _BLOCK_RE = re.compile(r"^/?(stem|first|head|stages\.(\d+)/blocks\.(\d+))(/|_|$)")
@@ -90,16 +93,30 @@ def random_archs(space: SearchSpace, n: int, rng: random.Random, exclude=(),
 
 def export_subnet(space: SearchSpace, arch: ArchConfig, path: Path, seed: int = 0) -> Path:
     """A randomly initialised static student of ``arch`` as ONNX (random weights time the
-    same as trained ones: dense kernels do not skip zeros)."""
+    same as trained ones: dense kernels do not skip zeros).
+
+    Exported as ``export.onnx.export_onnx`` exports a bundle's model (the TorchScript
+    exporter, opset ``SUBNET_OPSET``, constant folding, input ``input``, output ``logits``;
+    a test keeps the two graphs equal) but here, without the checker: bench does not import
+    export, and a timing model needs no gate. The exporter's node names carry the module
+    path that ``block_of`` reads."""
     import torch
 
-    from gtn_deploy.export.onnx import InputSpec, export_onnx
-    from gtn_deploy.supernet.layers import build_student
+    from gtn_deploy.supernet.families import build_student
 
     torch.manual_seed(seed)
     net = build_student(space, arch).eval()
-    spec = InputSpec(space.task.in_channels, arch.resolution, arch.resolution)
-    export_onnx(net, spec, path, simplify=False)
+    dummy = torch.zeros((1, space.task.in_channels, arch.resolution, arch.resolution))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as export_onnx: a busy host's other cores stay free
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation warning
+            torch.onnx.export(net, (dummy,), str(path), dynamo=False,
+                              opset_version=SUBNET_OPSET, input_names=["input"],
+                              output_names=["logits"], do_constant_folding=True)
+    finally:
+        torch.set_num_threads(threads)
     return path
 
 
@@ -122,7 +139,7 @@ def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
     adaptive); also returns the raw rounds. ``make_runner(path, input_shape)`` builds each
     model's runner (default: onnxruntime's CPU provider, fp32, ``threads`` threads);
     ``on_round(i)`` runs after each round of model i (progress)."""
-    make = make_runner or (lambda path, shape: ort_runner(path, threads, "fp32"))
+    make = make_runner or (lambda path, shape: ORT.session(path, threads, "fp32"))
     inputs = [_input(a, space) for a in archs]
     runners = []
     try:  # engines hold GPU memory: released even when a later build fails
@@ -187,7 +204,7 @@ def profile_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
     models run in interleaved rounds in a shuffled order as their latency is measured."""
     rng = rng or random.Random(0)
     with tempfile.TemporaryDirectory(prefix="gtnd-prof-") as tmp:
-        runners = [ort_runner(p, threads, "fp32", profile_prefix=os.path.join(tmp, f"p{i}"))
+        runners = [ORT.session(p, threads, "fp32", profile_prefix=os.path.join(tmp, f"p{i}"))
                    for i, p in enumerate(paths)]
         inputs = [_input(a, space) for a in archs]
         order = list(range(len(runners)))
@@ -196,9 +213,7 @@ def profile_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
             for i in order:
                 for _ in range(warmup + per_round):
                     runners[i].run(inputs[i])
-        files = [Path(r.info["session"].end_profiling()) for r in runners]
-        return [_block_times(json.loads(f.read_text()), warmup, warmup + per_round)
-                for f in files]
+        return [_block_times(node_events(r), warmup, warmup + per_round) for r in runners]
 
 
 def measure_subnets(space: SearchSpace, archs: Sequence[ArchConfig], threads: int = 1,

@@ -18,7 +18,7 @@ from gtn_deploy.constants import PRECISIONS
 @user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
-    backend: Annotated[str, choice(BACKENDS, "Runtime to time with.", label="BACKEND")] = "onnxruntime",
+    backend: Annotated[str, choice(BACKENDS, "Runtime to time with (openvino: pip install 'gtn-deploy[openvino]').", label="BACKEND")] = "onnxruntime",
     batch_size: Annotated[int, typer.Option(
         "--batch-size", help="Batch size. The old name --batch still works, hidden.")] = 1,
     batch: Annotated[Optional[int], typer.Option(
@@ -27,7 +27,7 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
     iters: Annotated[Optional[int], typer.Option(help="Timed runs (default: 3 s and at least 100 runs).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Time for this long instead of --iters.")] = None,
-    precision: Annotated[Optional[str], choice(PRECISIONS, "fp16 with tensorrt only; default: the bundle's recommendation.")] = None,
+    precision: Annotated[Optional[str], choice(PRECISIONS, "fp16 with tensorrt only; default: the bundle's recommendation where the backend runs it, else fp32.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
     force: Annotated[bool, typer.Option(help="Run despite hash or device mismatches (recorded).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results document.")] = False,
@@ -89,9 +89,10 @@ def format_result(r: dict) -> str:
     from gtn_deploy.bench.run import verdict_lines
 
     t, env = r["timing"], r["environment"]
-    ort = env.get("onnxruntime") or {}
+    version = (r.get("runtime_version") or r["runner"].get("tensorrt")
+               or (env.get("onnxruntime") or {}).get("version", ""))
     lines = [
-        f"{r['bundle']['name']} | {r['backend']} {r['runner'].get('tensorrt') or ort.get('version', '')}"
+        f"{r['bundle']['name']} | {r['backend']} {version}"
         f" {r['precision']} batch {r['batch_size']} threads {r['threads'] or 'default'}",
         f"  {env['cpu_model']} ({env['machine']}, {env['cpu_cores_usable']} cores)"
         + (f", GPU {env['gpu_name']}" if env.get("gpu_name") else ""),

@@ -16,12 +16,14 @@ from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
 
 RUNTIME_HELP = ("Measure with this instead of the profile's runtime (default: the profile's "
-                "own: onnxruntime with its provider, CUDA for a GPU profile naming none, or "
-                "TensorRT). onnxruntime-cpu is for a machine without that runtime: the "
-                "profile then records the deviation, and plan warns.")
+                "own: onnxruntime with its provider, CUDA for a GPU profile naming none; "
+                "TensorRT; or OpenVINO on its device). onnxruntime-cpu is for a machine "
+                "without that runtime, openvino measures with OpenVINO on the CPU (pip install "
+                "'gtn-deploy[openvino]'): the profile then records the deviation, and plan "
+                "warns.")
 PRECISION_HELP = ("Precision to measure (default: the profile's preferred where calibration "
-                  "measures it: fp32 with onnxruntime, fp16 or fp32 with TensorRT; int8 is "
-                  "refused, its models need real data to quantise).")
+                  "measures it: fp32 with onnxruntime or OpenVINO, fp16 or fp32 with TensorRT; "
+                  "int8 is refused, its models need real data to quantise).")
 
 
 @user_errors
@@ -32,7 +34,7 @@ def calibrate(
     task: Annotated[str, task_option("Search space whose subnets to measure.")] = WORK_TASK,
     samples: Annotated[int, typer.Option(help="Subnets measured for the fit (spanning the FLOPs range).")] = 30,
     holdout: Annotated[float, holdout_option("Held-out subnets: N random ones measured besides the --samples, to validate the fit. A count, as in predictor fit.")] = 20,
-    threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads (part of the fingerprint).")] = 1,
+    threads: Annotated[int, typer.Option(help="Intra-op threads of onnxruntime or OpenVINO (part of the fingerprint).")] = 1,
     rounds: Annotated[int, typer.Option(help="Interleaved measuring rounds per subnet.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed runs per subnet per round.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed for choosing subnets.")] = 0,
@@ -48,7 +50,7 @@ def calibrate(
 ) -> None:
     """Fit latency tiers 1 and 2 from measurements here (or on --host), with the profile's
     runtime and precision; print the held-out accuracy. Tier 2 needs onnxruntime's CPU
-    provider (its node profiler): TensorRT and GPU providers fit tier 1 only. A fit with
+    provider (its node profiler): TensorRT, OpenVINO and GPU providers fit tier 1 only. A fit with
     under half of the held-out subnets within +-10% is written marked untrusted."""
     from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
     from gtn_deploy.cli.output import print_json, stdout_to_stderr

@@ -15,8 +15,8 @@ import typer
 
 TASKS = ("fashion-mnist", "digits", "cifar10", "cifar100", "imagenet")  # arch.TASKS
 FAMILIES = ("mbconv", "resnet")  # spaces.FAMILIES
-BACKENDS = ("onnxruntime", "tensorrt", "torch")  # bench.runners.BACKENDS
-RUNTIME_OVERRIDES = ("onnxruntime-cpu",)  # bench.calibration_runtime.OVERRIDES
+BACKENDS = ("onnxruntime", "tensorrt", "openvino", "torch")  # bench.runners.BACKENDS
+RUNTIME_OVERRIDES = ("onnxruntime-cpu", "openvino")  # bench.calibration_runtime.OVERRIDES
 METHODS = ("gtn", "vanilla", "sftn")  # train.gtn.METHODS
 SAMPLERS = ("uniform", "sandwich", "learned", "pool")  # train.sampler.SAMPLER_MODES
 BRANCHES = ("one", "all")  # train.config.BRANCH_MODES

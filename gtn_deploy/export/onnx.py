@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gtn_deploy.errors import ExportError, UsageError
+from gtn_deploy.runtimes.onnxruntime import inference_session
 from gtn_deploy.stats import percentile
 
 MIN_OPSET = 13  # TensorRT 8.2 (Jetson Nano, last JetPack 4) parses up to opset 13
@@ -120,14 +121,9 @@ def simplify_model(proto):
 
 
 def ort_session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session with full graph optimisation and fixed threads."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    """An onnxruntime CPU session with full graph optimisation and fixed threads, set up as
+    every gtn_deploy session is (``runtimes.onnxruntime.inference_session``)."""
+    return inference_session(path, threads)
 
 
 def run_session(session, images: np.ndarray, batch_size: int = 64,
