@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from gtn_deploy.arch import get_space
 from gtn_deploy.cli.main import app
 from gtn_deploy.cost import calibrate as cal
+from gtn_deploy.fingerprint import current_fingerprint, fingerprint_matches
 from gtn_deploy.cost.latency import predict_latency
 from gtn_deploy.errors import ProfileError
 from gtn_deploy.profiles import load_profile, profiles_dir
@@ -108,9 +109,9 @@ def test_shipped_profile_never_overwritten(calibrated, tmp_path):
 def test_fingerprint_check_and_plan_warning(calibrated, tmp_path):
     out, _ = calibrated
     c = load_profile(str(out)).calibration
-    ok, reason = cal.fingerprint_matches(c)
+    ok, reason = fingerprint_matches(c)
     assert ok, reason
-    ok, reason = cal.fingerprint_matches(c, {**cal.current_fingerprint(), "threads": 4})
+    ok, reason = fingerprint_matches(c, {**current_fingerprint(), "threads": 4})
     assert not ok and "threads" in reason
     data = yaml.safe_load(out.read_text())
     data["calibration"]["fingerprint"]["runtime_version"] = "0.0.1"

@@ -21,6 +21,7 @@ from gtn_deploy.bench import calibration_runtime as cr
 from gtn_deploy.bench.subnets import SubnetTiming
 from gtn_deploy.cli.main import app
 from gtn_deploy.cost import calibrate as cal
+from gtn_deploy.fingerprint import current_fingerprint, fingerprint_matches
 from gtn_deploy.cost.analytic import network_layers
 from gtn_deploy.cost.tier1 import tier1_block_ms
 from gtn_deploy.errors import MissingDependencyError, UsageError
@@ -210,8 +211,8 @@ def test_override_deviation_is_recorded_and_plan_warns(monkeypatch, tmp_path):
 
 def test_fingerprint_compares_the_calibrated_runtime():
     """A TensorRT calibration is checked against this machine's TensorRT, not onnxruntime."""
-    fp = cal.current_fingerprint(None, "fp16", "tensorrt", None)
-    ok, reason = cal.fingerprint_matches({"fingerprint": fp})
+    fp = current_fingerprint(None, "fp16", "tensorrt", None)
+    ok, reason = fingerprint_matches({"fingerprint": fp})
     assert ok, reason
 
 

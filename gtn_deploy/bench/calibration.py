@@ -23,10 +23,10 @@ from gtn_deploy.bench.calibration_runtime import CalibrationRunner, calibration_
 from gtn_deploy.bench.rounds import RoundPlan
 from gtn_deploy.bench.subnets import SubnetTiming, measure_subnets, random_archs, spanning_archs
 from gtn_deploy.cost import calibrate as cal
+from gtn_deploy.fingerprint import current_fingerprint, fingerprint_id
 from gtn_deploy.cost.roofline import roofline, tier0_ms
 from gtn_deploy.cost.lut import fit_block_table
 from gtn_deploy.errors import BenchError, ProfileError, UsageError
-from gtn_deploy.runtimes import runtime_for
 
 DEFAULT_DIR = Path("calibrated_profiles")
 TRUST_SHARE = 0.5  # fewer held-out subnets within +-10% than this: written, marked untrusted
@@ -133,13 +133,8 @@ def measure_here(space: SearchSpace, archs: Sequence[ArchConfig], threads: int,
 
 
 def runtime_fingerprint(runner: CalibrationRunner, threads: int | None) -> dict[str, Any]:
-    """``cost.calibrate.current_fingerprint`` for ``runner``, with the version and the
-    provider (device) of a runtime it does not know itself (OpenVINO) from ``runtimes``."""
-    fp = cal.current_fingerprint(threads, runner.precision, runner.runtime, runner.provider)
-    if runner.runtime not in ("onnxruntime", "tensorrt"):
-        fp.update(runtime_version=runtime_for(runner.runtime).version(),
-                  provider=runner.provider)
-    return fp
+    """This machine's fingerprint with ``runner``'s runtime, provider and precision."""
+    return current_fingerprint(threads, runner.precision, runner.runtime, runner.provider)
 
 
 def measurement_summary(timings, info: dict) -> dict[str, Any]:
@@ -191,7 +186,7 @@ def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int
     calibration = {  # tier: the better of 1 and 2 on the held-out subnets
         "schema_version": cal.CALIBRATION_SCHEMA_VERSION, "tier": tier,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "fingerprint": m.fingerprint, "fingerprint_id": cal.fingerprint_id(m.fingerprint),
+        "fingerprint": m.fingerprint, "fingerprint_id": fingerprint_id(m.fingerprint),
         "spaces": [space.name],
         "runtime": {**runner.to_dict(), "tier2_unavailable": runner.tier2_unavailable},
         **trust(val["held_out"], tier),

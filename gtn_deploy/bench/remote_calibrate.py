@@ -29,7 +29,7 @@ from gtn_deploy.bench.remote import (SshTarget, pack, parse_output, remote_comma
                                      run_over_ssh)
 from gtn_deploy.bench.rounds import RoundPlan, RoundsResult
 from gtn_deploy.bench.subnets import SubnetTiming, _block_times, export_all
-from gtn_deploy.cost import calibrate as cal
+from gtn_deploy.fingerprint import current_fingerprint
 from gtn_deploy.errors import BenchError
 from gtn_deploy.progress import StepProgress
 
@@ -136,7 +136,7 @@ def fingerprint(doc: dict, runner: CalibrationRunner, threads: int | None) -> di
     """The calibration fingerprint of the device: ``current_fingerprint``'s keys with every
     machine-dependent one (runtime version, CPU, architecture) taken from the device."""
     machine = doc["machine"].get("machine") or ""
-    fp = cal.current_fingerprint(threads, runner.precision, runner.runtime, runner.provider)
+    fp = current_fingerprint(threads, runner.precision, runner.runtime, runner.provider)
     fp.update(runtime_version=doc["runtime_version"], machine=machine,
               cpu_model=cpu_model(doc.get("cpuinfo") or {}, doc.get("processor") or "", machine))
     return fp

@@ -87,7 +87,7 @@ def _calibration_warnings(profile) -> list[str]:
     cal = getattr(profile, "calibration", None)
     if not cal:
         return []
-    from gtn_deploy.cost.calibrate import fingerprint_matches
+    from gtn_deploy.fingerprint import fingerprint_matches
 
     remote = cal.get("remote")
     if remote:  # measured on the device over ssh: this machine is not the one to compare

@@ -1,4 +1,5 @@
-"""Latency calibration: its document, the tier-1 fit, fingerprints and accuracy (no torch).
+"""Latency calibration: its document, the tier-1 fit and accuracy (no torch; the fingerprint
+it records: ``gtn_deploy.fingerprint``).
 
 A calibrated profile carries a ``calibration`` mapping written by ``gtnd calibrate``:
 
@@ -21,10 +22,7 @@ The tier-1 fit (``cost.tier1``'s formula) is non-negative least squares on relat
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.constants import OP_CLASSES
@@ -37,55 +35,8 @@ if TYPE_CHECKING:
     from gtn_deploy.profiles import DeviceProfile
 
 CALIBRATION_SCHEMA_VERSION = 1
-# Keys compared between a calibration and the machine at hand; None on either side is skipped.
-FINGERPRINT_KEYS = ("runtime", "runtime_version", "provider", "precision", "threads",
-                    "graph_optimization", "cpu_model", "machine")
 COMPUTE_CLASSES = tuple(c for c in OP_CLASSES if c not in ("pool", "elementwise"))
 MIN_BAND = 0.05  # the narrowest error band a calibrated tier claims
-
-
-# -- fingerprints -------------------------------------------------------------------------------
-
-def current_fingerprint(threads: int | None = None, precision: str | None = None,
-                        runtime: str = "onnxruntime",
-                        provider: str = "CPUExecutionProvider") -> dict[str, Any]:
-    """The runtime fingerprint of this machine (what a calibration here would record)."""
-    # machine.py is standard library only: asking for a fingerprint stays light.
-    from gtn_deploy.machine import cpu_model, onnxruntime_info, tensorrt_version
-
-    if runtime == "onnxruntime":
-        version = (onnxruntime_info() or {}).get("version")
-    else:
-        version, provider = tensorrt_version(), None
-    return {"runtime": runtime, "runtime_version": version, "provider": provider,
-            "precision": precision, "threads": threads, "batch_size": 1,
-            "graph_optimization": "all", "cpu_model": cpu_model(),
-            "machine": platform.machine()}
-
-
-def fingerprint_id(fingerprint: dict[str, Any]) -> str:
-    """Short stable hash of a fingerprint (file names, reports)."""
-    text = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_KEYS}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def fingerprint_matches(calibration: dict[str, Any] | None,
-                        current: dict[str, Any] | None = None) -> tuple[bool, str]:
-    """Whether ``calibration`` was measured under the ``current`` (default: this machine's)
-    fingerprint; the reason names the first differing key."""
-    if not calibration or not calibration.get("fingerprint"):
-        return False, "the profile carries no calibration fingerprint"
-    recorded = calibration["fingerprint"]
-    if current is None:  # this machine, with the runtime and provider the calibration used
-        current = current_fingerprint(runtime=recorded.get("runtime") or "onnxruntime",
-                                      provider=recorded.get("provider") or "CPUExecutionProvider")
-    diffs = [f"{key}: calibrated {recorded.get(key)!r}, here {current.get(key)!r}"
-             for key in FINGERPRINT_KEYS
-             if recorded.get(key) is not None and current.get(key) is not None
-             and str(recorded.get(key)) != str(current.get(key))]
-    if diffs:
-        return False, "; ".join(diffs)
-    return True, f"fingerprint {fingerprint_id(recorded)} matches"
 
 
 # -- tier 1 ------------------------------------------------------------------------------------

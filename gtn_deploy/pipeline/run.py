@@ -328,7 +328,7 @@ def _runs_here(profile) -> bool:
 
 
 def _bench_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
-    from gtn_deploy.cost.calibrate import current_fingerprint
+    from gtn_deploy.fingerprint import current_fingerprint
 
     return {"bundle": _key(b.bundle), "iters": cfg.bench_iters,
             "machine": input_hash(current_fingerprint(threads=1))}
