@@ -5,7 +5,7 @@
 Per space: calibrate as ``gtnd calibrate --device local`` does (spanning subnets, tier-1 NNLS
 fit, tier-2 block table from the node profiler) and compare tiers 0, 1 and 2 with >= 60
 held-out random subnets (share within +-10%, MAPE, Kendall tau). Calibration and held-out
-subnets are measured in one rotation by the protocol of ``gtn_deploy.bench.rounds``
+subnets are measured in one rotation by the protocol of ``gtn_deploy.rounds``
 (interleaved rounds in a shuffled order, p10 of the calls, more rounds until that figure
 reproduces within 3% or the time budget runs out). Beside every accuracy figure: the noise,
 as the median spread between a subnet's rounds (slowest round median / fastest - 1) and the
@@ -38,7 +38,7 @@ from gtn_deploy.machine import environment  # noqa: E402
 from gtn_deploy import local_probe  # noqa: E402
 from gtn_deploy.local_profile import local_device_profile  # noqa: E402
 from gtn_deploy.bench.calibration import measurement_summary  # noqa: E402
-from gtn_deploy.bench.rounds import RoundPlan  # noqa: E402
+from gtn_deploy.rounds import RoundPlan  # noqa: E402
 from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs  # noqa: E402
 from gtn_deploy.cost.calibrate import accuracy, fit_tier1, tier1_from_profile  # noqa: E402
 from gtn_deploy.cost.roofline import roofline, tier0_ms  # noqa: E402

@@ -13,7 +13,7 @@ cached in ``--work-dir``, named by a hash of everything that makes them.
 
 Each (bundle, runtime, precision) is built once through ``gtn_deploy.runtimes`` (the sessions
 ``gtnd bench`` times) and all twelve are timed in one rotation by the protocol of
-``gtn_deploy.bench.rounds``: interleaved rounds in a shuffled order, p10 of the calls pooled
+``gtn_deploy.rounds``: interleaved rounds in a shuffled order, p10 of the calls pooled
 over the rounds, more rounds until that figure reproduces within 3% or the budget runs out.
 One process, one intra-op thread (OMP_NUM_THREADS=1). Reported: p10 and p50 ms, the
 OpenVINO/onnxruntime ratio of each, the noise (spread between rounds, and the achieved
@@ -132,7 +132,7 @@ def parity(runners) -> dict[str, float]:
 
 
 def measure(runners, plan_kw: dict, seed: int):
-    from gtn_deploy.bench.rounds import RoundPlan, round_spread, round_timer, run_rounds
+    from gtn_deploy.rounds import RoundPlan, round_spread, round_timer, run_rounds
 
     keys = list(runners)
     plan = RoundPlan(**plan_kw)
@@ -204,7 +204,7 @@ def markdown(doc: dict) -> str:
             f"{doc['versions']['openvino']}; 1 intra-op thread, batch 1, one process; "
             f"{c['cores']} cores, load average {c['load_avg_start']} at start, "
             f"{c['load_avg_end']} at end (another job ran on the second core). "
-            f"Protocol: gtn_deploy.bench.rounds, {m['plan']['iters']} calls a round, "
+            f"Protocol: gtn_deploy.rounds, {m['plan']['iters']} calls a round, "
             f"{m['rounds_min']}-{m['rounds_max']} rounds, stopped: {m['stop']}. "
             f"Noise: slowest round median / fastest - 1.\n\n"
             + markdown_table(head, rows)

@@ -13,7 +13,7 @@ latency benchmark's default), and turns them into the profile's figures:
 - ``gflops`` per op class: a 3x3 conv (16->16, 28x28), a 1x1 conv (24->144, 14x14) and a
   5x5 depthwise conv (144, 14x14), less one kernel's overhead.
 
-Timing follows ``bench.rounds`` (interleaved rounds, p10 of the calls). The models are
+Timing follows ``gtn_deploy.rounds`` (interleaved rounds, p10 of the calls). The models are
 written as ONNX bytes here (a few protobuf fields), so the probe needs only numpy and
 onnxruntime, the light core. The result is cached per machine and runtime under
 ``$XDG_CACHE_HOME/gtn_deploy/`` (default ``~/.cache``); ``GTND_LOCAL_PROBE=off`` turns the
@@ -132,8 +132,8 @@ def probe_models() -> dict[str, tuple[bytes, tuple[int, ...], float]]:
 
 def measure(threads: int = PROBE_THREADS, budget_s: float = 1.5,
             seed: int = 0) -> dict[str, float]:
-    """p10 ms per call of each probe model (``bench.rounds`` protocol, a short plan)."""
-    from gtn_deploy.bench.rounds import RoundPlan, round_timer, run_rounds
+    """p10 ms per call of each probe model (``gtn_deploy.rounds`` protocol, a short plan)."""
+    from gtn_deploy.rounds import RoundPlan, round_timer, run_rounds
     from gtn_deploy.runtimes import RUNTIMES
 
     plan = RoundPlan(min_rounds=4, max_rounds=12, iters=25, warmup=3, budget_s=budget_s)

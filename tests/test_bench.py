@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gtn_deploy.bench.timing import summarize, time_calls
+from gtn_deploy.timing import summarize, time_calls
 from gtn_deploy.cli.main import app
 from gtn_deploy.stats import percentile
 

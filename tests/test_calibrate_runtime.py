@@ -257,9 +257,9 @@ def test_host_measures_with_onnxruntime_and_checks_nothing_here(monkeypatch, tmp
 
 
 def test_device_script_stops_as_the_local_protocol_does():
-    """time_subnets.py's copy of bench.rounds (py3.8, no gtn_deploy on the device) decides
+    """time_subnets.py's copy of gtn_deploy.rounds (py3.8, no gtn_deploy on the device) decides
     the same rounds, order and stop from the same calls."""
-    from gtn_deploy.bench import rounds, time_subnets as script
+    from gtn_deploy import rounds, time_subnets as script
 
     rng = random.Random(5)
     base = [rng.uniform(0.1, 3.0) for _ in range(7)]
@@ -312,7 +312,7 @@ def test_remote_record_and_report_say_whether_the_host_key_was_checked():
 
 def test_round_progress_lines_off_a_terminal(capsys):
     """Off a terminal: a line per round every subnet runs, then one per further round."""
-    from gtn_deploy.bench.rounds import RoundPlan
+    from gtn_deploy.rounds import RoundPlan
 
     plan = RoundPlan(min_rounds=2, max_rounds=6, iters=4)
     with calibration.RoundProgress(3, plan, profiled=2) as progress:

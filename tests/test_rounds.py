@@ -1,4 +1,4 @@
-"""The measuring protocol of bench.rounds on synthetic timings: no real clock is asserted."""
+"""The measuring protocol of gtn_deploy.rounds on synthetic timings: no real clock is asserted."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from statistics import median
 
 import pytest
 
-from gtn_deploy.bench.rounds import (RoundPlan, half_spread, robust_ms, round_spread,
+from gtn_deploy.rounds import (RoundPlan, half_spread, robust_ms, round_spread,
                                      run_rounds)
 from gtn_deploy.errors import UsageError
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol, Sequence
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner, calibration_runner
-from gtn_deploy.bench.rounds import RoundPlan
+from gtn_deploy.rounds import RoundPlan
 from gtn_deploy.bench.subnets import SubnetTiming, measure_subnets, random_archs, spanning_archs
 from gtn_deploy.cost import calibrate as cal
 from gtn_deploy.fingerprint import current_fingerprint, fingerprint_id
@@ -142,7 +142,7 @@ def measurement_summary(timings, info: dict) -> dict[str, Any]:
     statistic and the raw spread between rounds (median and max over subnets)."""
     from statistics import median
 
-    from gtn_deploy.bench.rounds import LOW_QUANTILE, round_spread
+    from gtn_deploy.rounds import LOW_QUANTILE, round_spread
 
     spreads = [t.spread for t in timings]
     raw = [round_spread(t.round_medians_ms) for t in timings]
@@ -162,7 +162,7 @@ def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int
                     runner: CalibrationRunner | None = None,
                     site: Site | None = None) -> dict[str, Any]:
     """Measure ``samples`` spanning subnets (fit) and ``holdout`` random ones (validate),
-    all in one interleaved rotation (``bench.rounds``: at least ``rounds`` rounds of
+    all in one interleaved rotation (``gtn_deploy.rounds``: at least ``rounds`` rounds of
     ``iters`` calls, more until the spread is under its bound or ``budget_s`` ran out),
     with ``runner`` (default: the profile's runtime, ``calibration_runner``), here or at
     ``site`` (another machine: its fingerprint is recorded, with ``remote``)."""

@@ -25,7 +25,7 @@ from typing import Any
 
 from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_verdict,
                                   compare_prediction, verdict_lines)
-from gtn_deploy.bench.timing import NOISY_TAIL_RATIO
+from gtn_deploy.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
 
 SCRIPT = "run_onnx.py"

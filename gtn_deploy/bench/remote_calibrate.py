@@ -3,10 +3,10 @@
 The subnets are exported here (torch) to ONNX files in a temporary folder. They go, with
 time_subnets.py, bundle_io.py (the fingerprint ``gtnd bench --host`` records) and spec.json,
 as one tar stream into one ssh connection (``bench.remote``: a fresh folder there, removed
-by a shell trap). time_subnets.py times them by the ``bench.rounds`` protocol with python3,
+by a shell trap). time_subnets.py times them by the ``gtn_deploy.rounds`` protocol with python3,
 numpy and onnxruntime alone, then runs the first ones under onnxruntime's node profiler
 (tier 2, CPU provider only), and prints every timed call, the node times and the device's
-fingerprint in one JSON line. The statistics are computed here, by ``bench.rounds`` and
+fingerprint in one JSON line. The statistics are computed here, by ``gtn_deploy.rounds`` and
 ``bench.subnets`` themselves, so a remote calibration means what a local one means.
 """
 
@@ -27,7 +27,7 @@ from gtn_deploy.bench.calibration import Measurement
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner
 from gtn_deploy.bench.remote import (SshTarget, pack, parse_output, remote_command,
                                      run_over_ssh)
-from gtn_deploy.bench.rounds import RoundPlan, RoundsResult
+from gtn_deploy.rounds import RoundPlan, RoundsResult
 from gtn_deploy.bench.subnets import SubnetTiming, _block_times, export_all
 from gtn_deploy.fingerprint import current_fingerprint
 from gtn_deploy.errors import BenchError

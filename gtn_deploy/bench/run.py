@@ -12,7 +12,7 @@ import numpy as np
 
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.runners import check_backend, default_precision, make_runner
-from gtn_deploy.bench.timing import check_loop, noise_warning, tail_ratio, time_calls
+from gtn_deploy.timing import check_loop, noise_warning, tail_ratio, time_calls
 from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
 
 RESULT_KIND = "gtn_deploy.bench_result"

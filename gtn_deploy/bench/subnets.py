@@ -3,7 +3,7 @@ calibration chose: ``bench.calibration_runtime``) and per-block times (onnxrunti
 
 Used by calibration and ``benchmarks/latency_model.py``. Subnets are built and exported with
 torch (imported lazily, so the bundle bench path never sees it). Latency follows the
-protocol of ``gtn_deploy.bench.rounds``: interleaved rounds in a shuffled order, p10 of the
+protocol of ``gtn_deploy.rounds``: interleaved rounds in a shuffled order, p10 of the
 calls, more rounds until that figure reproduces; the node profiler runs interleaved too.
 """
 
@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
-from gtn_deploy.bench.rounds import RoundPlan, RoundsResult, round_timer, run_rounds
+from gtn_deploy.rounds import RoundPlan, RoundsResult, round_timer, run_rounds
 from gtn_deploy.cost.analytic import network_cost
 from gtn_deploy.runtimes import RUNTIMES, Runner
 from gtn_deploy.runtimes.onnxruntime import node_events
@@ -135,7 +135,7 @@ def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
                         rng: random.Random | None = None, make_runner: MakeRunner | None = None,
                         on_round: Callable[[int], None] | None = None
                         ) -> tuple[list[SubnetTiming], RoundsResult]:
-    """Latency of each model by the ``bench.rounds`` protocol (interleaved, shuffled, p10,
+    """Latency of each model by the ``gtn_deploy.rounds`` protocol (interleaved, shuffled, p10,
     adaptive); also returns the raw rounds. ``make_runner(path, input_shape)`` builds each
     model's runner (default: onnxruntime's CPU provider, fp32, ``threads`` threads);
     ``on_round(i)`` runs after each round of model i (progress)."""

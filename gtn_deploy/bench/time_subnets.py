@@ -6,7 +6,7 @@
 ``gtnd calibrate --host`` sends this script into a temporary folder on the device, beside
 the subnets (ONNX files), spec.json (what to time, and how) and bundle_io.py (the machine
 fingerprint that ``gtnd bench --host`` records too). Latency follows the protocol of
-gtn_deploy/bench/rounds.py: interleaved rounds in a shuffled order, more rounds until each
+gtn_deploy/rounds.py: interleaved rounds in a shuffled order, more rounds until each
 subnet's figure reproduces. With ``profile.runs`` the first ``profile.models`` subnets then
 run under onnxruntime's node profiler, interleaved too (tier 2 of the latency model).
 
@@ -25,10 +25,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KIND = "gtn_deploy.subnet_timing"
-LOW_QUANTILE = 10.0  # percent, as bench/rounds.py
+LOW_QUANTILE = 10.0  # percent, as gtn_deploy/rounds.py
 
 
-# -- the statistic of bench/rounds.py, in Python 3.8 (stopping only) --------------------------
+# -- the statistic of gtn_deploy/rounds.py, in Python 3.8 (stopping only) --------------------------
 
 def percentile(sorted_values, q):
     """Linear-interpolated percentile of a sorted list (gtn_deploy.stats.percentile)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gtn_deploy.bench.timing import time_calls
+from gtn_deploy.timing import time_calls
 
 if TYPE_CHECKING:
     from gtn_deploy.pipeline.config import PipelineConfig
