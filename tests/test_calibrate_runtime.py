@@ -259,7 +259,8 @@ def test_host_measures_with_onnxruntime_and_checks_nothing_here(monkeypatch, tmp
 def test_device_script_stops_as_the_local_protocol_does():
     """time_subnets.py's copy of gtn_deploy.rounds (py3.8, no gtn_deploy on the device) decides
     the same rounds, order and stop from the same calls."""
-    from gtn_deploy import rounds, time_subnets as script
+    from gtn_deploy import rounds
+    from gtn_deploy.bench import time_subnets as script
 
     rng = random.Random(5)
     base = [rng.uniform(0.1, 3.0) for _ in range(7)]
