@@ -67,7 +67,7 @@ class DynamicMBConv(nn.Module):
 class DynamicStage(nn.Module):
     """``max_depth`` blocks; the first ``active_depth`` of them run."""
 
-    def __init__(self, blocks: list[DynamicMBConv]):
+    def __init__(self, blocks: list[nn.Module]):  # any family's elastic blocks
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.active_depth = len(blocks)

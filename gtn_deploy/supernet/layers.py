@@ -135,17 +135,16 @@ class Head(nn.Module):
         return self.classifier(x)
 
 
-class StagedMixin:
-    """The stage-wise API shared by the supernet and its static students.
+class StagedNet:
+    """The stage-wise API of every family's supernet and static students (GTN branches and
+    feature distillation enter and leave the network between stages).
 
-    Subclasses define ``space``, ``stem``, ``first``, ``stages`` and ``head``.
+    Subclasses define ``space`` (with ``stem_stride`` and ``stages[i].stride``), ``stages``,
+    ``head`` and ``stem_forward``, the input of stage 0.
     """
 
-    space: SearchSpace
-
     def stem_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Stem and first block: the input of stage 0."""
-        return self.first(self.stem(x))
+        raise NotImplementedError
 
     def forward_from(self, h: torch.Tensor, stage: int) -> torch.Tensor:
         """Run stages ``stage..`` and the head on ``h`` (the input of that stage)."""
@@ -167,18 +166,31 @@ class StagedMixin:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_from(self.stem_forward(x), 0)
 
-    def stage_in_channels(self, stage: int) -> int:
-        """Channels entering ``stage`` (``num_stages`` means the head)."""
-        if stage == 0:
-            return self.space.channels(self.space.first_block_channels)
-        return self.space.stage_widths()[stage - 1]
-
     def stage_in_stride(self, stage: int) -> int:
         """Total downsampling of the image at the input of ``stage``."""
         stride = self.space.stem_stride
         for spec in self.space.stages[:stage]:
             stride *= spec.stride
         return stride
+
+
+class StagedMixin(StagedNet):
+    """The stage-wise API of the mbconv supernet and its static students.
+
+    Subclasses define ``space``, ``stem``, ``first``, ``stages`` and ``head``.
+    """
+
+    space: SearchSpace
+
+    def stem_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem and first block: the input of stage 0."""
+        return self.first(self.stem(x))
+
+    def stage_in_channels(self, stage: int) -> int:
+        """Channels entering ``stage`` (``num_stages`` means the head)."""
+        if stage == 0:
+            return self.space.channels(self.space.first_block_channels)
+        return self.space.stage_widths()[stage - 1]
 
     @property
     def stage_channels(self) -> list[int]:

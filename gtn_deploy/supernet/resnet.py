@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_deploy.spaces.resnet import ResNetArch, ResNetSpace
-from gtn_deploy.supernet.layers import ConvBNAct, Stage, init_weights
+from gtn_deploy.supernet.blocks import DynamicStage
+from gtn_deploy.supernet.layers import ConvBNAct, Stage, StagedNet, init_weights
 from gtn_deploy.supernet.ops import DynamicBatchNorm2d
 
 
@@ -51,40 +52,13 @@ class ResNetHead(nn.Module):
         return self.classifier(self.flatten(self.pool(x)))
 
 
-class _StagedResNet:
-    """Stage-wise forward shared by the supernet and its students (``stem``, ``stages``,
-    ``head``), for the GTN branches and feature distillation."""
+class _StagedResNet(StagedNet):
+    """The stage-wise API (``supernet.layers.StagedNet``): stage 0's input is the stem's."""
 
     space: ResNetSpace
 
     def stem_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(x)
-
-    def forward_from(self, h: torch.Tensor, stage: int) -> torch.Tensor:
-        """Run stages ``stage..`` and the head on ``h`` (the input of that stage)."""
-        if not 0 <= stage <= len(self.stages):
-            raise ValueError(f"stage {stage} out of range 0..{len(self.stages)}")
-        for module in list(self.stages)[stage:]:
-            h = module(h)
-        return self.head(h)
-
-    def forward_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(output of every stage, logits)."""
-        h, feats = self.stem_forward(x), []
-        for module in self.stages:
-            h = module(h)
-            feats.append(h)
-        return feats, self.head(h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_from(self.stem_forward(x), 0)
-
-    def stage_in_stride(self, stage: int) -> int:
-        """Total downsampling of the image at the input of ``stage``."""
-        stride = self.space.stem_stride
-        for spec in self.space.stages[:stage]:
-            stride *= spec.stride
-        return stride
 
 
 def _stem(space: ResNetSpace) -> ConvBNAct:
@@ -175,20 +149,6 @@ class DynamicBottleneck(nn.Module):
         out = self.project(out, self.active_out)
         skip = self.shortcut(x, self.active_out) if self.shortcut is not None else x
         return self.act(out + skip)
-
-
-class DynamicStage(nn.Module):
-    """``max_depth`` blocks; the first ``active_depth`` of them run."""
-
-    def __init__(self, blocks: list[DynamicBottleneck]):
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.active_depth = len(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in list(self.blocks)[: self.active_depth]:
-            x = block(x)
-        return x
 
 
 class DynamicHead(nn.Module):
