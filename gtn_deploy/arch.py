@@ -215,6 +215,27 @@ class SearchSpace:
         return dataclasses.asdict(self)
 
 
+def check_arch_keys(data: dict[str, Any], required: set[str], optional: set[str],
+                    where: str) -> None:
+    """An arch dict has every required key and nothing unknown (any family's arch type)."""
+    allowed = required | optional
+    missing, unknown = required - set(data), set(data) - allowed
+    if missing or unknown:
+        what = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(unknown)}"
+        raise ArchError(f"{where}: {what}; expected keys {sorted(allowed)}")
+
+
+def arch_json(text: str, where: str) -> dict[str, Any]:
+    """The JSON object of an arch, or one ArchError line."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArchError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ArchError(f"{where}: expected a JSON object")
+    return data
+
+
 def _short(values: Sequence[int]) -> str:
     return str(list(values)) if len(values) <= 6 else f"{values[0]}..{values[-1]}"
 
@@ -276,12 +297,8 @@ class ArchConfig:
     def from_dict(cls, data: dict[str, Any], where: str = "arch") -> "ArchConfig":
         if {"ks", "e", "d"} <= set(data):
             return cls.from_ofa(data, where)
-        required = {"depths", "kernel_sizes", "expand_ratios", "resolution"}
-        allowed = required | {"width_mult"}
-        missing, unknown = required - set(data), set(data) - allowed
-        if missing or unknown:
-            what = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(unknown)}"
-            raise ArchError(f"{where}: {what}; expected keys {sorted(allowed)}")
+        check_arch_keys(data, {"depths", "kernel_sizes", "expand_ratios", "resolution"},
+                        {"width_mult"}, where)
         try:
             return cls(tuple(data["depths"]), tuple(data["kernel_sizes"]),
                        tuple(data["expand_ratios"]), data["resolution"],
@@ -291,13 +308,7 @@ class ArchConfig:
 
     @classmethod
     def from_json(cls, text: str, where: str = "arch") -> "ArchConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArchError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ArchError(f"{where}: expected a JSON object")
-        return cls.from_dict(data, where)
+        return cls.from_dict(arch_json(text, where), where)
 
     @classmethod
     def from_ofa(cls, data: dict[str, Any], where: str = "arch") -> "ArchConfig":

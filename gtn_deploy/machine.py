@@ -40,13 +40,18 @@ def cpuinfo() -> dict[str, str]:
 
 def cpu_model() -> str:
     """A human CPU name: x86 'model name', Arm 'Model'/'Hardware', else platform."""
-    info = cpuinfo()
+    return cpu_name(cpuinfo(), platform.processor(), platform.machine())
+
+
+def cpu_name(info: dict[str, str], processor: str, machine: str) -> str:
+    """``cpu_model``'s rule on any machine's first /proc/cpuinfo processor (a device's over
+    ssh, too), so a fingerprint names a CPU the same wherever it was taken."""
     for key in ("model name", "cpu model", "hardware", "model"):
         if info.get(key):
             return info[key]
     if info.get("cpu part"):  # Arm cores without a model name: the part number identifies them
         return f"arm-implementer-{info.get('cpu implementer', '?')}-part-{info['cpu part']}"
-    return platform.processor() or platform.machine()
+    return processor or machine
 
 
 def device_model() -> str:

@@ -284,15 +284,15 @@ def test_device_script_matches_what_it_mirrors():
     import platform
 
     from gtn_deploy.bench import remote_calibrate as rc, subnets, time_subnets as script
-    from gtn_deploy.machine import cpu_model
+    from gtn_deploy.machine import cpu_model, cpu_name
 
     defaults = inspect.signature(subnets.profile_interleaved).parameters
     assert (rc.PER_ROUND, rc.PROFILE_WARMUP) == (defaults["per_round"].default,
                                                  defaults["warmup"].default)
-    assert rc.cpu_model(script.cpuinfo(), platform.processor(), platform.machine()) == cpu_model()
+    assert cpu_name(script.cpuinfo(), platform.processor(), platform.machine()) == cpu_model()
     arm = {"cpu implementer": "0x41", "cpu part": "0xd42"}
-    assert rc.cpu_model(arm, "", "aarch64") == "arm-implementer-0x41-part-0xd42"
-    assert rc.cpu_model({}, "", "aarch64") == "aarch64"
+    assert cpu_name(arm, "", "aarch64") == "arm-implementer-0x41-part-0xd42"
+    assert cpu_name({}, "", "aarch64") == "aarch64"
 
 
 def test_remote_record_and_report_say_whether_the_host_key_was_checked():

@@ -31,6 +31,7 @@ from gtn_deploy.rounds import RoundPlan, RoundsResult
 from gtn_deploy.bench.subnets import SubnetTiming, _block_times, export_all
 from gtn_deploy.fingerprint import current_fingerprint
 from gtn_deploy.errors import BenchError
+from gtn_deploy.machine import cpu_name
 from gtn_deploy.progress import StepProgress
 
 SCRIPT, SPEC = "time_subnets.py", "spec.json"
@@ -120,25 +121,13 @@ def _timings(target: SshTarget, doc: dict, archs: Sequence[ArchConfig], profiled
     return timings, res
 
 
-def cpu_model(info: dict[str, str], processor: str, machine: str) -> str:
-    """The device's CPU named as ``gtn_deploy.machine.cpu_model`` names this machine's, from
-    the first processor of its /proc/cpuinfo: a calibration fingerprint then comes out the
-    same whether measured over ssh or on the device itself."""
-    for key in ("model name", "cpu model", "hardware", "model"):
-        if info.get(key):
-            return info[key]
-    if info.get("cpu part"):
-        return f"arm-implementer-{info.get('cpu implementer', '?')}-part-{info['cpu part']}"
-    return processor or machine
-
-
 def fingerprint(doc: dict, runner: CalibrationRunner, threads: int | None) -> dict[str, Any]:
     """The calibration fingerprint of the device: ``current_fingerprint``'s keys with every
     machine-dependent one (runtime version, CPU, architecture) taken from the device."""
     machine = doc["machine"].get("machine") or ""
     fp = current_fingerprint(threads, runner.precision, runner.runtime, runner.provider)
     fp.update(runtime_version=doc["runtime_version"], machine=machine,
-              cpu_model=cpu_model(doc.get("cpuinfo") or {}, doc.get("processor") or "", machine))
+              cpu_model=cpu_name(doc.get("cpuinfo") or {}, doc.get("processor") or "", machine))
     return fp
 
 

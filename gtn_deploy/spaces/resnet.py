@@ -27,7 +27,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gtn_deploy.arch import TASKS, TaskSpec, conv_out, make_divisible
+from gtn_deploy.arch import (TASKS, TaskSpec, arch_json, check_arch_keys, conv_out,
+                             make_divisible)
 from gtn_deploy.cost.analytic import BlockCost, BlockShape, Layer, NetCost
 from gtn_deploy.errors import ArchError, UsageError
 
@@ -87,12 +88,8 @@ class ResNetArch:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "arch") -> "ResNetArch":
-        required = {"depths", "expand_ratios", "width_mults", "resolution"}
-        allowed = required | {"family"}
-        missing, unknown = required - set(data), set(data) - allowed
-        if missing or unknown:
-            what = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(unknown)}"
-            raise ArchError(f"{where}: {what}; expected keys {sorted(allowed)}")
+        check_arch_keys(data, {"depths", "expand_ratios", "width_mults", "resolution"},
+                        {"family"}, where)
         if data.get("family", "resnet") != "resnet":
             raise ArchError(f"{where}: family '{data['family']}' is not 'resnet'")
         values = {}
@@ -109,13 +106,7 @@ class ResNetArch:
 
     @classmethod
     def from_json(cls, text: str, where: str = "arch") -> "ResNetArch":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArchError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ArchError(f"{where}: expected a JSON object")
-        return cls.from_dict(data, where)
+        return cls.from_dict(arch_json(text, where), where)
 
 
 def _pct(value: float) -> str:
