@@ -5,7 +5,10 @@ runtime's own pools, OpenMP oversubscription made some tests 20x slower. Set bef
 is first imported.
 """
 
+import logging
 import os
+
+import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -28,3 +31,18 @@ def pytest_collection_modifyitems(config, items):
     test that passes only after another has run shows up. No plugin needed."""
     if os.environ.get("GTND_TEST_ORDER", "").lower() == "reverse":
         items.reverse()
+
+
+@pytest.fixture
+def restore_progress_logger():
+    """Put the package logger back as it was (the CLI's -v/-q change it), and check that the
+    test left no live progress display running."""
+    from gtn_deploy import progress
+
+    logger = logging.getLogger(progress.LOGGER)
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+    assert progress._board is None, "the live display was left running"

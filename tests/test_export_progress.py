@@ -4,7 +4,6 @@ ETA on one (inside the pipeline's display too), nothing under ``-q``; stdout sta
 from __future__ import annotations
 
 import json
-import logging
 import re
 
 import pytest
@@ -23,15 +22,8 @@ runner = CliRunner()
 STEPS = ["data", "onnx", "parity", "fp32 accuracy", "bundle files", "tarball"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    logger = logging.getLogger(progress.LOGGER)
-    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
-    yield
-    logger.setLevel(level)
-    logger.handlers[:] = handlers
-    logger.propagate = propagate
-    assert progress._board is None, "the live display was left running"
+# the CLI's -v/-q reconfigure the package logger; no test may leave a live display running
+pytestmark = pytest.mark.usefixtures("restore_progress_logger")
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,8 @@ from gtn_deploy import progress
 from gtn_deploy.cli.main import app
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    logger = logging.getLogger(progress.LOGGER)
-    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
-    yield
-    logger.setLevel(level)
-    logger.handlers[:] = handlers
-    logger.propagate = propagate
-    assert progress._board is None, "the live display was left running"
+# the CLI's -v/-q reconfigure the package logger; no test may leave a live display running
+pytestmark = pytest.mark.usefixtures("restore_progress_logger")
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def test_a_failing_loop_stops_the_display(terminal):
         with progress.StepProgress(10, stream=io.StringIO()) as bar:
             bar.update(1, 0, 32, loss=1.0)
             raise RuntimeError("boom")
-    # _restore_logger checks that no live display is left
+    # restore_progress_logger checks that no live display is left
 
 
 def test_disabled_or_quiet_prints_nothing(terminal):

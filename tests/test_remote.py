@@ -136,30 +136,40 @@ def test_unknown_host_key_is_refused_unless_insecure_flag_is_given(sshd, tmp_pat
     assert json.loads(res.stdout)["remote"]["host_key_checked"] is False
 
 
+SSH_FAILURES = ("refused", "wrong_key", "bad_host")
+
+
+def ssh_failure(case: str) -> tuple[dict, tuple[str, ...]]:
+    """The arguments that make ssh itself fail, and the words its one error line holds."""
+    user = getpass.getuser()
+    if case == "refused":
+        return {"host": f"{user}@127.0.0.1:{free_port()}"}, ("connection refused",)
+    if case == "wrong_key":
+        return {"key": "other_key"}, ("key was refused", "--identity")
+    return {"host": f"{user}@no-such-device.invalid"}, ("unknown host",)
+
+
+def onnxruntime_blocked(folder: Path) -> Path:
+    """A folder that, first on the path, makes ``import onnxruntime`` fail."""
+    block = folder / "block"
+    block.mkdir()
+    (block / "onnxruntime.py").write_text("raise ImportError('blocked for the test')\n")
+    return block
+
+
 @pytest.mark.parametrize("case", ["refused", "wrong_key", "bad_host", "no_numpy",
                                   "no_onnxruntime"])
 def test_failures_are_one_line_and_write_nothing(sshd, tmp_path, case):
-    user = getpass.getuser()
-    kwargs, needles = {}, ()
-    if case == "refused":
-        kwargs["host"], needles = f"{user}@127.0.0.1:{free_port()}", ("connection refused",)
-    elif case == "wrong_key":
-        kwargs["key"], needles = "other_key", ("key was refused", "--identity")
-    elif case == "bad_host":
-        kwargs["host"], needles = f"{user}@no-such-device.invalid", ("unknown host",)
+    if case in SSH_FAILURES:
+        kwargs, needles = ssh_failure(case)
     elif case == "no_numpy":
         python = "/usr/bin/python3"
         if subprocess.run([python, "-c", "import numpy"], capture_output=True).returncode == 0:
             pytest.skip(f"{python} has numpy here")
-        kwargs["python"], needles = python, ("numpy",)
+        kwargs, needles = {"python": python}, ("numpy",)
     else:  # the venv's python with onnxruntime made unimportable
-        block = tmp_path / "block"
-        block.mkdir()
-        (block / "onnxruntime.py").write_text("raise ImportError('blocked for the test')\n")
-        wrapper = tmp_path / "python-no-ort"
-        wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block} exec {sys.executable} \"$@\"\n")
-        wrapper.chmod(0o755)
-        kwargs["python"], needles = str(wrapper), ("onnxruntime does not import",)
+        kwargs = {"python": bare_python(tmp_path, onnxruntime_blocked(tmp_path))}
+        needles = ("onnxruntime does not import",)
     before = leftovers()
     out = tmp_path / "r.json"
     res = bench(sshd, "--out", str(out), **kwargs)
@@ -258,19 +268,10 @@ def quick_export(monkeypatch):
 
 @pytest.mark.parametrize("case", ["refused", "wrong_key", "bad_host", "no_onnxruntime"])
 def test_calibrate_failures_are_one_line_and_write_nothing(sshd, tmp_path, case, quick_export):
-    user = getpass.getuser()
-    kwargs, needles = {}, ()
-    if case == "refused":
-        kwargs["host"], needles = f"{user}@127.0.0.1:{free_port()}", ("connection refused",)
-    elif case == "wrong_key":
-        kwargs["key"], needles = "other_key", ("key was refused", "--identity")
-    elif case == "bad_host":
-        kwargs["host"], needles = f"{user}@no-such-device.invalid", ("unknown host",)
+    if case in SSH_FAILURES:
+        kwargs, needles = ssh_failure(case)
     else:
-        block = tmp_path / "block"
-        block.mkdir()
-        (block / "onnxruntime.py").write_text("raise ImportError('blocked for the test')\n")
-        kwargs["python"] = bare_python(tmp_path, block)
+        kwargs = {"python": bare_python(tmp_path, onnxruntime_blocked(tmp_path))}
         needles = ("onnxruntime does not import", "pip install onnxruntime")
     before = leftovers()
     res = calibrate(sshd, tmp_path, quiet=True, **kwargs)  # -q: the error line alone
