@@ -136,7 +136,7 @@ def test_run_trt_with_real_tensorrt(bundles, pixels, tmp_path):
     trt = pytest.importorskip("tensorrt")
     if importlib.util.find_spec("cuda") is None and importlib.util.find_spec("pycuda") is None:
         pytest.skip("run_trt.py needs cuda-python or pycuda beside tensorrt")
-    from gtn_deploy.export.tensorrt import build_engine, plan_engine
+    from gtn_deploy.runtimes.tensorrt import build_engine, plan_engine
 
     bundle = tmp_path / "bundle"
     shutil.copytree(bundles["dynamic"], bundle)

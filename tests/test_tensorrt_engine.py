@@ -17,7 +17,7 @@ def test_build_engine_and_parity(tmp_path):
     from gtn_deploy.arch import get_space
     from gtn_deploy.export.data import load_export_data
     from gtn_deploy.export.onnx import InputSpec, export_onnx, parity_check_engine
-    from gtn_deploy.export.tensorrt import build_engine, plan_engine
+    from gtn_deploy.runtimes.tensorrt import build_engine, plan_engine
     from gtn_deploy.supernet import build_student, recalibrate_bn
 
     space = get_space("fashion-mnist")

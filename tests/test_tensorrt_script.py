@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from gtn_deploy.errors import ExportError, UsageError
-from gtn_deploy.export.tensorrt import build_script, generation, parse_version, plan_engine
+from gtn_deploy.export.tensorrt import build_script
+from gtn_deploy.runtimes.tensorrt import generation, parse_version, plan_engine
 
 SHAPE = (1, 1, 28, 28)
 BASH = shutil.which("bash")

@@ -252,7 +252,7 @@ def _quantize_or_eval(tmp, data, spec, make_int8, options, parity, steps: Steps)
 
 
 def _engine_plan(profile, precision, spec, models, options):
-    from gtn_deploy.export.tensorrt import plan_engine
+    from gtn_deploy.runtimes.tensorrt import plan_engine
 
     if profile.runtime.name.lower() != "tensorrt":
         return None
@@ -278,7 +278,7 @@ def _write_engine_script(tmp: Path, plan, profile) -> None:
 def _build_and_check(tmp: Path, plan, data, options) -> dict[str, Any]:
     """``--build-engine``: build on this (device) machine and check parity vs onnxruntime."""
     from gtn_deploy.export.onnx import parity_check_engine
-    from gtn_deploy.export.tensorrt import build_engine
+    from gtn_deploy.runtimes.tensorrt import build_engine
 
     if plan is None:
         raise UsageError("--build-engine needs a TensorRT device profile")

@@ -215,7 +215,8 @@ def parity_check_engine(engine_path: str | Path, onnx_path: str | Path, images: 
 
     Here, not in export.tensorrt, so that the engine builder that ``gtnd bench`` uses does
     not import this module, whose export functions import torch."""
-    from gtn_deploy.export.tensorrt import ENGINE_LOGIT_ATOL, engine_logits
+    from gtn_deploy.export.tensorrt import ENGINE_LOGIT_ATOL
+    from gtn_deploy.runtimes.tensorrt import engine_logits
 
     reference = run_session(ort_session(onnx_path), images)
     got = engine_logits(engine_path, images, batch_size)

@@ -3,7 +3,7 @@
 Engines and timing caches are tied to the GPU, TensorRT and CUDA versions, so a bundle never
 ships one: it ships ``build_engine.sh`` for the device's TensorRT, and ``gtnd export
 --build-engine`` builds on the device with the Python API (``runtimes.tensorrt``, where the
-engine plan, the build and the runner live; their names are re-exported here). Flags by
+engine plan, the build and the runner live). Flags by
 generation (from NVIDIA's trtexec help and the 8.x->10.x and 10.x->11.x migration guides):
 
 - 8.x: ``--workspace=N`` (MiB), weak typing with ``--fp16`` / ``--int8``.
@@ -20,13 +20,7 @@ from __future__ import annotations
 
 import shlex
 
-from gtn_deploy.runtimes.tensorrt import (DEFAULT_WORKSPACE_MB, EnginePlan, build_engine,
-                                          engine_logits, generation, parse_version,
-                                          plan_engine)
-
-__all__ = ["DEFAULT_WORKSPACE_MB", "ENGINE_LOGIT_ATOL", "EnginePlan", "build_engine",
-           "build_script", "engine_logits", "generation", "parse_version", "plan_engine",
-           "trtexec_args"]
+from gtn_deploy.runtimes.tensorrt import EnginePlan, generation, parse_version
 
 # Engine vs onnxruntime logits: TensorRT 8.x/10.x enable TF32 by default on Ampere and later,
 # so even an "fp32" engine differs by ~1e-3; fp16 keeps ~3 significant digits.
