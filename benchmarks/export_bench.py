@@ -71,9 +71,10 @@ def eager_latency_ms(model, shape, iters: int = 300, warmup: int = 20) -> float:
 
 
 def ort_latency_ms(path, shape) -> float:
-    from gtn_deploy.export.onnx import measure_latency_ms, ort_session
+    from gtn_deploy.export.onnx import measure_latency_ms
+    from gtn_deploy.runtimes.onnxruntime import inference_session
 
-    return measure_latency_ms(ort_session(path, 1), shape, iters=300)["p50_ms"]
+    return measure_latency_ms(inference_session(path, 1), shape, iters=300)["p50_ms"]
 
 
 def bench_student(i, arch, space, train, data, profile, args, workdir) -> dict:

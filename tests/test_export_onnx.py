@@ -12,8 +12,9 @@ import torch
 from gtn_deploy.arch import get_space
 from gtn_deploy.errors import ExportError, UsageError
 from gtn_deploy.export.data import load_export_data
-from gtn_deploy.export.onnx import (InputSpec, compare_logits, export_onnx, ort_session,
-                                    parity_gate, run_session, torch_logits, torch_threads)
+from gtn_deploy.export.onnx import (InputSpec, compare_logits, export_onnx, parity_gate,
+                                    run_session, torch_logits, torch_threads)
+from gtn_deploy.runtimes.onnxruntime import inference_session
 from gtn_deploy.supernet import build_student, recalibrate_bn
 
 SPACE = get_space("fashion-mnist")
@@ -51,7 +52,7 @@ def test_export_checks_and_matches_pytorch(tmp_path, student, data, dynamic):
     ref = torch_logits(student, data.eval_images[:64])
     assert float(np.ptp(ref)) > 0.1  # the comparison is not between two flat outputs
     if dynamic:  # one call with the whole batch
-        sess = ort_session(tmp_path / "m.onnx")
+        sess = inference_session(tmp_path / "m.onnx")
         out = sess.run(None, {"input": data.eval_images[:64]})[0]
         assert np.abs(out - ref).max() < 1e-4
 
@@ -74,7 +75,7 @@ def test_opset_range_and_fixed_batch_padding(tmp_path, student, data):
         export_onnx(student, InputSpec(1, 28, 28), tmp_path / "x.onnx", opset=11)
     assert not (tmp_path / "x.onnx").exists()
     export_onnx(student, InputSpec(1, 28, 28, batch_size=4), tmp_path / "b4.onnx", opset=13)
-    out = run_session(ort_session(tmp_path / "b4.onnx"), data.eval_images[:10])  # 10 = 4+4+2
+    out = run_session(inference_session(tmp_path / "b4.onnx"), data.eval_images[:10])  # 10 = 4+4+2
     assert out.shape == (10, 10)
     assert np.abs(out - torch_logits(student, data.eval_images[:10])).max() < 1e-4
 

@@ -120,12 +120,6 @@ def simplify_model(proto):
     return (simplified, True) if ok else (proto, False)
 
 
-def ort_session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session with full graph optimisation and fixed threads, set up as
-    every gtn_deploy session is (``runtimes.onnxruntime.inference_session``)."""
-    return inference_session(path, threads)
-
-
 def run_session(session, images: np.ndarray, batch_size: int = 64,
                 on_images: Callable[[int], None] | None = None) -> np.ndarray:
     """Logits for ``images`` (N, C, H, W float32); respects a fixed batch dimension.
@@ -199,7 +193,7 @@ def parity_gate(model, onnx_path: str | Path, images: np.ndarray, min_images: in
     if len(images) < min_images:
         raise ExportError(f"parity needs at least {min_images} validation images, got {len(images)}")
     ref = torch_logits(model, images, on_images=on_images)
-    got = run_session(ort_session(onnx_path, threads), images, on_images=on_images)
+    got = run_session(inference_session(onnx_path, threads), images, on_images=on_images)
     result = compare_logits(ref, got, "fp32")
     if not result.passed:
         raise ExportError(
@@ -218,7 +212,7 @@ def parity_check_engine(engine_path: str | Path, onnx_path: str | Path, images: 
     from gtn_deploy.export.tensorrt import ENGINE_LOGIT_ATOL
     from gtn_deploy.runtimes.tensorrt import engine_logits
 
-    reference = run_session(ort_session(onnx_path), images)
+    reference = run_session(inference_session(onnx_path), images)
     got = engine_logits(engine_path, images, batch_size)
     return compare_logits(reference, got, precision, atol=ENGINE_LOGIT_ATOL[precision])
 

@@ -20,8 +20,9 @@ import numpy as np
 from gtn_deploy.errors import ExportError, UsageError, require
 from gtn_deploy.export.data import top1
 from gtn_deploy.export.onnx import (ParityResult, compare_logits, measure_latency_ms,
-                                    ort_session, run_session)
+                                    run_session)
 from gtn_deploy.progress import Steps
+from gtn_deploy.runtimes.onnxruntime import inference_session
 
 PRESETS = ("performance", "mixed")
 MIN_CALIB_IMAGES = 300
@@ -117,7 +118,7 @@ def measure_fp32(fp32_path: str | Path, data, batch_size: int = 1, threads: int 
     """fp32 top-1 on ``data.eval_images`` and this host's latency (step "fp32 accuracy")."""
     steps = steps if steps is not None else Steps("int8", enabled=False)
     with steps.step("fp32 accuracy") as step:
-        sess = ort_session(fp32_path, threads)
+        sess = inference_session(fp32_path, threads)
         logits = _eval_logits(sess, data, steps, "fp32 accuracy")
         ref = Fp32Reference(logits, top1(logits, data.eval_labels),
                             measure_latency_ms(sess, (batch_size, *data.eval_images.shape[1:])))
@@ -143,7 +144,7 @@ def _try_preset(fp32_path, out_path: Path, data, preset: str, fp32: Fp32Referenc
         with steps.bar(f"int8 {preset} calibration (NNCF)", total) as advance:
             seconds = quantize_onnx(fp32_path, _candidate(out_path, preset), data.calib_images,
                                     preset, batch_size, on_images=advance)
-        sess = ort_session(_candidate(out_path, preset), threads)
+        sess = inference_session(_candidate(out_path, preset), threads)
         logits = _eval_logits(sess, data, steps, f"int8 {preset} accuracy")
         acc = top1(logits, data.eval_labels)
         result = PresetResult(preset, acc, round(fp32.top1 - acc, 4),
