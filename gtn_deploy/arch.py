@@ -121,6 +121,26 @@ class SearchSpace:
         n = d * self.num_stages
         return ArchConfig((d,) * self.num_stages, (k,) * n, (e,) * n, r, self.width_mult)
 
+    # -- named decisions (the GTN sampler and the accuracy predictor) ---------------------------
+    def decision_choices(self) -> tuple[tuple[str, tuple], ...]:
+        """Every elastic decision any arch can make, with its choices: the kernel size and
+        expand ratio of each block slot (stage x max depth), each stage's depth, the
+        resolution. The accuracy predictor's one-hot layout follows this order."""
+        out: list[tuple[str, tuple]] = []
+        for s in range(self.num_stages):
+            for j in range(self.max_depth):
+                out += [(f"kernel.{s}.{j}", self.kernel_choices),
+                        (f"expand.{s}.{j}", self.expand_choices)]
+        out += [(f"depth.{s}", self.depth_choices) for s in range(self.num_stages)]
+        return tuple(out + [("resolution", self.resolutions)])
+
+    def arch_from_decisions(self, values: dict[str, Any]) -> "ArchConfig":
+        """The arch that ``values`` (a choice for every decision) selects; slots past a
+        stage's depth are ignored."""
+        stages = [[(values[f"kernel.{s}.{j}"], values[f"expand.{s}.{j}"])
+                   for j in range(values[f"depth.{s}"])] for s in range(self.num_stages)]
+        return ArchConfig.from_stage_blocks(stages, values["resolution"], self.width_mult)
+
     def size(self) -> int:
         """Number of distinct architectures (per resolution times resolutions)."""
         per_block = len(self.kernel_choices) * len(self.expand_choices)
@@ -270,6 +290,16 @@ class ArchConfig:
         blocks = [b for s in stages for b in s]
         return cls(tuple(len(s) for s in stages), tuple(k for k, _ in blocks),
                    tuple(e for _, e in blocks), resolution, width_mult)
+
+    def decisions(self) -> tuple[tuple[str, int], ...]:
+        """The decisions that shape this arch, by the names of ``decision_choices`` (a slot
+        past its stage's depth is absent)."""
+        out: list[tuple[str, int]] = []
+        for s, blocks in enumerate(self.stage_blocks()):
+            out.append((f"depth.{s}", len(blocks)))
+            for j, (k, e) in enumerate(blocks):
+                out += [(f"kernel.{s}.{j}", k), (f"expand.{s}.{j}", e)]
+        return tuple(out + [("resolution", self.resolution)])
 
     def summary(self) -> str:
         """Compact human form: ``r28 d2-3-1-2 k35|357|3|75 e46|333|6|43``."""

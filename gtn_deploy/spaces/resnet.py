@@ -179,6 +179,15 @@ class ResNetSpace:
                     for j in range(self.max_depth(stage))]
         return tuple(out + [("r", self.resolutions)])
 
+    def arch_from_decisions(self, values: dict[str, Any]) -> ResNetArch:
+        """The arch that ``values`` (a choice for every decision) selects; slots past a
+        stage's depth are ignored."""
+        expands = [tuple(values[f"s{s}.b{j}.e"] for j in range(values[f"d{s}"]))
+                   for s in range(self.num_stages)]
+        return ResNetArch.from_stages(expands, tuple(values[f"w{s}"]
+                                                     for s in range(self.num_stages)),
+                                      values["r"])
+
     # -- canonical members -------------------------------------------------------------------
     def max_arch(self) -> ResNetArch:
         return self._uniform(max, max(self.resolutions))

@@ -1,8 +1,10 @@
 """The path sampler p_theta(a): a product of categoricals over every elastic decision.
 
-Decisions: the depth of each stage, the kernel size and expand ratio of each block slot
-(stage x max depth; a slot past its stage's depth does not affect the architecture, so it
-is left out of log p(a)) and the resolution. Modes:
+Decisions are the space's own (``space.decision_choices()``, any family): for MBConv the
+depth of each stage, the kernel size and expand ratio of each block slot and the resolution;
+for ResNets each stage's depth and width and each slot's expand ratio. A slot past its
+stage's depth does not affect the architecture, so it is left out of log p(a)
+(``arch.decisions()`` names only the decisions that shape the arch). Modes:
 
 - ``uniform``: theta stays uniform.
 - ``sandwich``: cycles largest, smallest, uniform random (BigNAS / Once-for-All).
@@ -28,8 +30,7 @@ from typing import Sequence
 
 import torch
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
-from gtn_deploy.errors import UsageError
+from gtn_deploy.errors import CheckpointError, UsageError
 
 SAMPLER_MODES = ("uniform", "sandwich", "learned", "pool", "fixed")
 
@@ -37,8 +38,7 @@ SAMPLER_MODES = ("uniform", "sandwich", "learned", "pool", "fixed")
 class ArchSampler:
     """Draws architectures for GTN training and, in ``learned`` mode, trains theta."""
 
-    def __init__(self, space: SearchSpace, mode: str = "uniform",
-                 pool: Sequence[ArchConfig] = (), seed: int = 0, lr: float = 1e-2,
+    def __init__(self, space, mode: str = "uniform", pool: Sequence = (), seed: int = 0, lr: float = 1e-2,
                  beta: float = 0.05, gamma: float = 0.1, baseline_momentum: float = 0.9):
         if mode not in SAMPLER_MODES:
             raise UsageError(f"unknown sampler '{mode}'; valid samplers: "
@@ -64,7 +64,7 @@ class ArchSampler:
         self._pool_prior = _pool_prior(self) if self.pool else None
 
     # -- sampling ----------------------------------------------------------------------------
-    def sample(self, m: int) -> list[ArchConfig]:
+    def sample(self, m: int) -> list:
         """``m`` architectures for one training step (changes only the sampler's RNG)."""
         out = []
         for _ in range(m):
@@ -72,7 +72,7 @@ class ArchSampler:
             self.paths_drawn += 1
         return out
 
-    def _one(self, index: int) -> ArchConfig:
+    def _one(self, index: int):
         if self.mode == "fixed":
             return self.pool[0]
         if self.mode == "pool":
@@ -82,43 +82,33 @@ class ArchSampler:
             return self.space.max_arch() if index % 3 == 0 else self.space.min_arch()
         return self._draw()
 
-    def _draw(self) -> ArchConfig:
+    def _draw(self):
         with torch.no_grad():
             picks = []
             for i in range(len(self.decisions)):
                 probs = torch.softmax(self._logits(i), 0)
                 picks.append(int(torch.multinomial(probs, 1, generator=self.generator)))
         values = {name: choices[c] for (name, choices), c in zip(self.decisions, picks)}
-        stages = []
-        for s in range(self.space.num_stages):
-            depth = values[f"depth.{s}"]
-            stages.append([(values[f"kernel.{s}.{j}"], values[f"expand.{s}.{j}"])
-                           for j in range(depth)])
-        return ArchConfig.from_stage_blocks(stages, values["resolution"], self.space.width_mult)
+        return self.space.arch_from_decisions(values)
 
     # -- theta -------------------------------------------------------------------------------
     def _logits(self, i: int) -> torch.Tensor:
         return self.theta[self.offsets[i]:self.offsets[i + 1]]
 
-    def log_prob(self, arch: ArchConfig) -> torch.Tensor:
+    def log_prob(self, arch) -> torch.Tensor:
         """log p_theta(arch) over the decisions that shape it (differentiable in theta)."""
         total = self.theta.new_zeros(())
         for i, choice in self._choices(arch):
             total = total + torch.log_softmax(self._logits(i), 0)[choice]
         return total
 
-    def _choices(self, arch: ArchConfig) -> list[tuple[int, int]]:
+    def _choices(self, arch) -> list[tuple[int, int]]:
+        """(decision index, choice index) of each decision that shapes ``arch``."""
         out = []
-        for s, blocks in enumerate(arch.stage_blocks()):
-            out.append(self._pick(f"depth.{s}", len(blocks)))
-            for j, (k, e) in enumerate(blocks):
-                out += [self._pick(f"kernel.{s}.{j}", k), self._pick(f"expand.{s}.{j}", e)]
-        out.append(self._pick("resolution", arch.resolution))
+        for name, value in arch.decisions():
+            i = self._slot[name]
+            out.append((i, self.decisions[i][1].index(value)))
         return out
-
-    def _pick(self, name: str, value: int) -> tuple[int, int]:
-        i = self._slot[name]
-        return i, self.decisions[i][1].index(value)
 
     def entropy(self) -> torch.Tensor:
         total = self.theta.new_zeros(())
@@ -135,7 +125,7 @@ class ArchSampler:
             total = total + (prior * (prior.log() - logp)).sum()
         return total
 
-    def update(self, archs: Sequence[ArchConfig], rewards: Sequence[float]) -> dict[str, float]:
+    def update(self, archs: Sequence, rewards: Sequence[float]) -> dict[str, float]:
         """One REINFORCE step on L_arch with the paths' rewards (KL_a); a no-op unless learned."""
         mean_reward = float(sum(rewards) / len(rewards))
         baseline = mean_reward if self.baseline is None else self.baseline
@@ -174,6 +164,7 @@ class ArchSampler:
 
     def state_dict(self) -> dict:
         return {"theta": self.theta.detach().clone(),
+                "decisions": [name for name, _ in self.decisions],
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "generator": self.generator.get_state(), "mode": self.mode,
                 "baseline": self.baseline, "reward_var": self.reward_var,
@@ -183,6 +174,12 @@ class ArchSampler:
         if state["mode"] != self.mode or state["theta"].shape != self.theta.shape:
             raise ValueError(f"sampler state is for mode '{state['mode']}' and "
                              f"{tuple(state['theta'].shape)} logits")
+        # theta is laid out decision by decision: the same count in another order would
+        # load silently wrong (states before the names were saved ordered MBConv differently)
+        if state.get("decisions") != [name for name, _ in self.decisions]:
+            raise CheckpointError("the checkpoint's sampler orders its decisions differently "
+                                  "from this space's (written by an older gtn_deploy?); "
+                                  "start the run in a new --out")
         with torch.no_grad():
             self.theta.copy_(state["theta"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -200,14 +197,8 @@ class ArchSampler:
                 "pool": [a.to_dict() for a in self.pool]}
 
 
-def _decisions(space: SearchSpace) -> list[tuple[str, tuple[int, ...]]]:
-    out = [(f"depth.{s}", tuple(space.depth_choices)) for s in range(space.num_stages)]
-    for s in range(space.num_stages):
-        for j in range(space.max_depth):
-            out += [(f"kernel.{s}.{j}", tuple(space.kernel_choices)),
-                    (f"expand.{s}.{j}", tuple(space.expand_choices))]
-    out.append(("resolution", tuple(space.resolutions)))
-    return out
+def _decisions(space) -> list[tuple[str, tuple]]:
+    return [(name, tuple(choices)) for name, choices in space.decision_choices()]
 
 
 def _pool_prior(sampler: ArchSampler, eps: float = 1e-3) -> dict[int, torch.Tensor]:
@@ -224,6 +215,6 @@ def _pool_prior(sampler: ArchSampler, eps: float = 1e-3) -> dict[int, torch.Tens
     return out
 
 
-def entropy_of_uniform(space: SearchSpace) -> float:
+def entropy_of_uniform(space) -> float:
     """H of the uniform sampler (the entropy's upper bound), for reports."""
     return sum(math.log(len(c)) for _, c in _decisions(space))
