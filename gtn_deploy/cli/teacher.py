@@ -21,7 +21,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics, models).")],
     method: Annotated[str, choice(METHODS, "Teacher training.", label="METHOD")] = "gtn",
     task: Annotated[str, task_option("Task to train on.")] = WORK_TASK,
-    space: Annotated[str, space_option("Supernet family (GTN and SFTN: mbconv only).")] = "mbconv",
+    space: Annotated[str, space_option("Supernet family.")] = "mbconv",
     teacher: Annotated[str, typer.Option(help="Teacher network (resnet20, wrn_16_2, ...).")]
     = "resnet20",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,

@@ -192,6 +192,10 @@ class StagedMixin(StagedNet):
             return self.space.channels(self.space.first_block_channels)
         return self.space.stage_widths()[stage - 1]
 
+    def max_stage_in_channels(self, stage: int) -> int:
+        """The most channels that can enter ``stage`` (MBConv widths are not elastic)."""
+        return self.stage_in_channels(stage)
+
     @property
     def stage_channels(self) -> list[int]:
         return list(self.space.stage_widths())

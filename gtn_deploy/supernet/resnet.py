@@ -212,6 +212,11 @@ class ResNetSupernet(_StagedResNet, nn.Module):
         return self.space.stem_channels if stage == 0 else \
             self.space.stage_widths(self._active)[stage - 1]
 
+    def max_stage_in_channels(self, stage: int) -> int:
+        """The most channels that can enter ``stage`` (its input at the widest choice)."""
+        return self.space.stem_channels if stage == 0 else \
+            self.space.max_stage_widths()[stage - 1]
+
     def active_state_dict(self, arch: ResNetArch | None = None) -> dict[str, torch.Tensor]:
         """The state dict of the static student of ``arch`` (default: the active arch)."""
         arch = self._active if arch is None else arch

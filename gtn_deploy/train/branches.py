@@ -3,7 +3,9 @@
 Branch 0 is the full student from the image (through the supernet stem). Branch k > 0 starts
 at teacher stage k's output h_k (never detached, so the branch losses shape the teacher),
 maps it with a 1x1 conv + BN + ReLU to the channels of the supernet stage it feeds and, where
-the spatial size differs, resizes it (average pooling down, bilinear up).
+the spatial size differs, resizes it (average pooling down, bilinear up). Where a stage's
+input width is elastic (ResNet widths), the adapter is built for the widest and the active
+subnet takes its first channels, as the supernet's own convolutions do.
 
 Which supernet stage a teacher stage feeds: teacher and supernet usually have different
 numbers of stages, so teacher stage k (all but the last) feeds the supernet stage j >= 1 whose
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gtn_deploy.arch import ArchConfig, conv_out
+from gtn_deploy.arch import conv_out
 
 
 def branch_points(teacher_sizes: list[int], supernet_sizes: list[int]) -> list[tuple[int, int]]:
@@ -54,8 +56,10 @@ class Adapter(nn.Module):
         self.bn = nn.BatchNorm2d(cout)
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, h: torch.Tensor, size: int) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, size: int, channels: int) -> torch.Tensor:
         out = self.act(self.bn(self.conv(h)))
+        if channels < out.shape[1]:  # per-channel BN and ReLU: slicing after them is exact
+            out = out[:, :channels]
         return resize(out, size)
 
 
@@ -77,7 +81,7 @@ class StudentBranches(nn.Module):
         sn_sizes = [_side(image_size, supernet.stage_in_stride(j)) for j in range(num_stages)]
         self.points = branch_points(sizes, sn_sizes)
         self.adapters = nn.ModuleList(
-            Adapter(channels[k], supernet.stage_in_channels(j)) for k, j in self.points)
+            Adapter(channels[k], supernet.max_stage_in_channels(j)) for k, j in self.points)
 
     @property
     def num_branches(self) -> int:
@@ -85,7 +89,7 @@ class StudentBranches(nn.Module):
         return 1 + len(self.adapters)
 
     def forward(self, supernet: nn.Module, x: torch.Tensor, feats: list[torch.Tensor],
-                arch: ArchConfig, which: Sequence[int] | None = None) -> list[torch.Tensor]:
+                arch, which: Sequence[int] | None = None) -> list[torch.Tensor]:
         """Logits of the branches ``which`` (default all) for ``arch`` (set active by the
         caller), in the order given."""
         logits = []
@@ -96,7 +100,8 @@ class StudentBranches(nn.Module):
                 continue
             k, j = self.points[b - 1]
             h = self.adapters[b - 1](feats[k], _side(arch.resolution,
-                                                     supernet.stage_in_stride(j)))
+                                                     supernet.stage_in_stride(j)),
+                                     supernet.stage_in_channels(j))
             logits.append(supernet.forward_from(h, j))
         return logits
 

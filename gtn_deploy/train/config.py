@@ -111,10 +111,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("method", cfg.method, METHODS)
     _choice("task", cfg.task, tuple(TASKS))
     _choice("space", cfg.space, tuple(FAMILIES))
-    if cfg.space != DEFAULT_FAMILY and cfg.method != "vanilla":
-        raise UsageError(f"--space {cfg.space}: GTN and SFTN train the supernet through "
-                         f"branches built for the {DEFAULT_FAMILY} family; train a --method "
-                         "vanilla teacher and distil its students from scratch")
     _choice("teacher", cfg.teacher, TEACHERS)
     _choice("sampler", cfg.sampler, SAMPLER_MODES)
     _choice("branches", cfg.branches, BRANCH_MODES)

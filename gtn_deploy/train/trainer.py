@@ -73,9 +73,9 @@ class TeacherTrainer:
         self.teacher = create_teacher(cfg.teacher, self.task)
         self.supernet = None
         if cfg.uses_branches:
-            from gtn_deploy.supernet import Supernet
+            from gtn_deploy.supernet import create_supernet
 
-            self.supernet = Supernet(self.space)
+            self.supernet = create_supernet(self.space)
         self.objective = TeacherObjective(
             cfg.method, self.teacher, self.supernet, max(self.space.resolutions),
             LossWeights(cfg.l_ce, cfg.l_kl, cfg.tau, cfg.kl_detach, cfg.branch_batch,
