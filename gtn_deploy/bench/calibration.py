@@ -3,7 +3,9 @@
 The fit itself lives in ``gtn_deploy.cost.calibrate`` / ``cost.lut`` (no torch); this module
 measures (torch to build and export the subnets, the profile's runtime to time them: see
 ``bench.calibration_runtime``; or on another machine over ssh: ``bench.remote_calibrate``),
-validates on held-out subnets and writes a new profile file.
+validates on held-out subnets and writes a new profile file. The subnets are of one
+family's space for the task (``--space``: ``gtn_deploy.spaces``); the calibration records
+that space's name, and tier 2 (block keys are per family) applies to that space only.
 A shipped profile is never overwritten. A fit with fewer than half of the held-out subnets
 within +-10% is still written, marked ``trusted: false`` with its ``trust_reason``.
 """
@@ -27,6 +29,7 @@ from gtn_deploy.fingerprint import current_fingerprint, fingerprint_id
 from gtn_deploy.cost.roofline import roofline, tier0_ms
 from gtn_deploy.cost.lut import fit_block_table
 from gtn_deploy.errors import BenchError, ProfileError, UsageError
+from gtn_deploy.spaces import DEFAULT_FAMILY
 
 DEFAULT_DIR = Path("calibrated_profiles")
 TRUST_SHARE = 0.5  # fewer held-out subnets within +-10% than this: written, marked untrusted
@@ -369,24 +372,26 @@ def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdo
               seed: int = 0, rounds: int = 5, iters: int = 40,
               precision: str | None = None, runtime: str | None = None,
               on_measured: Callable[[dict], None] | None = None,
-              site: Site | None = None) -> tuple[Path, dict]:
+              site: Site | None = None, family: str = DEFAULT_FAMILY) -> tuple[Path, dict]:
     """The whole command: load, check, measure, fit, write; return (path, calibration).
 
+    ``family`` (``gtn_deploy.spaces``): whose space of ``task`` to measure; the calibration
+    records that space's name (``spaces``), and tier 2 applies to it alone.
     ``precision`` None: the profile's preferred where calibration measures it; ``runtime``
     None: the profile's, or ``onnxruntime-cpu`` (recorded as a deviation).
     ``on_measured(calibration)`` runs before the profile is written (the CLI prints the
     report there, so a failing write loses no measurement). ``site``: measure there (over
     ssh), with onnxruntime; that machine is taken as the profile's target."""
-    from gtn_deploy.arch import get_space
     from gtn_deploy.checks import check_seed
+    from gtn_deploy.spaces import create_space
 
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     check_seed(seed)
+    space = create_space(family, task)
     if out is not None:
         check_profile_output(Path(out))
     profile = load_device(device)
-    space = get_space(task)
     # the device named with --host is the target, as in bench --host: nothing to check here
     forced = check_here(profile, force) if site is None else None
     runner = calibration_runner(profile, precision, runtime, here=site is None)

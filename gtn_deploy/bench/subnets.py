@@ -61,14 +61,13 @@ def spanning_archs(space: SearchSpace, n: int, rng: random.Random,
     def draw() -> ArchConfig:
         arch = space.sample(rng)
         if resolutions:
-            arch = ArchConfig(arch.depths, arch.kernel_sizes, arch.expand_ratios,
-                              rng.choice(list(resolutions)), arch.width_mult)
+            arch = dataclasses.replace(arch, resolution=rng.choice(list(resolutions)))
         return arch
 
     pool = {draw() for _ in range(max(20 * n, 200))}
     ends = [space.min_arch(), space.max_arch()]
     if resolutions:
-        ends = [ArchConfig(a.depths, a.kernel_sizes, a.expand_ratios, r, a.width_mult)
+        ends = [dataclasses.replace(a, resolution=r)
                 for a, r in zip(ends, (min(resolutions), max(resolutions)))]
     ranked = sorted(pool - set(ends), key=lambda a: (network_cost(space, a).flops, a.to_json()))
     k = max(0, n - len(ends))
@@ -83,8 +82,7 @@ def random_archs(space: SearchSpace, n: int, rng: random.Random, exclude=(),
     while len(out) < n:
         arch = space.sample(rng)
         if resolutions:
-            arch = ArchConfig(arch.depths, arch.kernel_sizes, arch.expand_ratios,
-                              rng.choice(list(resolutions)), arch.width_mult)
+            arch = dataclasses.replace(arch, resolution=rng.choice(list(resolutions)))
         if arch not in seen:
             seen.add(arch)
             out.append(arch)
@@ -102,7 +100,7 @@ def export_subnet(space: SearchSpace, arch: ArchConfig, path: Path, seed: int = 
     path that ``block_of`` reads."""
     import torch
 
-    from gtn_deploy.supernet.families import build_student
+    from gtn_deploy.supernet import build_student  # by the space's family
 
     torch.manual_seed(seed)
     net = build_student(space, arch).eval()

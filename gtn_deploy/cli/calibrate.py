@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import RUNTIME_OVERRIDES, WORK_TASK, choice, task_option
+from gtn_deploy.cli.choices import (RUNTIME_OVERRIDES, WORK_TASK, choice, space_option,
+                                    task_option)
 from gtn_deploy.cli.common import (holdout_count, holdout_option, host_option, identity_option,
                                    insecure_host_key_option, remote_python_option,
                                    ssh_option_option, ssh_target, user_errors)
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
+from gtn_deploy.spaces import DEFAULT_FAMILY
 
 RUNTIME_HELP = ("Measure with this instead of the profile's runtime (default: the profile's "
                 "own: onnxruntime with its provider, CUDA for a GPU profile naming none; "
@@ -32,6 +34,7 @@ def calibrate(
     runtime: Annotated[Optional[str], choice(RUNTIME_OVERRIDES, RUNTIME_HELP, "--runtime", label="RUNTIME")] = None,
     precision: Annotated[Optional[str], choice(PRECISIONS, PRECISION_HELP)] = None,
     task: Annotated[str, task_option("Search space whose subnets to measure.")] = WORK_TASK,
+    space: Annotated[str, space_option("Search space family whose subnets to measure, as plan --space; tier 2 then applies to that space only.")] = DEFAULT_FAMILY,
     samples: Annotated[int, typer.Option(help="Subnets measured for the fit (spanning the FLOPs range).")] = 30,
     holdout: Annotated[float, holdout_option("Held-out subnets: N random ones measured besides the --samples, to validate the fit. A count, as in predictor fit.")] = 20,
     threads: Annotated[int, typer.Option(help="Intra-op threads of onnxruntime or OpenVINO (part of the fingerprint).")] = 1,
@@ -77,7 +80,7 @@ def calibrate(
     with stdout_to_stderr(as_json):
         path, calibration = run(device, task, samples, holdout, threads, out, force, seed,
                                 rounds, iters, precision=precision, runtime=runtime,
-                                on_measured=measured, site=site)
+                                on_measured=measured, site=site, family=space)
     if as_json:
         print_json({"profile_path": str(path), "calibration": calibration})
         return

@@ -1,4 +1,6 @@
-"""``gtnd predictor fit``: accuracy predictor from a GTN-trained supernet (torch inside)."""
+"""``gtnd predictor fit``: accuracy predictor from a GTN-trained supernet (torch inside).
+
+The space, of any family, is the supernet checkpoint's own (``supernet.json``)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,6 @@ def fit(
     = False,
 ) -> None:
     """Evaluate sampled subnets (BN recalibrated), fit the predictor, report tau / RMSE."""
-    from gtn_deploy.arch import ArchConfig
     from gtn_deploy.cli.output import print_json, stdout_to_stderr
     from gtn_deploy.checks import check_seed
     from gtn_deploy.io_utils import atomic_write_json, check_output_file
@@ -68,7 +69,7 @@ def fit(
             teacher, samples, seed, calib_images, limit_val,
             str(data_dir) if data_dir else None,
             device=pick_device(resolve_torch_device(torch_device, device)), on_result=show)
-    archs = [ArchConfig.from_dict(r["arch"]) for r in rows]
+    archs = [space.arch_from_dict(r["arch"]) for r in rows]  # the supernet's family
     model = fit_with_holdout(space, archs, [r["top1"] for r in rows], holdout, seed)
     model.report["teacher"] = str(teacher)
     model.save(out)

@@ -1,15 +1,20 @@
-"""Accuracy predictor for ``gtnd plan --predictor`` (numpy only, no torch).
+"""Accuracy predictor for ``gtnd plan --predictor`` (numpy only, no torch), for every family.
 
-Encoding (Once-for-All's accuracy-predictor layout): for every block slot (stage x max
-depth) a one-hot of the kernel size and one of the expand ratio, all zeros for a slot past
-its stage's depth; a one-hot of each stage's depth; a one-hot of the resolution (when the
-space has several); plus log10 MFLOPs and log10 params. The model is ridge regression on the
-standardised features, its strength picked by exact leave-one-out error on the training
-subnets. Saved as JSON (never pickle) with the space it belongs to.
+Encoding (Once-for-All's accuracy-predictor layout, from the space's named decisions):
+for each decision of ``space.decision_choices()`` that has more than one choice, in that
+order, a one-hot of the value ``arch.decisions()`` gives it, all zeros for a decision the
+arch does not make (a block slot past its stage's depth); plus log10 MFLOPs and log10
+params. For an MBConv space that is, as before families: per block slot (stage x max
+depth) the kernel size and expand ratio, each stage's depth, the resolution when the space
+has several; for a ResNet space each stage's depth and width multiplier and each block
+slot's expand ratio. The model is ridge regression on the standardised features, its
+strength picked by exact leave-one-out error on the training subnets. Saved as JSON (never
+pickle) with the name of the space it belongs to.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -21,6 +26,7 @@ import numpy as np
 
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.errors import CheckpointError, UsageError
+from gtn_deploy.spaces import space_by_name
 from gtn_deploy.stats import kendall_tau
 
 PREDICTOR_KIND = "gtn_deploy.accuracy_predictor"
@@ -28,11 +34,16 @@ SCHEMA_VERSION = 1
 RIDGE_ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
+@functools.lru_cache(maxsize=64)
+def encoded_decisions(space: SearchSpace) -> tuple[tuple[str, tuple], ...]:
+    """The decisions the encoding one-hots, in order: those of ``space.decision_choices()``
+    with more than one choice (any family's space: the search calls this per subnet)."""
+    return tuple((name, tuple(choices)) for name, choices in space.decision_choices()
+                 if len(choices) > 1)
+
+
 def encoding_size(space: SearchSpace) -> int:
-    slots = space.num_stages * space.max_depth
-    res = len(space.resolutions) if len(space.resolutions) > 1 else 0
-    return (slots * (len(space.kernel_choices) + len(space.expand_choices))
-            + space.num_stages * len(space.depth_choices) + res + 2)
+    return sum(len(choices) for _, choices in encoded_decisions(space)) + 2
 
 
 def encode(space: SearchSpace, arch: ArchConfig, mflops: float | None = None,
@@ -43,18 +54,19 @@ def encode(space: SearchSpace, arch: ArchConfig, mflops: float | None = None,
 
         cost = network_cost(space, arch)
         mflops, params = cost.mflops, cost.params
+    values = dict(arch.decisions())
     parts: list[float] = []
-    ks, es, ds = space.kernel_choices, space.expand_choices, space.depth_choices
-    for blocks in arch.stage_blocks():
-        for j in range(space.max_depth):
-            k, e = blocks[j] if j < len(blocks) else (None, None)
-            parts += [float(k == c) for c in ks] + [float(e == c) for c in es]
-    for d in arch.depths:
-        parts += [float(d == c) for c in ds]
-    if len(space.resolutions) > 1:
-        parts += [float(arch.resolution == r) for r in space.resolutions]
+    for name, choices in encoded_decisions(space):
+        value = values.get(name)  # None: a slot the arch does not have, all zeros
+        parts += [float(value == c) for c in choices]
     parts += [math.log10(max(mflops, 1e-9)), math.log10(max(params, 1))]
     return np.asarray(parts, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _space_named(name: str) -> SearchSpace:
+    """A space of any family by the name a predictor records (looked up once per name)."""
+    return space_by_name(name)
 
 
 @dataclass
@@ -72,9 +84,7 @@ class AccuracyPredictor:
     name: str = "accuracy-predictor"
 
     def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float:
-        from gtn_deploy.arch import get_space
-
-        return float(self.predict_features(encode(get_space(self.space), arch, mflops,
+        return float(self.predict_features(encode(_space_named(self.space), arch, mflops,
                                                   params)[None])[0])
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
