@@ -108,3 +108,20 @@ def test_config_precedence_and_validation(tmp_path):
     with pytest.raises(UsageError, match="give the devices"):
         load_config(None, {})
     assert json.dumps(cfg.model_dump())
+
+
+def test_the_family_joins_the_keys_only_when_not_the_first():
+    """Runs from before families keep their cached stages; a resnet run keys apart."""
+    from gtn_deploy.pipeline.run import DeviceBranch, _kd_config, _teacher_inputs, plan_inputs
+    from gtn_deploy.profiles import load_profile
+
+    first = load_config(None, {"devices": "raspberry-pi-5", "quick": True})
+    resnet = load_config(None, {"devices": "raspberry-pi-5", "quick": True, "space": "resnet"})
+    b = DeviceBranch(first.devices[0], load_profile("raspberry-pi-5"))
+    assert "space" not in plan_inputs(first, b) and plan_inputs(resnet, b)["space"] == "resnet"
+    assert "space" not in _teacher_inputs(first, []) and \
+        _teacher_inputs(resnet, [])["space"] == "resnet"
+    assert _kd_config(resnet, True).space == "resnet"
+    assert resnet.search_space().name == "resnet-fashion-mnist"
+    with pytest.raises(UsageError, match="space: .*unknown family 'vgg'; valid: mbconv, resnet"):
+        load_config(None, {"devices": "raspberry-pi-5", "space": "vgg"})

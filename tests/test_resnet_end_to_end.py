@@ -1,5 +1,6 @@
 """The second family end to end, through the commands a user runs: plan --space resnet,
-a vanilla teacher, distil the plan's student, export its bundle, bench it."""
+a vanilla or SFTN teacher, distil the plan's student, export its bundle, bench it; and the
+whole pipeline (GTN teacher) on it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gtn_deploy.cli.main import app
+from gtn_deploy.pipeline.config import load_config
+from gtn_deploy.pipeline.run import run_pipeline
 from gtn_deploy.plan_file import load_plan
 
 pytest.importorskip("torch")
@@ -51,9 +54,33 @@ def test_plan_distil_export_bench_a_resnet_student(tmp_path):
     assert json.loads(res.stdout)["timing"]["p50_ms"] > 0
 
 
-def test_gtn_on_resnet_is_one_line_error(tmp_path):
-    res = RUNNER.invoke(app, ["teacher", "train", "--method", "gtn", "--space", "resnet",
-                              *TINY, "--out", str(tmp_path / "t")])
-    assert res.exit_code != 0
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "--method vanilla" in lines[0], res.output
+def test_sftn_teacher_for_a_resnet_student(tmp_path):
+    plan = tmp_path / "plan.json"
+    _ok(["plan", "-d", "raspberry-pi-5", "--space", "resnet", "--task", "digits",
+         "--scale-budget", "--out", str(plan)])
+    _ok(["teacher", "train", "--method", "sftn", "--space", "resnet", "--student",
+         f"{plan}:0", *TINY, "--out", str(tmp_path / "t")])
+    supernet = json.loads((tmp_path / "t" / "supernet" / "supernet.json").read_text())
+    assert supernet["space"] == "resnet-digits"
+    sampler = json.loads((tmp_path / "t" / "sampler.json").read_text())
+    assert sampler["pool"] == [load_plan(plan).devices[0].best.arch.to_dict()]
+
+
+def test_the_pipeline_runs_gtn_on_resnet(tmp_path):
+    """plan -> GTN teacher (resnet supernet) -> KD from the supernet's weights -> bundle."""
+    cfg = load_config(None, {
+        "devices": "raspberry-pi-5", "space": "resnet", "task": "digits", "quick": True,
+        "teacher_epochs": 1, "distill_epochs": 1, "limit_train": 400,
+        "distill_limit_train": 400, "limit_val": 100, "batch_size": 32,
+        "distill_batch_size": 32, "eval_images": 256, "int8": False, "baseline": "none"})
+    out = tmp_path / "run"
+    run = run_pipeline(cfg, out, log=lambda line: None)
+    supernet = json.loads((run.teacher.path / "supernet" / "supernet.json").read_text())
+    assert supernet["space"] == "resnet-digits"
+    (b,) = run.branches
+    assert b.arch().width_mults and load_plan(b.plan.path / "plan.json").family == "resnet"
+    student = json.loads((b.student.path / "student.json").read_text())
+    assert student["arch"]["family"] == "resnet" and student["meta"]["config"]["init"] == "supernet"
+    manifest = json.loads((b.bundle.path / "bundle" / "manifest.json").read_text())
+    assert manifest["family"] == "resnet"
+    assert json.loads((out / "report.json").read_text())["settings"]["family"] == "resnet"

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import BASELINES, KD_LOSSES, SAMPLERS, choice, task_option
+from gtn_deploy.cli.choices import (BASELINES, KD_LOSSES, SAMPLERS, choice, space_option,
+                                    task_option)
 from gtn_deploy.cli.common import user_errors
 
 DEFAULT_DEVICES = "jetson-orin-nano,raspberry-pi-5,local"
@@ -21,6 +22,7 @@ def pipeline(
     devices: Annotated[Optional[str], typer.Option(help=f"Comma-separated devices (ids, aliases, YAML files); default: {DEFAULT_DEVICES}.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML run file with the same settings (flags win).")] = None,
     task: Annotated[Optional[str], task_option("Task of every stage.")] = None,
+    space: Annotated[Optional[str], space_option("Supernet family of every stage (default mbconv).")] = None,
     quick: Annotated[Optional[bool], typer.Option("--quick/--full", help="Minutes on a laptop CPU vs the full setting.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Teacher network (default resnet20).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(help="GTN teacher epochs.")] = None,
@@ -46,7 +48,7 @@ def pipeline(
                  "teacher_epochs": teacher_epochs, "distill_epochs": distill_epochs,
                  "sampler": sampler, "limit_train": limit_train, "int8": int8, "seed": seed,
                  "baseline": baseline, "alpha": alpha, "temperature": temperature,
-                 "kd_loss": kd_loss,
+                 "kd_loss": kd_loss, "space": space,
                  "data_dir": str(data_dir) if data_dir else None}
     if config is None and devices is None:
         overrides["devices"] = DEFAULT_DEVICES

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gtn_deploy.checks import MAX_SEED
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import read_regular_file
+from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space
 from gtn_deploy.yaml_data import load_yaml, yaml_error_line
 
 
@@ -49,6 +50,7 @@ class PipelineConfig(BaseModel):
 
     devices: list[DeviceTarget]
     task: str = "fashion-mnist"
+    space: str = DEFAULT_FAMILY  # the network family searched, trained and shipped
     quick: bool = False
     data_dir: Optional[str] = None
     seed: int = Field(default=0, ge=0, le=MAX_SEED)  # torch.manual_seed's range
@@ -79,6 +81,17 @@ class PipelineConfig(BaseModel):
     int8: Optional[bool] = None  # None: where the device profile lists int8
     eval_images: Optional[int] = Field(default=None, ge=256)
     bench_iters: Optional[int] = Field(default=None, ge=10)
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, value: str) -> str:
+        if value not in FAMILIES:
+            raise ValueError(f"unknown family '{value}'; valid: {', '.join(FAMILIES)}")
+        return value
+
+    def search_space(self):
+        """The space of the run's family for its task."""
+        return create_space(self.space, self.task)
 
     @field_validator("devices", mode="before")
     @classmethod

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from gtn_deploy.arch import get_space
 from gtn_deploy.errors import GtnError
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.estimate import clock
@@ -43,7 +42,7 @@ class StagePlan:
 
 def dry_run(cfg: PipelineConfig, out: Path) -> dict[str, Any]:
     """The stage plan of a run of ``cfg`` in ``out``, as a JSON-ready document."""
-    space = get_space(cfg.task)
+    space = cfg.search_space()
     branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
     run = PipelineRun(cfg, Path(out), branches, log=lambda line: None)
     store = StageStore(run.out, create=False)

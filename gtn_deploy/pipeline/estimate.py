@@ -30,19 +30,18 @@ def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
     'student_run_s': {device: s} is one of a device's student runs (KD or its CE baseline)."""
     import torch
 
-    from gtn_deploy.arch import get_space
     from gtn_deploy.models import create_teacher
-    from gtn_deploy.supernet import Supernet, build_student
+    from gtn_deploy.supernet import build_student, create_supernet
     from gtn_deploy.train.gtn import LossWeights, TeacherObjective
     from gtn_deploy.train.sampler import ArchSampler
 
-    space, b = get_space(cfg.task), cfg.batch_size
+    space, b = cfg.search_space(), cfg.batch_size
     side = max(space.resolutions)
     x = torch.randn(b, space.task.in_channels, side, side).contiguous(
         memory_format=torch.channels_last)
     y = torch.randint(0, space.task.num_classes, (b,))
     objective = TeacherObjective("gtn", create_teacher(cfg.teacher, space.task),
-                                 Supernet(space), side, LossWeights(branch_batch=0.5))
+                                 create_supernet(space), side, LossWeights(branch_batch=0.5))
     objective.to(memory_format=torch.channels_last).train()
     sampler = ArchSampler(space, "uniform", seed=0)
     opt = torch.optim.SGD(objective.parameters(), lr=0.01)

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gtn_deploy import __version__
-from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.arch import ArchConfig
 from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
 from gtn_deploy.plan_file import DevicePlan, load_plan, parse_plan
 from gtn_deploy.profiles import load_profile
+from gtn_deploy.spaces import DEFAULT_FAMILY
 from gtn_deploy.progress import StageList, interactive
 
 
@@ -67,7 +68,7 @@ class PipelineRun:
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
                  ) -> PipelineRun:
     """Run (or continue) the pipeline in ``out``; returns what every stage produced."""
-    space = get_space(cfg.task)
+    space = cfg.search_space()
     # Every device resolves before anything is trained or written.
     branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
     run = PipelineRun(cfg, Path(out), branches, log=log)
@@ -177,9 +178,13 @@ def _key(result: StageResult) -> str:
 
 # -- plan -----------------------------------------------------------------------------------
 def plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
+    # the family joins the key only when it is not the first one, so runs from before
+    # families existed keep their cached plans (the training configs do the same)
+    family = {} if cfg.space == DEFAULT_FAMILY else {"space": cfg.space}
     return {"profile": b.profile.id, "profile_sha256": b.profile.content_hash,
-            "task": cfg.task, "target": b.target.model_dump(), "scale_budget": cfg.scale_budget,
-            "margin": cfg.margin, "seed": cfg.seed, "tool": __version__}
+            "task": cfg.task, **family, "target": b.target.model_dump(),
+            "scale_budget": cfg.scale_budget, "margin": cfg.margin, "seed": cfg.seed,
+            "tool": __version__}
 
 
 def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:
@@ -228,7 +233,7 @@ def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch]):
     from gtn_deploy.train.config import TrainConfig
 
     return TrainConfig(
-        method="gtn", task=cfg.task, teacher=cfg.teacher, epochs=cfg.teacher_epochs,
+        method="gtn", task=cfg.task, space=cfg.space, teacher=cfg.teacher, epochs=cfg.teacher_epochs,
         sampler=cfg.sampler, pool=tuple(_pool(branches)), batch_size=cfg.batch_size,
         seed=cfg.seed, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
         data_dir=cfg.data_dir, augment=cfg.augment, progress=_live(),
@@ -259,7 +264,7 @@ def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path) ->
 def _kd_config(cfg: PipelineConfig, with_teacher: bool):
     from gtn_deploy.train.distill import KDConfig
 
-    return KDConfig(task=cfg.task, epochs=cfg.distill_epochs, init=cfg.init, seed=cfg.seed,
+    return KDConfig(task=cfg.task, space=cfg.space, epochs=cfg.distill_epochs, init=cfg.init, seed=cfg.seed,
                     alpha=cfg.alpha if with_teacher else 0.0, temperature=cfg.temperature,
                     kd_loss=cfg.kd_loss, dkd_beta=cfg.dkd_beta,
                     batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
