@@ -69,6 +69,22 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
+class ExportJob:
+    """What one export is about: the student, the device, its input and the options."""
+
+    model: Any  # the student, a plain nn.Module
+    arch: Any
+    space: Any
+    student_dir: Path
+    student_doc: dict[str, Any]
+    profile: Any
+    options: ExportOptions
+    spec: InputSpec
+    name: str
+    make_int8: bool
+
+
+@dataclass(frozen=True)
 class BundleResult:
     path: Path
     tarball: Path | None
@@ -115,6 +131,8 @@ def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, 
     spec = InputSpec(space.task.in_channels, arch.resolution, arch.resolution,
                      batch_size=max(1, int(profile.budgets.batch_size)),
                      dynamic_batch=options.dynamic_batch)
+    job = ExportJob(model, arch, space, Path(student_dir), student_doc, profile, options, spec,
+                    name, make_int8)
     names = _step_names(options, make_int8, load_data=data is None)
     with Steps(f"export {profile.id}", names, enabled=progress) as steps:
         if data is None:
@@ -124,8 +142,7 @@ def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, 
                 step.note = (f"{len(data.calib_images)} calibration and "
                              f"{len(data.eval_images)} test images")
         with atomic_dir(final, overwrite=options.overwrite) as tmp:
-            manifest = _assemble(tmp, model, arch, space, student_dir, student_doc, profile,
-                                 data, spec, make_int8, options, name, steps)
+            manifest = _assemble(tmp, job, data, steps)
         tarball = None
         if options.tarball:
             with steps.step("tarball") as step:
@@ -142,33 +159,37 @@ def _step_names(options: ExportOptions, make_int8: bool, load_data: bool = True)
             + (["tarball"] if options.tarball else []))
 
 
-def _assemble(tmp: Path, model, arch, space, student_dir, student_doc, profile, data, spec,
-              make_int8, options, name, steps: Steps) -> dict[str, Any]:
+def _assemble(tmp: Path, job: ExportJob, data: ExportData, steps: Steps) -> dict[str, Any]:
     export_start = time.perf_counter()
-    onnx_info, parity = _onnx_and_parity(tmp, model, spec, data, options, steps)
-    metrics, host_latency = _quantize_or_eval(tmp, data, spec, make_int8, options, parity,
-                                              steps)
+    options = job.options
+    onnx_info, parity = _onnx_and_parity(tmp, job, data, steps)
+    metrics, host_latency = _quantize_or_eval(tmp, job, data, parity, steps)
     models = {"fp32": "model.onnx", "int8": "model.int8.onnx" if metrics["int8_top1"] is not None
               else None}
     # An INT8 model kept with --allow-accuracy-drop is shipped but never recommended.
     int8_ok = models["int8"] is not None and metrics["int8_drop_points"] <= options.max_drop_points
-    recommended = documents.recommend_precision(profile, int8_ok, host_latency)
-    plan = _engine_plan(profile, recommended[0], spec, models, options)
+    recommended = documents.recommend_precision(job.profile, int8_ok, host_latency)
+    plan = _engine_plan(job, recommended[0], models)
     if options.build_engine:
         with steps.step("tensorrt engine"):
             parity.update(_build_and_check(tmp, plan, data, options))
     with steps.step("bundle files") as step:
-        labels = _write_files(tmp, student_dir, plan, profile, space, data)
-        fields = _manifest_fields(name, arch, space, spec, data, labels, models, recommended,
-                                  metrics, profile, make_int8, student_dir, student_doc,
-                                  onnx_info, plan)
-        fields["budget"] = documents.budget_entry(profile, options.budget_ms)
-        atomic_write_text(tmp / "README.md", documents.readme(
-            documents.build_manifest(files={}, **fields)))
-        fields["export"]["export_wall_s"] = round(time.perf_counter() - export_start, 3)
+        labels = _write_files(tmp, job, plan, data)
+        parts = documents.ManifestParts(
+            name=job.name, arch=job.arch, space=job.space, spec=job.spec, labels=labels,
+            models=models, recommended=recommended, metrics=metrics,
+            latency=_predict(job, recommended[0]), profile=job.profile,
+            budget=documents.budget_entry(job.profile, options.budget_ms),
+            versions=documents.tool_versions(job.make_int8),
+            provenance=_provenance(job, data),
+            export={**onnx_info, "dynamic_batch": job.spec.dynamic_batch, "export_wall_s": None,
+                    "engine_plan": dataclasses.asdict(plan) if plan else None})
+        atomic_write_text(tmp / "README.md", documents.readme(documents.build_manifest(parts, {})))
+        parts = dataclasses.replace(parts, export={
+            **parts.export, "export_wall_s": round(time.perf_counter() - export_start, 3)})
         # A JSON round trip makes the returned dict equal to what load_manifest reads back.
         manifest = json.loads(json.dumps(documents.build_manifest(
-            files=documents.file_entries(tmp), **fields)))
+            parts, documents.file_entries(tmp))))
         manifest["manifest_sha256"] = manifest_digest(manifest)
         atomic_write_json(tmp / "manifest.json", manifest)
         _make_readable(tmp)
@@ -179,8 +200,9 @@ def _assemble(tmp: Path, model, arch, space, student_dir, student_doc, profile, 
     return manifest
 
 
-def _onnx_and_parity(tmp: Path, model, spec, data, options, steps: Steps):
+def _onnx_and_parity(tmp: Path, job: ExportJob, data: ExportData, steps: Steps):
     """Steps "onnx" and "parity": the ONNX file, then eager PyTorch vs onnxruntime."""
+    model, spec, options = job.model, job.spec, job.options
     with steps.step("onnx") as step:
         onnx_info = export_onnx(model, spec, tmp / "model.onnx", options.opset)
         step.note = f"opset {options.opset}, {onnx_info['nodes']} nodes"
@@ -195,41 +217,32 @@ def _onnx_and_parity(tmp: Path, model, spec, data, options, steps: Steps):
     return onnx_info, {"onnxruntime_fp32": result.to_dict()}
 
 
-def _write_files(tmp: Path, student_dir, plan, profile, space, data) -> list[str]:
+def _write_files(tmp: Path, job: ExportJob, plan, data: ExportData) -> list[str]:
     """The student, scripts and labels beside the models; returns the labels."""
     for file in STUDENT_FILES:
-        shutil.copyfile(Path(student_dir) / file, tmp / file)
-    _write_engine_script(tmp, plan, profile)
+        shutil.copyfile(job.student_dir / file, tmp / file)
+    _write_engine_script(tmp, plan, job.profile)
     (tmp / "build_engine.sh").chmod(0o755)
     _copy_scripts(tmp, plan is not None)
-    labels = _class_labels(space, data)
+    labels = _class_labels(job.space, data)
     atomic_write_text(tmp / "labels.txt", "".join(f"{label}\n" for label in labels))
     return labels
 
 
-def _manifest_fields(name, arch, space, spec, data, labels, models, recommended, metrics,
-                     profile, make_int8, student_dir, student_doc, onnx_info,
-                     plan) -> dict[str, Any]:
-    """Keyword arguments of ``documents.build_manifest`` (all but ``files``)."""
-    student_dir = Path(student_dir)
-    return dict(
-        name=name, arch=arch, space=space, spec=spec, labels=labels,
-        models=models, recommended=recommended, metrics=metrics,
-        latency=_predict(space, arch, profile, recommended[0], spec.batch_size),
-        profile=profile, versions=documents.tool_versions(make_int8),
-        provenance={"student_sha256": sha256_file(student_dir / STUDENT_FILES[0]),
-                    "student_json_sha256": sha256_file(student_dir / STUDENT_FILES[1]),
-                    "teacher_sha256": _teacher_hash(student_doc), "data": data.description},
-        export={**onnx_info, "dynamic_batch": spec.dynamic_batch, "export_wall_s": None,
-                "engine_plan": dataclasses.asdict(plan) if plan else None})
+def _provenance(job: ExportJob, data: ExportData) -> dict[str, Any]:
+    return {"student_sha256": sha256_file(job.student_dir / STUDENT_FILES[0]),
+            "student_json_sha256": sha256_file(job.student_dir / STUDENT_FILES[1]),
+            "teacher_sha256": _teacher_hash(job.student_doc), "data": data.description}
 
 
-def _quantize_or_eval(tmp, data, spec, make_int8, options, parity, steps: Steps):
+def _quantize_or_eval(tmp: Path, job: ExportJob, data: ExportData, parity: dict[str, Any],
+                      steps: Steps):
     """fp32 (and INT8, gated) accuracy in onnxruntime, plus this host's latency per model."""
+    spec, options = job.spec, job.options
     metrics: dict[str, Any] = {"eval_images": len(data.eval_images), "int8_top1": None,
                                "int8_drop_points": None, "calib_images": None,
                                "int8_preset": None, "parity": parity}
-    if make_int8:
+    if job.make_int8:
         from gtn_deploy.export.quantize import quantize_and_gate
 
         q = quantize_and_gate(tmp / "model.onnx", tmp / "model.int8.onnx", data, options.presets,
@@ -251,9 +264,10 @@ def _quantize_or_eval(tmp, data, spec, make_int8, options, parity, steps: Steps)
     return metrics, host
 
 
-def _engine_plan(profile, precision, spec, models, options):
+def _engine_plan(job: ExportJob, precision: str, models: dict[str, str | None]):
     from gtn_deploy.runtimes.tensorrt import plan_engine
 
+    profile, spec, options = job.profile, job.spec, job.options
     if profile.runtime.name.lower() != "tensorrt":
         return None
     return plan_engine(profile.runtime.version, precision, spec.name, spec.shape,
@@ -294,14 +308,16 @@ def _build_and_check(tmp: Path, plan, data, options) -> dict[str, Any]:
     return {f"tensorrt_{plan.precision}": result.to_dict()}
 
 
-def _predict(space, arch, profile, precision, batch_size) -> dict[str, Any] | None:
+def _predict(job: ExportJob, precision: str) -> dict[str, Any] | None:
+    batch_size = job.spec.batch_size
     try:
         from gtn_deploy.cost.latency import predict_latency
 
-        est = predict_latency(space, arch, profile, precision=precision, batch_size=batch_size)
+        est = predict_latency(job.space, job.arch, job.profile, precision=precision,
+                              batch_size=batch_size)
     except (ImportError, GtnError):
         return None
-    return {"device": profile.id, "precision": precision, "batch_size": batch_size,
+    return {"device": job.profile.id, "precision": precision, "batch_size": batch_size,
             **est.to_dict()}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,29 +99,50 @@ def budget_entry(profile, budget_ms: float | None) -> dict[str, Any]:
             "source": "plan" if budget_ms is not None else "profile"}
 
 
-def build_manifest(*, name: str, arch, space, spec, labels, models, recommended, files,
-                   metrics, latency, profile, versions, provenance, export,
-                   budget=None) -> dict[str, Any]:
-    precision, reason = recommended
-    rec_model = models["int8"] if precision == "int8" else models["fp32"]
+@dataclass(frozen=True)
+class ManifestParts:
+    """What a bundle's manifest says, gathered while the export runs (all but the files'
+    hashes, which exist only once every file is written)."""
+
+    name: str
+    arch: Any
+    space: Any
+    spec: Any  # export.onnx.InputSpec
+    labels: list[str]
+    models: dict[str, str | None]  # precision -> ONNX file
+    recommended: tuple[str, str]  # (precision, reason)
+    metrics: dict[str, Any]
+    latency: dict[str, Any] | None  # the device's predicted latency
+    profile: Any
+    budget: dict[str, Any] | None
+    versions: dict[str, str | None]
+    provenance: dict[str, Any]
+    export: dict[str, Any]
+
+
+def build_manifest(p: ManifestParts, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The manifest document of ``p`` with ``files`` (name -> sha256 and bytes)."""
+    precision, reason = p.recommended
+    rec_model = p.models["int8"] if precision == "int8" else p.models["fp32"]
+    spec, task, profile = p.spec, p.space.task, p.profile
     shape = ["batch" if spec.dynamic_batch else spec.batch_size, *spec.shape[1:]]
     return {
         "schema_version": BUNDLE_SCHEMA_VERSION, "kind": BUNDLE_KIND,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "name": name, "arch": arch.to_dict(), "arch_summary": arch.summary(), "space": space.name,
-        "family": space.family,
+        "name": p.name, "arch": p.arch.to_dict(), "arch_summary": p.arch.summary(),
+        "space": p.space.name, "family": p.space.family,
         "input": {"name": spec.name, "shape": shape, "dynamic_batch": spec.dynamic_batch,
-                  "dtype": "float32", "layout": "NCHW", "mean": list(space.task.mean),
-                  "std": list(space.task.std), "scale": 255.0, "class_labels": list(labels)},
-        "output": {"name": spec.output_name, "shape": [shape[0], space.task.num_classes]},
-        "preprocessing": preprocessing(space, spec.shape[-1]),
-        "models": models, "recommended_precision": precision,
+                  "dtype": "float32", "layout": "NCHW", "mean": list(task.mean),
+                  "std": list(task.std), "scale": 255.0, "class_labels": list(p.labels)},
+        "output": {"name": spec.output_name, "shape": [shape[0], task.num_classes]},
+        "preprocessing": preprocessing(p.space, spec.shape[-1]),
+        "models": p.models, "recommended_precision": precision,
         "recommended_model": rec_model, "recommendation_reason": reason,
-        "files": files, "metrics": metrics, "latency_prediction": latency,
+        "files": files, "metrics": p.metrics, "latency_prediction": p.latency,
         "device": {"id": profile.id, "profile_sha256": profile.content_hash,
                    "runtime": {"name": profile.runtime.name, "version": profile.runtime.version},
-                   **({"budget": budget} if budget else {})},
-        "versions": versions, "provenance": provenance, "export": export,
+                   **({"budget": p.budget} if p.budget else {})},
+        "versions": p.versions, "provenance": p.provenance, "export": p.export,
     }
 
 
