@@ -88,7 +88,7 @@ def bench_student(i, arch, space, train, data, profile, args, workdir) -> dict:
                             eval_images=len(data.eval_images), name=f"s{i}")
     result = export_bundle(model, arch, space, student_dir, {}, profile, workdir / "bundles",
                            options, data)
-    m, met = result.manifest, result.manifest["metrics"]
+    m, met = result.manifest.doc, result.manifest.metrics
     shape = (1, 1, arch.resolution, arch.resolution)
     eager = eager_latency_ms(model, shape)
     fp32 = ort_latency_ms(result.path / "model.onnx", shape)

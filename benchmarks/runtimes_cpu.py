@@ -111,7 +111,7 @@ def build_runners(bundles: dict[str, Path]):
     out = {}
     for name, path in bundles.items():
         manifest = load_manifest(path)
-        shape = [1, *manifest["input"]["shape"][1:]]
+        shape = [1, *manifest.input["shape"][1:]]
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         for rt in RUNTIMES:
             for precision in PRECISIONS:

@@ -1,8 +1,9 @@
 """Read, validate and verify model bundles (json, hashlib and tarfile only: no torch, no onnx).
 
 A bundle is a folder with ``manifest.json`` and the files it lists with their sha256, or a
-``.tar.gz`` of that folder. Everything that reads a bundle (``gtnd bundle``, ``bench``) goes
-through here. A tarball is never trusted: ``safe_extract`` writes regular files and folders
+``.tar.gz`` of that folder. Everything that reads a bundle (``gtnd bundle``, ``bench``, the
+pipeline's report) goes through here: ``load_manifest`` is the one loader, it validates the
+document (kind, schema version, every field's type) and returns a ``BundleManifest``. A tarball is never trusted: ``safe_extract`` writes regular files and folders
 only, and only inside the target folder.
 """
 
@@ -15,6 +16,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -41,6 +43,44 @@ _INPUT_KEYS = ("name", "shape", "dynamic_batch", "dtype", "layout", "mean", "std
 _PREPROCESSING_KEYS = ("input_pixels", "value_range", "color", "channel_order", "resize",
                        "crop", "scale", "mean", "std", "layout", "dtype")
 _CHANNEL_ORDER = {"grayscale": "L", "rgb": "RGB"}
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    """A validated manifest: typed fields for what gtn_deploy reads, and ``doc``, the JSON
+    document as written (``--json`` prints it; the bundle's own scripts read the file)."""
+
+    name: str
+    space: str
+    family: str
+    arch: dict[str, Any]
+    device_id: str | None
+    budget: dict[str, Any] | None  # the latency budget it was planned under (newer bundles)
+    input: dict[str, Any]
+    output: dict[str, Any]
+    models: dict[str, str | None]  # precision -> ONNX file, None where not made
+    recommended_precision: str
+    recommended_model: str
+    files: dict[str, dict[str, Any]]
+    metrics: dict[str, Any]
+    latency_prediction: dict[str, Any] | None
+    doc: dict[str, Any]
+
+    @classmethod
+    def parse(cls, data: Any, where: str = MANIFEST) -> "BundleManifest":
+        doc = validate_manifest(data, where)
+        device = doc["device"]
+        budget = device.get("budget")
+        return cls(doc["name"], doc["space"], doc.get("family", "mbconv"), doc["arch"],
+                   device.get("id"), budget if isinstance(budget, dict) else None,
+                   doc["input"], doc["output"], doc["models"], doc["recommended_precision"],
+                   doc["recommended_model"], doc["files"], doc["metrics"],
+                   doc["latency_prediction"], doc)
+
+    def identity(self) -> dict[str, Any]:
+        """What a bench result records of the bundle it measured."""
+        return {"name": self.name, "space": self.space, "arch": self.arch,
+                "device": self.doc.get("device")}
 
 
 def is_tarball(path: str | Path) -> bool:
@@ -79,6 +119,9 @@ def validate_manifest(data: Any, where: str = MANIFEST) -> dict[str, Any]:
         if (not isinstance(entry, dict) or not _SHA256.match(str(entry.get("sha256", "")))
                 or not isinstance(entry.get("bytes"), int)):
             raise BundleError(f"{where}: files['{name}'] needs a sha256 (64 hex) and bytes (int)")
+    device_id = data["device"].get("id")
+    if device_id is not None and not isinstance(device_id, str):
+        raise BundleError(f"{where}: device.id must be a string")
     for field, file in [("models.fp32", data["models"].get("fp32")),
                         ("models.int8", data["models"].get("int8")),
                         ("recommended_model", data["recommended_model"])]:
@@ -142,18 +185,18 @@ def _check_member_name(name: str, where: str) -> None:
         raise BundleError(f"{where}: file name '{name}' is not allowed in a bundle")
 
 
-def _parse(raw: bytes, where: str) -> dict[str, Any]:
+def _parse(raw: bytes, where: str) -> BundleManifest:
     if len(raw) > _MAX_MANIFEST_BYTES:
         raise BundleError(f"{where}: larger than {_MAX_MANIFEST_BYTES} bytes")
     try:
-        return validate_manifest(json.loads(raw.decode("utf-8")), where)
+        return BundleManifest.parse(json.loads(raw.decode("utf-8")), where)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{where}: not valid JSON ({exc})") from None
     except RecursionError:  # json recurses per level: 100,000 nested brackets overflow it
         raise BundleError(f"{where}: nested too deeply to be a manifest") from None
 
 
-def load_manifest(path: str | Path) -> dict[str, Any]:
+def load_manifest(path: str | Path) -> BundleManifest:
     """The validated manifest of a bundle folder or ``.tar.gz`` (read without extracting)."""
     path = Path(path)
     if is_tarball(path):
@@ -205,13 +248,13 @@ def verify_files(bundle_dir: str | Path) -> list[str]:
     except BundleError as exc:
         return [str(exc)]
     problems = []
-    stored = manifest.get("manifest_sha256")
+    stored = manifest.doc.get("manifest_sha256")
     if stored is None:  # without it an edited manifest could not be told from a true one
         problems.append(f"{MANIFEST}: manifest_sha256 is missing, so the manifest's own "
                         "integrity cannot be checked")
-    elif stored != manifest_digest(manifest):
+    elif stored != manifest_digest(manifest.doc):
         problems.append(f"{MANIFEST}: content differs from its manifest_sha256 (file changed)")
-    for name, entry in sorted(manifest["files"].items()):
+    for name, entry in sorted(manifest.files.items()):
         file = root / name
         if file.is_symlink() or not file.is_file():
             problems.append(f"{name}: missing or not a regular file")
@@ -223,9 +266,9 @@ def verify_files(bundle_dir: str | Path) -> list[str]:
         rel = file.relative_to(root).as_posix()
         if rel == MANIFEST or rel.split("/")[0] == BUILD_DIR:
             continue
-        if file.is_symlink() and rel not in manifest["files"]:
+        if file.is_symlink() and rel not in manifest.files:
             problems.append(f"{rel}: a symbolic link, not listed in the manifest")
-        elif not file.is_dir() and rel not in manifest["files"]:
+        elif not file.is_dir() and rel not in manifest.files:
             problems.append(f"{rel}: not listed in the manifest")
     return problems
 

@@ -33,10 +33,11 @@ def pytest_collection_modifyitems(config, items):
         items.reverse()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_progress_logger():
     """Put the package logger back as it was (the CLI's -v/-q change it), and check that the
-    test left no live progress display running."""
+    test left no live progress display running. For every test: a ``gtnd -q`` run leaves
+    the logger quiet, and a later test that expects progress bars would see none."""
     from gtn_deploy import progress
 
     logger = logging.getLogger(progress.LOGGER)

@@ -78,16 +78,22 @@ def test_wrong_device_refused_then_forced(bundle, tmp_path):
 
 
 def test_budget_verdict_fits_or_over():
-    from gtn_deploy.bench.run import budget_line, budget_verdict
+    import dataclasses
 
-    manifest = {"device": {"budget": {"latency_ms": 2.0, "percentile": "p90",
-                                      "source": "plan"}}}
+    from gtn_deploy.bench.run import budget_line, budget_verdict
+    from gtn_deploy.manifest import load_manifest
+
+    fixture = next(p for p in (Path(__file__).parent / "fixtures").iterdir()
+                   if (p / "manifest.json").is_file())
+    manifest = dataclasses.replace(load_manifest(fixture), budget={
+        "latency_ms": 2.0, "percentile": "p90", "source": "plan"})
     fits = budget_verdict(manifest, {"p90_ms": 1.5}, on_target=True)
     assert fits["fits"] and fits["headroom"] == 0.25
     assert budget_line(fits) == "  budget: p90 1.500 ms vs 2 ms (plan): fits, 25% headroom"
     over = budget_verdict(manifest, {"p90_ms": 3.0}, on_target=True)
     assert not over["fits"] and "OVER by 50%" in budget_line(over)
-    assert budget_verdict({"device": {}}, {"p90_ms": 1.0}, True) is None  # older bundles
+    older = dataclasses.replace(manifest, budget=None)
+    assert budget_verdict(older, {"p90_ms": 1.0}, True) is None  # older bundles
 
 
 def test_tampered_bundle_refused(bundle, tmp_path):

@@ -56,10 +56,12 @@ def _cli(*commands) -> typer.Typer:
 
 
 def test_layout_and_manifest(bundle, student):
-    m, path = bundle.manifest, bundle.path
+    typed, path = bundle.manifest, bundle.path
     assert {p.name for p in path.iterdir()} == EXPECTED_FILES | {"manifest.json"}
-    assert set(m["files"]) == EXPECTED_FILES
-    assert load_manifest(path) == load_manifest(bundle.tarball) == m
+    assert load_manifest(path) == load_manifest(bundle.tarball) == typed
+    assert set(typed.files) == EXPECTED_FILES and typed.device_id == "jetson-orin-nano"
+    assert typed.family == "mbconv" and typed.arch == typed.doc["arch"]
+    m = typed.doc
     assert m["models"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
     assert m["recommended_precision"] == "fp16" and m["recommended_model"] == "model.onnx"
     assert m["input"]["shape"] == ["batch", 1, 28, 28] and m["input"]["dynamic_batch"]
@@ -98,7 +100,7 @@ def test_cli_verify_and_info(bundle):
     assert info.exit_code == 0 and "jetson-orin-nano" in info.output
     assert "recommend  fp16" in info.output and "parity" in info.output
     as_json = runner.invoke(app, ["bundle", "info", str(bundle.path), "--json"])
-    assert json.loads(as_json.output)["name"] == bundle.manifest["name"]
+    assert json.loads(as_json.output) == bundle.manifest.doc
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_FILES | {"manifest.json"}))
@@ -153,7 +155,7 @@ def fixed_bundle(tmp_path_factory, student):
 def test_runner_classifies_every_image_and_names_its_provider(kind, tmp_path, bundle,
                                                               fixed_bundle):
     path = (fixed_bundle if kind == "fixed" else bundle).path
-    assert load_manifest(path)["input"]["dynamic_batch"] is (kind == "dynamic")
+    assert load_manifest(path).input["dynamic_batch"] is (kind == "dynamic")
     test = load_fashion_mnist(None)["test"]
     np.save(tmp_path / "three.npy", test.images[:3, 0])
     out = subprocess.run([sys.executable, "-I", str(path / "run_onnx.py"), "--runs", "3",
@@ -191,7 +193,7 @@ def test_cli_export_and_existing_bundle(tmp_path, student):
     assert result.exit_code == 0, result.output
     assert "recommended: fp32" in result.output
     m = load_manifest(tmp_path / "cpu.tar.gz")
-    assert m["models"]["int8"] is None and "no TensorRT engine" in (tmp_path / "cpu" / "build_engine.sh").read_text()
+    assert m.models["int8"] is None and "no TensorRT engine" in (tmp_path / "cpu" / "build_engine.sh").read_text()
     again = runner.invoke(_cli(), args)
     assert again.exit_code != 0 and "already exists" in again.output
     bad = runner.invoke(_cli(), args[:-2] + ["--name", "x", "--opset", "9"])

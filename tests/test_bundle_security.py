@@ -63,7 +63,7 @@ def _good_members(root: str = "b") -> list:
 
 def test_good_archive_extracts_and_verifies(tmp_path):
     tar = _tar(tmp_path / "b.tar.gz", _good_members())
-    assert load_manifest(tar)["name"] == "b"
+    assert load_manifest(tar).name == "b"
     folder = safe_extract(tar, tmp_path / "out")
     assert folder == tmp_path / "out" / "b" and verify_files(folder) == []
     with open_bundle(tar) as opened:

@@ -58,7 +58,8 @@ def test_export_json_keeps_library_prints_off_stdout(monkeypatch, tmp_path):
     def fake_export(student, profile, out, options):
         print("chatter from a library")
         return SimpleNamespace(path=out / "b", tarball=out / "b.tar.gz", seconds=1.23456,
-                               manifest={"name": "b", "metrics": {"fp32_top1": 90.0}})
+                               manifest=SimpleNamespace(doc={"name": "b", "metrics": {
+                                   "fp32_top1": 90.0}}))
 
     monkeypatch.setattr(bundle, "export_student", fake_export)
     result = _runner().invoke(app, ["export", "--student", str(tmp_path / "s"), "--device",

@@ -83,7 +83,7 @@ def test_a_manifest_of_another_schema_says_what_to_do(version, needle):
 
     fixture = next(p for p in (Path(__file__).parent / "fixtures").iterdir()
                    if (p / "manifest.json").is_file())
-    doc = copy.deepcopy(load_manifest(fixture))
+    doc = copy.deepcopy(load_manifest(fixture).doc)
     doc["schema_version"] = version
     with pytest.raises(BundleError, match=needle):
         validate_manifest(doc)

@@ -27,6 +27,7 @@ from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_ver
                                   compare_prediction, verdict_lines)
 from gtn_deploy.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
+from gtn_deploy.manifest import BundleManifest
 
 SCRIPT = "run_onnx.py"
 SUPPORT_FILES = ("manifest.json", "bundle_io.py", SCRIPT, "labels.txt")
@@ -86,9 +87,9 @@ class SshTarget:
         return [*argv, "--", self.name, command]
 
 
-def needed_files(manifest: dict, model: str) -> list[str]:
+def needed_files(manifest: BundleManifest, model: str) -> list[str]:
     """What ``run_onnx.py --model MODEL`` reads: the model, its script and their inputs."""
-    listed = {"manifest.json", *manifest.get("files", {})}  # the manifest lists the rest
+    listed = {"manifest.json", *manifest.files}  # the manifest lists the rest
     missing = [f for f in SUPPORT_FILES if f not in listed]
     if missing:  # a bundle from before the standalone scripts
         raise BundleError(f"this bundle has no {', '.join(missing)}; re-export it to bench "
@@ -209,11 +210,11 @@ def bench_remote(path: str | Path, target: SshTarget, remote_python: str = "pyth
     return _result(path, manifest, target, remote_python, precision, threads, doc, problems)
 
 
-def _model(manifest: dict, precision: str | None) -> tuple[str, str]:
+def _model(manifest: BundleManifest, precision: str | None) -> tuple[str, str]:
     """(precision, ONNX file) to time, as local onnxruntime bench picks them."""
-    models = manifest.get("models") or {}
+    models = manifest.models
     if precision is None:
-        precision = "int8" if manifest.get("recommended_precision") == "int8" else "fp32"
+        precision = "int8" if manifest.recommended_precision == "int8" else "fp32"
     if not models.get(precision):
         raise UsageError(f"--precision {precision}: this bundle has no {precision} ONNX model "
                          f"(it has {', '.join(k for k, v in models.items() if v)})")
@@ -231,8 +232,7 @@ def _result(path, manifest, target, remote_python, precision, threads, doc,
     return {
         "schema_version": RESULT_SCHEMA_VERSION, "kind": RESULT_KIND,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "bundle": {"path": str(path), "name": manifest["name"], "space": manifest["space"],
-                   "arch": manifest["arch"], "device": manifest.get("device")},
+        "bundle": {"path": str(path), **manifest.identity()},
         "backend": doc["runtime"], "precision": precision, "batch_size": t["batch_size"],
         "threads": threads, "runner": {"script": SCRIPT, "model": doc["model"],
                                        "runtime_version": doc["runtime_version"],

@@ -14,16 +14,17 @@ from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.runners import check_backend, default_precision, make_runner
 from gtn_deploy.timing import check_loop, noise_warning, tail_ratio, time_calls
 from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
+from gtn_deploy.manifest import BundleManifest
 
 RESULT_KIND = "gtn_deploy.bench_result"
 RESULT_SCHEMA_VERSION = 1
 
 
-def target_problem(manifest: dict) -> str | None:
-    """Why this machine is not the bundle's target device, or None (unknown profiles pass)."""
+def target_problem(device_id: str | None) -> str | None:
+    """Why this machine is not the target device ``device_id`` (a bundle's), or None
+    (unknown profiles pass)."""
     from gtn_deploy.profiles import load_profile
 
-    device_id = (manifest.get("device") or {}).get("id")
     if not device_id or device_id == "local":
         return None
     try:
@@ -37,11 +38,12 @@ def target_problem(manifest: dict) -> str | None:
     return f"this machine ({seen}) is not a '{device_id}' target"
 
 
-def budget_verdict(manifest: dict, timing: dict, on_target: bool) -> dict[str, Any] | None:
+def budget_verdict(manifest: BundleManifest, timing: dict,
+                   on_target: bool) -> dict[str, Any] | None:
     """The measured percentile the device's budget names (p90) against that budget: fits or
     over, with the headroom. None for a bundle that records no budget (older exports)."""
-    budget = (manifest.get("device") or {}).get("budget")
-    if not isinstance(budget, dict) or not budget.get("latency_ms"):
+    budget = manifest.budget
+    if not budget or not budget.get("latency_ms"):
         return None
     pct = str(budget.get("percentile") or "p90").lower()
     measured = timing.get(f"{pct}_ms")
@@ -80,10 +82,10 @@ def verdict_lines(r: dict) -> list[str]:
     return lines + ([budget] if budget else [])
 
 
-def compare_prediction(manifest: dict, p50_ms: float, precision: str,
+def compare_prediction(manifest: BundleManifest, p50_ms: float, precision: str,
                        batch_size: int) -> dict[str, Any] | None:
     """Predicted vs measured p50; error = predicted / measured - 1."""
-    pred = manifest.get("latency_prediction")
+    pred = manifest.latency_prediction
     if not pred or not pred.get("latency_ms"):
         return None
     out = {"predicted_ms": pred["latency_ms"], "measured_p50_ms": round(p50_ms, 5),
@@ -96,7 +98,7 @@ def compare_prediction(manifest: dict, p50_ms: float, precision: str,
     return out
 
 
-def _preflight(bundle_dir: Path, manifest: dict, force: bool) -> list[str]:
+def _preflight(bundle_dir: Path, manifest: BundleManifest, force: bool) -> list[str]:
     """Hash and target checks: raise unless ``force``; return what was overridden."""
     from gtn_deploy.manifest import verify_files
 
@@ -108,7 +110,7 @@ def _preflight(bundle_dir: Path, manifest: dict, force: bool) -> list[str]:
         if not force:
             raise BundleError(f"{msg}; --force runs anyway")
         forced += problems
-    wrong_device = target_problem(manifest)
+    wrong_device = target_problem(manifest.device_id)
     if wrong_device:
         if not force:
             raise BenchError(f"{wrong_device}; --force runs anyway")
@@ -116,8 +118,8 @@ def _preflight(bundle_dir: Path, manifest: dict, force: bool) -> list[str]:
     return forced
 
 
-def _input_batch(manifest: dict, batch_size: int, seed: int = 0) -> np.ndarray:
-    inp = manifest["input"]
+def _input_batch(manifest: BundleManifest, batch_size: int, seed: int = 0) -> np.ndarray:
+    inp = manifest.input
     # a dynamic batch dimension is named ("batch"), a fixed one is a number
     first, rest = inp["shape"][0], [int(d) for d in inp["shape"][1:]]
     if not inp.get("dynamic_batch") and batch_size != int(first):
@@ -152,7 +154,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         raise UsageError("--batch-size and --threads must be >= 1")
     with open_bundle(path) as bundle_dir:
         manifest = load_manifest(bundle_dir)
-        recommended = manifest["recommended_precision"]
+        recommended = manifest.recommended_precision
         if precision is None:
             precision = default_precision(backend, recommended)
         check_backend(backend, precision)
@@ -170,8 +172,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
     return {
         "schema_version": RESULT_SCHEMA_VERSION, "kind": RESULT_KIND,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "bundle": {"path": str(path), "name": manifest["name"], "space": manifest["space"],
-                   "arch": manifest["arch"], "device": manifest.get("device")},
+        "bundle": {"path": str(path), **manifest.identity()},
         "backend": backend, "runtime_version": runner.info.get("runtime_version"),
         "precision": precision, "batch_size": batch_size,
         "threads": threads, "runner": info, "build_s": round(runner.build_s, 4),
@@ -180,7 +181,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
                    "peak_rss_before_build_mb": round(rss_before, 2)},
         "prediction": compare_prediction(manifest, stats.p50_ms, precision, batch_size),
         "budget": budget_verdict(manifest, stats.to_dict(),
-                                 on_target=target_problem(manifest) is None),
+                                 on_target=target_problem(manifest.device_id) is None),
         "noise": {"p99_over_p50": None if ratio is None else round(ratio, 3),
                   "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg")
                   else None, "warning": noise_warning(stats)},

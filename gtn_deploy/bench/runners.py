@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gtn_deploy.errors import MissingDependencyError, UsageError
-from gtn_deploy.manifest import BUILD_DIR
+from gtn_deploy.manifest import BUILD_DIR, BundleManifest
 from gtn_deploy.runtimes import RUNTIMES, runtime_for
 from gtn_deploy.runtimes.base import Runner, model_file
 
@@ -70,7 +70,7 @@ def torch_runner(bundle_dir: Path, threads: int | None) -> Runner:
                    "torch": torch.__version__})
 
 
-def make_runner(backend: str, bundle_dir: Path, manifest: dict, precision: str,
+def make_runner(backend: str, bundle_dir: Path, manifest: BundleManifest, precision: str,
                 batch_size: int, threads: int | None) -> Runner:
     """The bundle's model at ``precision``, built by ``backend`` (checked first)."""
     check_backend(backend, precision)

@@ -10,29 +10,30 @@ import typer
 
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.errors import BundleError
+from gtn_deploy.manifest import BundleManifest
 
 app = typer.Typer(help="Check and describe model bundles.", no_args_is_help=True)
 
 
-def run_random_input(bundle_dir: Path, manifest: dict) -> list[dict]:
+def run_random_input(bundle_dir: Path, manifest: BundleManifest) -> list[dict]:
     """Load every ONNX model of the bundle in onnxruntime and run one random input."""
     import numpy as np
     import onnxruntime as ort
 
     lines = []
-    for precision, file in manifest["models"].items():
+    for precision, file in manifest.models.items():
         if file is None:
             continue
         try:
             sess = ort.InferenceSession(str(bundle_dir / file), providers=["CPUExecutionProvider"])
             inp = sess.get_inputs()[0]
             batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
-            shape = [batch, *manifest["input"]["shape"][1:]]
+            shape = [batch, *manifest.input["shape"][1:]]
             x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
             out = sess.run(None, {inp.name: x})[0]
         except Exception as exc:  # onnxruntime raises its own types  # noqa: BLE001
             raise BundleError(f"{file}: onnxruntime cannot run it ({exc})") from None
-        expected = manifest["output"]["shape"][-1]
+        expected = manifest.output["shape"][-1]
         if out.shape != (shape[0], expected) or not np.isfinite(out).all():
             raise BundleError(f"{file}: output {out.shape} is not ({shape[0]}, {expected}) finite logits")
         lines.append({"file": file, "precision": precision, "output_shape": list(out.shape)})
@@ -59,12 +60,12 @@ def verify(path: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz."
             models = run_random_input(folder, manifest)
     if as_json:
         print_json({"bundle": str(path), "ok": True, "problems": [],
-                    "files_checked": len(manifest["files"]), "models": models})
+                    "files_checked": len(manifest.files), "models": models})
         return
     for m in models:
         typer.echo(f"{m['file']} ({m['precision']}): runs in onnxruntime, "
                    f"output {m['output_shape']}")
-    typer.echo(f"OK {path}: {len(manifest['files'])} files match their sha256")
+    typer.echo(f"OK {path}: {len(manifest.files)} files match their sha256")
 
 
 @app.command("info")
@@ -76,10 +77,10 @@ def info(path: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")]
 
     m = load_manifest(path)
     if as_json:
-        typer.echo(json.dumps(m, indent=2))
+        typer.echo(json.dumps(m.doc, indent=2))
         return
     try:  # every line is built before any is shown, so a bad field prints one error line
-        lines = _info_lines(m, path)
+        lines = _info_lines(m.doc, path)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{path}: manifest.json has a missing or mistyped field "
                           f"({type(exc).__name__}: {exc})") from None

@@ -52,14 +52,14 @@ def export(
     if as_json:
         print_json({"bundle_path": str(result.path),
                     "tarball_path": str(result.tarball) if result.tarball else None,
-                    "elapsed_s": round(result.seconds, 3), "manifest": m})
+                    "elapsed_s": round(result.seconds, 3), "manifest": m.doc})
         return
-    met = m["metrics"]
+    met = m.metrics
     typer.echo(f"bundle: {result.path}" + (f" (+ {result.tarball.name})" if result.tarball else ""))
     typer.echo(f"fp32 top-1 {met['fp32_top1']:.2f}% on {met['eval_images']} images; parity "
                f"max |diff| {met['parity']['onnxruntime_fp32']['max_abs_diff']:.2g}")
     if met.get("int8_top1") is not None:
         typer.echo(f"int8 top-1 {met['int8_top1']:.2f}% (drop {met['int8_drop_points']:.2f} "
                    f"points, preset {met['int8_preset']})")
-    typer.echo(f"recommended: {m['recommended_precision']} ({m['recommendation_reason']}); "
+    typer.echo(f"recommended: {m.recommended_precision} ({m.doc['recommendation_reason']}); "
                f"{result.seconds:.1f} s")

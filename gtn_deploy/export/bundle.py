@@ -27,7 +27,7 @@ from gtn_deploy.export.data import CLASS_LABELS, ExportData, load_export_data
 from gtn_deploy.export.onnx import DEFAULT_OPSET, InputSpec, check_opset, export_onnx, parity_gate
 from gtn_deploy.export.quantize import PRESETS, measure_fp32
 from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
-from gtn_deploy.manifest import manifest_digest, verify_files
+from gtn_deploy.manifest import BundleManifest, manifest_digest, verify_files
 from gtn_deploy.progress import Steps
 
 # Scripts copied into bundles; they run on the device without gtn_deploy (Python 3.8, numpy
@@ -88,7 +88,7 @@ class ExportJob:
 class BundleResult:
     path: Path
     tarball: Path | None
-    manifest: dict[str, Any]
+    manifest: BundleManifest
     seconds: float
 
 
@@ -159,7 +159,7 @@ def _step_names(options: ExportOptions, make_int8: bool, load_data: bool = True)
             + (["tarball"] if options.tarball else []))
 
 
-def _assemble(tmp: Path, job: ExportJob, data: ExportData, steps: Steps) -> dict[str, Any]:
+def _assemble(tmp: Path, job: ExportJob, data: ExportData, steps: Steps) -> BundleManifest:
     export_start = time.perf_counter()
     options = job.options
     onnx_info, parity = _onnx_and_parity(tmp, job, data, steps)
@@ -187,7 +187,7 @@ def _assemble(tmp: Path, job: ExportJob, data: ExportData, steps: Steps) -> dict
         atomic_write_text(tmp / "README.md", documents.readme(documents.build_manifest(parts, {})))
         parts = dataclasses.replace(parts, export={
             **parts.export, "export_wall_s": round(time.perf_counter() - export_start, 3)})
-        # A JSON round trip makes the returned dict equal to what load_manifest reads back.
+        # A JSON round trip makes what is returned equal to what load_manifest reads back.
         manifest = json.loads(json.dumps(documents.build_manifest(
             parts, documents.file_entries(tmp))))
         manifest["manifest_sha256"] = manifest_digest(manifest)
@@ -197,7 +197,7 @@ def _assemble(tmp: Path, job: ExportJob, data: ExportData, steps: Steps) -> dict
         if problems:
             raise ExportError(f"bundle failed its own verification: {problems[0]}")
         step.note = f"{len(manifest['files']) + 1} files written and verified"
-    return manifest
+    return BundleManifest.parse(manifest)
 
 
 def _onnx_and_parity(tmp: Path, job: ExportJob, data: ExportData, steps: Steps):

@@ -52,7 +52,7 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
     plan, manifest = b.planned(), load_manifest(b.bundle.path / "bundle")
     best = plan.best
     bench = _marker(b.bench.path)["figures"] if b.bench else None
-    met, pred = manifest["metrics"], manifest.get("latency_prediction") or {}
+    met, pred = manifest.metrics, manifest.latency_prediction or {}
     student = _marker(b.student.path)["figures"]
     ce = _marker(b.baseline.path)["figures"] if b.baseline else None
     return {
@@ -65,7 +65,7 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
         "ce_top1": ce["test_top1"] if ce else None,
         "kd_gain": round(student["test_top1"] - ce["test_top1"], 4) if ce else None,
         "fp32_top1": met.get("fp32_top1"), "int8_top1": met.get("int8_top1"),
-        "recommended_precision": manifest["recommended_precision"],
+        "recommended_precision": manifest.recommended_precision,
         "predicted_ms": pred.get("latency_ms"), "tier": pred.get("tier"),
         "measured_p50_ms": bench["p50_ms"] if bench else None,
         "measured_p90_ms": bench.get("p90_ms") if bench else None,

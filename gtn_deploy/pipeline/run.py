@@ -319,17 +319,17 @@ def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
 
     result = export_student(b.student.path, b.profile, folder, _export_options(cfg, b),
                             progress=_live())
-    met = result.manifest["metrics"]
-    return {"fp32_top1": met["fp32_top1"], "int8_top1": met.get("int8_top1"),
-            "recommended_precision": result.manifest["recommended_precision"],
-            "predicted_ms": (result.manifest.get("latency_prediction") or {}).get("latency_ms")}
+    m = result.manifest
+    return {"fp32_top1": m.metrics["fp32_top1"], "int8_top1": m.metrics.get("int8_top1"),
+            "recommended_precision": m.recommended_precision,
+            "predicted_ms": (m.latency_prediction or {}).get("latency_ms")}
 
 
 def _runs_here(profile) -> bool:
     """Bench only where the bundle's target is this machine (``local`` always is)."""
     from gtn_deploy.bench.run import target_problem
 
-    return profile.id == "local" or target_problem({"device": {"id": profile.id}}) is None
+    return profile.id == "local" or target_problem(profile.id) is None
 
 
 def _bench_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from gtn_deploy.errors import BenchError, MissingDependencyError
+from gtn_deploy.manifest import BundleManifest
 
 Model = Path | str | bytes  # an ONNX file, or its bytes
 
@@ -35,10 +36,10 @@ class Runner:
     close: Callable[[], None] = lambda: None
 
 
-def model_file(bundle_dir: Path, manifest: dict, precision: str) -> Path:
+def model_file(bundle_dir: Path, manifest: BundleManifest, precision: str) -> Path:
     """The ONNX file of ``precision`` named by the manifest (int8: the Q/DQ model)."""
     key = "int8" if precision == "int8" else "fp32"
-    name = (manifest.get("models") or {}).get(key)
+    name = manifest.models.get(key)
     if not name:
         raise BenchError(f"bundle {bundle_dir} has no {key} model (manifest models.{key} is "
                          f"null); valid here: fp32" + (", fp16" if precision == "fp16" else ""))
@@ -90,7 +91,8 @@ class Runtime(ABC):
         """A built model of ``model`` (an ONNX file or its bytes) at ``precision`` on
         ``threads`` intra-op threads (None: the runtime's default)."""
 
-    def bundle_session(self, bundle_dir: Path, manifest: dict, precision: str, batch_size: int,
+    def bundle_session(self, bundle_dir: Path, manifest: BundleManifest, precision: str,
+                       batch_size: int,
                        threads: int | None, build_dir: Path) -> Runner:
         """A bundle's model at ``precision`` (what ``gtnd bench`` times). ``build_dir``:
         where engine runtimes keep what they build on the device."""

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gtn_deploy.errors import ExportError, MissingDependencyError, UsageError, require
+from gtn_deploy.manifest import BundleManifest
 from gtn_deploy.runtimes.base import Model, Runner, Runtime
 
 DEFAULT_WORKSPACE_MB = 256  # these students need a few MiB; a Nano has 4 GB shared
@@ -210,7 +211,8 @@ class TensorRT(Runtime):
         return self.engine_runner(engine, precision, t0, {"engine": engine.name,
                                                           "engine_built_here": True})
 
-    def bundle_session(self, bundle_dir: Path, manifest: dict, precision: str, batch_size: int,
+    def bundle_session(self, bundle_dir: Path, manifest: BundleManifest, precision: str,
+                       batch_size: int,
                        threads: int | None, build_dir: Path) -> Runner:
         """Deserialise ``build_dir/model.<precision>.engine`` built on this device (where
         ``build_engine.sh`` puts it), or build it now."""
@@ -219,11 +221,11 @@ class TensorRT(Runtime):
         t0 = time.perf_counter()
         built = not engine.is_file()
         if built:
-            inp = manifest["input"]
+            inp = manifest.input
             plan = plan_engine(
                 self.version() or "", precision, inp["name"], [batch_size, *inp["shape"][1:]],
                 dynamic_batch=bool(inp.get("dynamic_batch")), max_batch=max(8, batch_size),
-                int8_file=(manifest.get("models") or {}).get("int8"))
+                int8_file=manifest.models.get("int8"))
             build_engine(bundle_dir / plan.onnx_file, plan, engine, build_dir / "timing.cache")
         return self.engine_runner(engine, precision, t0, {"engine": engine.name,
                                                           "engine_built_here": built})
