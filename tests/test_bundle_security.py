@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gtn_deploy.errors import BundleError
-from gtn_deploy.manifest import (load_manifest, manifest_digest, open_bundle, safe_extract,
+from gtn_deploy.manifest import (BundleManifest, load_manifest, manifest_digest, open_bundle, safe_extract,
                                  validate_manifest, verify_files)
 
 
@@ -128,12 +128,24 @@ def test_not_a_tarball(tmp_path):
     (lambda m: m["files"]["README.md"].update(sha256="xyz"), "sha256"),
     (lambda m: m["models"].update(int8="model.int8.onnx"), "models.int8"),
     (lambda m: m["input"].pop("mean"), "mean"),
+    (lambda m: m["device"].update(id=3), "device.id must be a string"),
+    (lambda m: m.update(device=[]), "'device' has the wrong type"),
 ])
 def test_schema_errors_name_the_field(mutate, message):
     doc = copy.deepcopy(_manifest(FILES))
     mutate(doc)
     with pytest.raises(BundleError, match=message):
         validate_manifest(doc)
+    with pytest.raises(BundleError, match=message):  # the typed manifest parses through it
+        BundleManifest.parse(doc)
+
+
+def test_typed_manifest_reads_its_fields():
+    doc = _manifest(FILES)
+    m = BundleManifest.parse(copy.deepcopy(doc))
+    assert (m.name, m.space, m.device_id) == (doc["name"], doc["space"], doc["device"]["id"])
+    assert m.models == doc["models"] and m.files == doc["files"] and m.doc == doc
+    assert m.family == doc.get("family", "mbconv") and m.identity()["arch"] == doc["arch"]
 
 
 def test_edited_manifest_and_symlinked_file_fail_verification(tmp_path):
