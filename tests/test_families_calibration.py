@@ -168,32 +168,6 @@ def test_plan_with_a_resnet_predictor(tmp_path):
     assert best["objective"] == pytest.approx(want, abs=1e-3)
 
 
-def test_predictor_fit_cli_on_a_resnet_supernet(tmp_path):
-    """``gtnd predictor fit`` takes the space (and the arch type) from the supernet."""
-    torch = pytest.importorskip("torch")
-    from gtn_deploy.models import create_teacher, save_teacher
-    from gtn_deploy.supernet import create_supernet, save_supernet
-
-    torch.set_num_threads(1)
-    space = create_space("resnet", "digits")
-    torch.manual_seed(0)
-    run = tmp_path / "teacher"
-    save_teacher(run / "teacher", create_teacher("resnet20", space.task), "resnet20",
-                 space.task, {"method": "gtn"})
-    save_supernet(run / "supernet", create_supernet(space), {"method": "gtn"})
-    out = tmp_path / "pred.json"
-    result = RUNNER.invoke(app, [
-        "predictor", "fit", "--teacher", str(run), "--samples", "6", "--holdout", "2",
-        "--calib-images", "32", "--limit-val", "40", "--torch-device", "cpu", "--quiet",
-        "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["n"] == 6
-    assert load_predictor(out, space).space == "resnet-digits"
-    doc = json.loads(out.with_name("pred.subnets.json").read_text())
-    assert doc["space"] == "resnet-digits" and len(doc["subnets"]) == 6
-    assert doc["subnets"][0]["arch"]["family"] == "resnet"
-
-
 # -- calibration subnets ------------------------------------------------------------------------
 
 def test_spanning_and_random_archs_of_the_resnet_space():

@@ -6,9 +6,7 @@ Tiny inputs, batch 2, one thread."""
 
 from __future__ import annotations
 
-import functools
 import io
-import random
 
 import numpy as np
 import pytest
@@ -18,46 +16,23 @@ from torch.utils.flop_counter import FlopCounterMode
 from gtn_deploy.bench.subnets import block_of
 from gtn_deploy.cost.analytic import network_cost
 from gtn_deploy.spaces import FAMILIES, create_space
-from gtn_deploy.supernet import build_student, create_supernet
+from gtn_deploy.supernet import build_student
+from family_helpers import archs, image, supernet
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # exporter internals
 CASES = [(family, task) for family in sorted(FAMILIES) for task in ("fashion-mnist", "cifar10")]
 
 
-@functools.lru_cache(maxsize=None)
-def _supernet(family: str, task: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    net = create_supernet(create_space(family, task)).eval()
-    for m in net.modules():  # non-trivial BN so that parity is not a check of zeros
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return net
-
-
-def _archs(space, seed: int, n: int = 2):
-    rng = random.Random(seed)
-    return [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(n)]
-
-
-def _image(space, arch, batch: int = 2) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1)
-    return torch.randn(batch, space.task.in_channels, arch.resolution, arch.resolution,
-                       generator=gen)
-
-
 @pytest.mark.parametrize("family, task", CASES)
-def test_extracted_student_matches_supernet(family, task):
-    net = _supernet(family, task)
+def test_extracted_student_matchessupernet(family, task):
+    net = supernet(family, task)
     space = net.space
-    for arch in _archs(space, 11):
+    for arch in archs(space, 11):
         net.set_active(arch)
         student = net.extract(arch).eval()
         assert not any("Dynamic" in type(m).__name__ or "Sliced" in type(m).__name__
                        for m in student.modules())
-        x = _image(space, arch)
+        x = image(space, arch)
         with torch.no_grad():
             want, got = net(x), student(x)
         assert got.shape == (2, space.task.num_classes)
@@ -68,23 +43,23 @@ def test_extracted_student_matches_supernet(family, task):
 @pytest.mark.parametrize("family, task", CASES)
 def test_params_and_flops_agree_with_modules(family, task):
     space = create_space(family, task)
-    for arch in _archs(space, 21):
+    for arch in archs(space, 21):
         student = build_student(space, arch).eval()
         cost = network_cost(space, arch)
         assert cost.params == sum(p.numel() for p in student.parameters()), arch.summary()
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            student(_image(space, arch, batch=1))
+            student(image(space, arch, batch=1))
         measured = counter.get_total_flops()
         assert abs(cost.flops - measured) <= 0.02 * measured, \
             f"{space.name} {arch.summary()}: cost model {cost.flops}, torch {measured}"
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_layer_names_are_module_paths_with_their_params(family):
+@pytest.mark.parametrize("family, task", CASES)
+def test_layer_names_are_module_paths_with_their_params(family, task):
     """The cost model's layers are the student's modules (per-layer reports and the
     profiler's node-to-block mapping rest on it)."""
-    space = create_space(family, "fashion-mnist")
-    for arch in _archs(space, 9, n=1):
+    space = create_space(family, task)
+    for arch in archs(space, 9, n=1):
         modules = dict(build_student(space, arch).named_modules())
         for layer in network_cost(space, arch).layers:
             if layer.op_class == "elementwise":  # residual adds are not modules
@@ -107,11 +82,11 @@ def _export(model: torch.nn.Module, example: torch.Tensor) -> bytes:
 def test_student_exports_and_matches_onnxruntime(family):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    net = _supernet(family, "fashion-mnist")
+    net = supernet(family, "fashion-mnist")
     space = net.space
-    for arch in _archs(space, 31, n=1):
+    for arch in archs(space, 31, n=1):
         student = net.extract(arch).eval()
-        model = onnx.load_from_string(_export(student, _image(space, arch, batch=1)))
+        model = onnx.load_from_string(_export(student, image(space, arch, batch=1)))
         onnx.checker.check_model(model)
         blocks = {block_of(n.name) for n in model.graph.node if n.op_type in ("Conv", "Gemm")}
         assert blocks == {b.shape.name for b in network_cost(space, arch).blocks}  # profiler
@@ -119,7 +94,7 @@ def test_student_exports_and_matches_onnxruntime(family):
         options.intra_op_num_threads = 1  # shared CPU: see tests/conftest.py
         session = ort.InferenceSession(model.SerializeToString(), options,
                                        providers=["CPUExecutionProvider"])
-        x = _image(space, arch)
+        x = image(space, arch)
         (got,) = session.run(None, {"input": x.numpy()})
         with torch.no_grad():
             want = student(x).numpy()

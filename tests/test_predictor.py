@@ -99,20 +99,23 @@ def test_plan_maximises_predicted_accuracy(tmp_path):
     assert bad.exit_code != 0 and "fitted for space 'fashion-mnist'" in bad.output
 
 
-def test_predictor_fit_cli_on_a_teacher_folder(tmp_path):
-    """The whole command on a tiny digits supernet (mechanics, not quality)."""
+@pytest.mark.parametrize("family", ["mbconv", "resnet"])
+def test_predictor_fit_cli_on_a_teacher_folder(tmp_path, family):
+    """The whole command on a tiny digits supernet of each family (mechanics, not quality):
+    the space, and the arch type, come from the supernet."""
     import torch
 
     from gtn_deploy.models import create_teacher, save_teacher
-    from gtn_deploy.supernet import Supernet, save_supernet
+    from gtn_deploy.spaces import create_space
+    from gtn_deploy.supernet import create_supernet, save_supernet
 
     torch.set_num_threads(1)
-    space = get_space("digits")
+    space = create_space(family, "digits")
     torch.manual_seed(0)
     run = tmp_path / "teacher"
     save_teacher(run / "teacher", create_teacher("resnet20", space.task), "resnet20",
                  space.task, {"method": "gtn"})
-    save_supernet(run / "supernet", Supernet(space), {"method": "gtn"})
+    save_supernet(run / "supernet", create_supernet(space), {"method": "gtn"})
     out = tmp_path / "pred.json"
     result = CliRunner().invoke(app, [
         "predictor", "fit", "--teacher", str(run), "--samples", "6", "--holdout", "2",
@@ -122,9 +125,11 @@ def test_predictor_fit_cli_on_a_teacher_folder(tmp_path):
     report = json.loads(result.stdout)
     assert report["predictor_path"] == str(out)
     assert report["n"] == 6 and report["holdout_n"] == 2 and "holdout_kendall_tau" in report
-    assert load_predictor(out, space).space == "digits"
-    rows = json.loads(out.with_name("pred.subnets.json").read_text())["subnets"]
+    assert load_predictor(out, space).space == space.name
+    doc = json.loads(out.with_name("pred.subnets.json").read_text())
+    rows = doc["subnets"]
     assert rows[0]["summary"] == space.max_arch().summary() and len(rows) == 6
+    assert doc["space"] == space.name and space.arch_from_dict(rows[0]["arch"])
     empty = tmp_path / "empty"
     empty.mkdir()
     bad = CliRunner().invoke(app, ["predictor", "fit", "--teacher", str(empty), "--out",

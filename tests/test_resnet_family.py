@@ -6,7 +6,6 @@ tests/test_family_contract.py, run over each family. Tiny inputs, batch 2, one t
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import random
 
@@ -19,36 +18,12 @@ from gtn_deploy.errors import ArchError, UsageError
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.spaces.resnet import (RESNET_SPACES, ResNetArch, ResNetStage, block_keys,
                                       network_blocks, network_cost, resnet_space)
-from gtn_deploy.supernet.resnet import ResNetSupernet, build_student
+from gtn_deploy.supernet.resnet import build_student
+from family_helpers import archs, image, supernet
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # exporter internals
 
 FMNIST = resnet_space("fashion-mnist")
-
-
-@functools.lru_cache(maxsize=None)
-def _supernet(task: str) -> ResNetSupernet:
-    torch.manual_seed(0)
-    net = ResNetSupernet(resnet_space(task)).eval()
-    for m in net.modules():  # non-trivial BN so that parity is not a check of zeros
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    torch.nn.init.normal_(net.head.classifier.weight, 0.0, 0.5)  # logits of order 1
-    return net
-
-
-def _archs(space, seed: int, n: int = 3):
-    rng = random.Random(seed)
-    return [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(n)]
-
-
-def _image(space, arch, batch: int = 2) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1)
-    return torch.randn(batch, space.task.in_channels, arch.resolution, arch.resolution,
-                       generator=gen)
 
 
 # -- arch and space (no torch) --------------------------------------------------------------
@@ -131,7 +106,7 @@ def test_size_counts_distinct_archs_and_decisions_match_choices():
     rng = random.Random(0)
     assert len({tiny.sample(rng) for _ in range(400)}) == tiny.size() == 2 * (2 + 4)
     choices = dict(FMNIST.decision_choices())
-    for arch in _archs(FMNIST, 5):
+    for arch in archs(FMNIST, 5, n=3):
         decisions = arch.decisions()
         assert decisions[0] == ("d0", arch.depths[0]) and decisions[-1] == ("r", 28)
         assert len(decisions) == 2 * FMNIST.num_stages + sum(arch.depths) + 1
@@ -157,10 +132,10 @@ def test_space_numbers_and_block_keys():
 # -- torch: students, supernet, cost against modules -------------------------------------------
 
 def test_stagewise_forward_and_training_step():
-    net = _supernet("fashion-mnist")
+    net = supernet("resnet", "fashion-mnist")
     arch = FMNIST.sample(random.Random(4))
     net.set_active(arch)
-    x = _image(FMNIST, arch)
+    x = image(FMNIST, arch)
     with torch.no_grad():
         feats, logits = net.forward_features(x)
         h = net.forward_from(net.stem_forward(x), 0)
