@@ -3,8 +3,9 @@
 A bundle is a folder with ``manifest.json`` and the files it lists with their sha256, or a
 ``.tar.gz`` of that folder. Everything that reads a bundle (``gtnd bundle``, ``bench``, the
 pipeline's report) goes through here: ``load_manifest`` is the one loader, it validates the
-document (kind, schema version, every field's type) and returns a ``BundleManifest``. A tarball is never trusted: ``safe_extract`` writes regular files and folders
-only, and only inside the target folder.
+document (kind, schema version, every field's type) and returns a ``BundleManifest``. A
+tarball is never trusted: ``safe_extract`` writes regular files and folders only, and only
+inside the target folder.
 """
 
 from __future__ import annotations

@@ -193,7 +193,8 @@ def test_cli_export_and_existing_bundle(tmp_path, student):
     assert result.exit_code == 0, result.output
     assert "recommended: fp32" in result.output
     m = load_manifest(tmp_path / "cpu.tar.gz")
-    assert m.models["int8"] is None and "no TensorRT engine" in (tmp_path / "cpu" / "build_engine.sh").read_text()
+    engine_script = (tmp_path / "cpu" / "build_engine.sh").read_text()
+    assert m.models["int8"] is None and "no TensorRT engine" in engine_script
     again = runner.invoke(_cli(), args)
     assert again.exit_code != 0 and "already exists" in again.output
     bad = runner.invoke(_cli(), args[:-2] + ["--name", "x", "--opset", "9"])

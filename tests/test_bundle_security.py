@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gtn_deploy.errors import BundleError
-from gtn_deploy.manifest import (BundleManifest, load_manifest, manifest_digest, open_bundle, safe_extract,
-                                 validate_manifest, verify_files)
+from gtn_deploy.manifest import (BundleManifest, load_manifest, manifest_digest, open_bundle,
+                                 safe_extract, validate_manifest, verify_files)
 
 
 def _manifest(files: dict[str, bytes]) -> dict:

@@ -1,7 +1,8 @@
 """What every network family promises, run over each registered family: the extracted
 student computes what the supernet computes, the cost model's params and FLOPs are the
-modules' (FLOPs against torch's FlopCounterMode) and its layers are the student's modules, and the student exports to ONNX with the
-same outputs in onnxruntime and nodes the profiler maps to the cost model's blocks.
+modules' (FLOPs against torch's FlopCounterMode) and its layers are the student's modules,
+and the student exports to ONNX with the same outputs in onnxruntime and nodes the profiler
+maps to the cost model's blocks.
 Tiny inputs, batch 2, one thread."""
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
                  b.bench.path if b.bench else None) if p])
     stages = [{"stage": m["stage"], "seconds": m["seconds"]} for m in map(_marker, order)]
     c = run.cfg
-    settings = {"family": c.space, "teacher_epochs": c.teacher_epochs, "distill_epochs": c.distill_epochs,
+    settings = {"family": c.space, "teacher_epochs": c.teacher_epochs,
+                "distill_epochs": c.distill_epochs,
                 "teacher_train_images": c.limit_train or "all",
                 "student_train_images": c.distill_limit_train or "all", "init": c.init,
                 "student_batch_size": c.distill_batch_size, "student_lr": c.distill_lr,

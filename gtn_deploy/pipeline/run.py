@@ -25,8 +25,8 @@ from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
 from gtn_deploy.plan_file import DevicePlan, load_plan, parse_plan
 from gtn_deploy.profiles import load_profile
-from gtn_deploy.spaces import DEFAULT_FAMILY
 from gtn_deploy.progress import StageList, interactive
+from gtn_deploy.spaces import DEFAULT_FAMILY
 
 
 @dataclass
@@ -233,8 +233,9 @@ def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch]):
     from gtn_deploy.train.config import TrainConfig
 
     return TrainConfig(
-        method="gtn", task=cfg.task, space=cfg.space, teacher=cfg.teacher, epochs=cfg.teacher_epochs,
-        sampler=cfg.sampler, pool=tuple(_pool(branches)), batch_size=cfg.batch_size,
+        method="gtn", task=cfg.task, space=cfg.space, teacher=cfg.teacher,
+        epochs=cfg.teacher_epochs, sampler=cfg.sampler, pool=tuple(_pool(branches)),
+        batch_size=cfg.batch_size,
         seed=cfg.seed, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
         data_dir=cfg.data_dir, augment=cfg.augment, progress=_live(),
         sources={"pool": "pipeline plan", "devices": [b.id for b in branches]})
@@ -264,7 +265,8 @@ def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path) ->
 def _kd_config(cfg: PipelineConfig, with_teacher: bool):
     from gtn_deploy.train.distill import KDConfig
 
-    return KDConfig(task=cfg.task, space=cfg.space, epochs=cfg.distill_epochs, init=cfg.init, seed=cfg.seed,
+    return KDConfig(task=cfg.task, space=cfg.space, epochs=cfg.distill_epochs, init=cfg.init,
+                    seed=cfg.seed,
                     alpha=cfg.alpha if with_teacher else 0.0, temperature=cfg.temperature,
                     kd_loss=cfg.kd_loss, dkd_beta=cfg.dkd_beta,
                     batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,

@@ -38,8 +38,8 @@ SAMPLER_MODES = ("uniform", "sandwich", "learned", "pool", "fixed")
 class ArchSampler:
     """Draws architectures for GTN training and, in ``learned`` mode, trains theta."""
 
-    def __init__(self, space, mode: str = "uniform", pool: Sequence = (), seed: int = 0, lr: float = 1e-2,
-                 beta: float = 0.05, gamma: float = 0.1, baseline_momentum: float = 0.9):
+    def __init__(self, space, mode: str = "uniform", pool: Sequence = (), seed: int = 0,
+                 lr: float = 1e-2, beta: float = 0.05, gamma: float = 0.1, baseline_momentum: float = 0.9):
         if mode not in SAMPLER_MODES:
             raise UsageError(f"unknown sampler '{mode}'; valid samplers: "
                              f"{', '.join(SAMPLER_MODES)}")
