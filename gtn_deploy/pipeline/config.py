@@ -138,4 +138,5 @@ def load_config(path: Optional[Path], overrides: dict[str, Any]) -> PipelineConf
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise UsageError(f"{where}: {field}: {err['msg']}") from None
+        message = err["msg"].removeprefix("Value error, ")  # our validators' own words
+        raise UsageError(f"{where}: {field}: {message}") from None
