@@ -12,7 +12,13 @@ def test_budget_verdict_prefers_the_measurement_and_states_headroom():
 
 def test_kd_verdict_says_plainly_where_kd_lost():
     rows = [{"device": "a", "kd_gain": 1.5}, {"device": "b", "kd_gain": -0.25}]
-    assert kd_verdict({"devices": rows}) == \
-        "KD LOST to plain CE on b (-0.25 points): for those devices the teacher did not help."
-    assert kd_verdict({"devices": rows[:1]}).startswith("KD beat the CE baseline on every")
+    assert kd_verdict({"devices": rows}) == ("KD LOST to plain CE on b (-0.25 points): there "
+                                             "the teacher did not help. It beat CE on a (+1.50).")
+    both = [{**rows[1], "device": "c"}, rows[1]]
+    assert kd_verdict({"devices": both}) == ("KD LOST to plain CE on c (-0.25 points), b (-0.25 "
+                                             "points): on those devices the teacher did not help.")
+    assert kd_verdict({"devices": rows[:1]}) == \
+        "KD beat the CE baseline on every device (gain +1.50 points of test top-1)."
+    two = [rows[0], {"device": "d", "kd_gain": 0.5}]
+    assert "(gain +0.50 to +1.50 points" in kd_verdict({"devices": two})
     assert "--baseline none" in kd_verdict({"devices": [{"device": "a", "kd_gain": None}]})

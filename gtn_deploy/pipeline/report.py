@@ -213,13 +213,19 @@ def kd_verdict(data: dict) -> str:
     if not rows:
         return "No CE baseline was trained (--baseline none): the KD gain is not known."
     lost = [d for d in rows if d["kd_gain"] < 0]
+    won = [d for d in rows if d["kd_gain"] >= 0]
     if not lost:
-        return (f"KD beat the CE baseline on every device (gain "
-                f"{min(d['kd_gain'] for d in rows):+.2f} to {max(d['kd_gain'] for d in rows):+.2f}"
-                " points of test top-1).")
-    return ("KD LOST to plain CE on " + ", ".join(
+        low, high = min(d["kd_gain"] for d in rows), max(d["kd_gain"] for d in rows)
+        span = f"{low:+.2f}" if low == high else f"{low:+.2f} to {high:+.2f}"
+        return f"KD beat the CE baseline on every device (gain {span} points of test top-1)."
+    where = "there" if len(lost) == 1 else "on those devices"
+    verdict = ("KD LOST to plain CE on " + ", ".join(
         f"{d['device']} ({d['kd_gain']:+.2f} points)" for d in lost)
-        + ": for those devices the teacher did not help.")
+        + f": {where} the teacher did not help.")
+    if won:
+        verdict += " It beat CE on " + ", ".join(
+            f"{d['device']} ({d['kd_gain']:+.2f})" for d in won) + "."
+    return verdict
 
 
 def cost_rows(data: dict) -> list[list[str]]:
