@@ -13,6 +13,7 @@ from gtn_deploy.cli.main import app
 from gtn_deploy.pipeline.config import load_config
 from gtn_deploy.pipeline.run import run_pipeline
 from gtn_deploy.plan_file import load_plan
+from cli_helpers import assert_one_line_error
 
 pytest.importorskip("torch")
 RUNNER = CliRunner()
@@ -84,3 +85,15 @@ def test_the_pipeline_runs_gtn_on_resnet(tmp_path):
     manifest = json.loads((b.bundle.path / "bundle" / "manifest.json").read_text())
     assert manifest["family"] == "resnet"
     assert json.loads((out / "report.json").read_text())["settings"]["family"] == "resnet"
+
+
+def test_a_plan_of_another_family_is_one_line_error(tmp_path):
+    plan = tmp_path / "mbconv.json"
+    _ok(["plan", "-d", "raspberry-pi-5", "--task", "digits", "--scale-budget", "--out",
+         str(plan)])
+    for flag in ("--pool", "--student"):
+        res = RUNNER.invoke(app, ["teacher", "train", "--method", "gtn" if flag == "--pool"
+                                  else "sftn", "--space", "resnet", flag, str(plan), *TINY,
+                                  "--out", str(tmp_path / "t")])
+        assert_one_line_error(res, "mbconv family", "--space resnet")
+    assert not (tmp_path / "t").exists()

@@ -78,8 +78,8 @@ def train(
     from gtn_deploy.train.distributed import shutdown
     from gtn_deploy.train.trainer import TeacherTrainer
 
-    pool_archs = unique(read_plan(pool, task)) if pool else []
-    student_arch = read_student(student, task) if student else None
+    pool_archs = unique(read_plan(pool, task, space)) if pool else []
+    student_arch = read_student(student, task, space) if student else None
     cfg = TrainConfig(
         method=method, task=task, space=space, teacher=teacher, epochs=epochs, sampler=sampler,
         paths=paths, branches=branches, branch0=branch0, branch_batch=branch_batch,

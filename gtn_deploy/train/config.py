@@ -164,16 +164,19 @@ def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
         raise UsageError(f"unknown {flag} '{value}'; valid {flag}s: {', '.join(valid)}")
 
 
-def read_plan(path: str | Path, task: str) -> list[ArchConfig]:
+def read_plan(path: str | Path, task: str, family: str = DEFAULT_FAMILY) -> list[ArchConfig]:
     """Every candidate of a plan file, devices in order, candidates in order."""
     plan = load_plan(path)
     if plan.task != task:
         raise UsageError(f"plan {path} is for task '{plan.task}', this run is for "
                          f"task '{task}'")
+    if plan.family != family:
+        raise UsageError(f"plan {path} is of the {plan.family} family, this run trains "
+                         f"--space {family}")
     return plan.students()
 
 
-def read_student(ref: str, task: str) -> ArchConfig:
+def read_student(ref: str, task: str, family: str = DEFAULT_FAMILY) -> ArchConfig:
     """``plan.json:K`` -> the K-th (0-based) candidate over all devices in order."""
     path, sep, index = ref.rpartition(":")
     if sep and not index.isdigit() and Path(path).is_file():
@@ -181,7 +184,7 @@ def read_student(ref: str, task: str) -> ArchConfig:
                          f"(0-based), not '{index}'")
     if not sep or not index.isdigit():
         path, index = ref, "0"
-    archs = read_plan(path, task)
+    archs = read_plan(path, task, family)
     k = int(index)
     if k >= len(archs):
         raise UsageError(f"--student {ref}: the plan has {len(archs)} candidates "
