@@ -13,3 +13,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # Op classes of the latency model: a layer's class picks its efficiency in the profile.
 # profile_schema.Efficiencies has one field per class (a test keeps them equal).
 OP_CLASSES = ("conv", "pointwise", "depthwise", "se", "linear", "pool", "elementwise")
+
+# The first network family (gtn_deploy.spaces): plans, configs and bundles written before
+# families existed name none, and theirs is this one.
+DEFAULT_FAMILY = "mbconv"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from gtn_deploy.constants import PRECISIONS
+from gtn_deploy.constants import DEFAULT_FAMILY, PRECISIONS
 from gtn_deploy.errors import BundleError
 from gtn_deploy.io_utils import sha256_file
 
@@ -72,7 +72,7 @@ class BundleManifest:
         doc = validate_manifest(data, where)
         device = doc["device"]
         budget = device.get("budget")
-        return cls(doc["name"], doc["space"], doc.get("family", "mbconv"), doc["arch"],
+        return cls(doc["name"], doc["space"], doc.get("family", DEFAULT_FAMILY), doc["arch"],
                    device.get("id"), budget if isinstance(budget, dict) else None,
                    doc["input"], doc["output"], doc["models"], doc["recommended_precision"],
                    doc["recommended_model"], doc["files"], doc["metrics"],

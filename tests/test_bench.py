@@ -81,10 +81,10 @@ def test_budget_verdict_fits_or_over():
     import dataclasses
 
     from gtn_deploy.bench.run import budget_line, budget_verdict
+    from cli_helpers import fixture_bundle
     from gtn_deploy.manifest import load_manifest
 
-    fixture = next(p for p in (Path(__file__).parent / "fixtures").iterdir()
-                   if (p / "manifest.json").is_file())
+    fixture = fixture_bundle()
     manifest = dataclasses.replace(load_manifest(fixture), budget={
         "latency_ms": 2.0, "percentile": "p90", "source": "plan"})
     fits = budget_verdict(manifest, {"p90_ms": 1.5}, on_target=True)

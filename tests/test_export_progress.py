@@ -23,7 +23,6 @@ STEPS = ["data", "onnx", "parity", "fp32 accuracy", "bundle files", "tarball"]
 
 
 # the CLI's -v/-q reconfigure the package logger; no test may leave a live display running
-pytestmark = pytest.mark.usefixtures("restore_progress_logger")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -79,10 +78,10 @@ def test_a_manifest_of_another_schema_says_what_to_do(version, needle):
     import copy
 
     from gtn_deploy.errors import BundleError
+    from cli_helpers import fixture_bundle
     from gtn_deploy.manifest import load_manifest, validate_manifest
 
-    fixture = next(p for p in (Path(__file__).parent / "fixtures").iterdir()
-                   if (p / "manifest.json").is_file())
+    fixture = fixture_bundle()
     doc = copy.deepcopy(load_manifest(fixture).doc)
     doc["schema_version"] = version
     with pytest.raises(BundleError, match=needle):

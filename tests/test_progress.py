@@ -15,7 +15,6 @@ from gtn_deploy.cli.main import app
 
 
 # the CLI's -v/-q reconfigure the package logger; no test may leave a live display running
-pytestmark = pytest.mark.usefixtures("restore_progress_logger")
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def test_a_failing_loop_stops_the_display(terminal):
         with progress.StepProgress(10, stream=io.StringIO()) as bar:
             bar.update(1, 0, 32, loss=1.0)
             raise RuntimeError("boom")
-    # restore_progress_logger checks that no live display is left
+    # restore_progress_logger (conftest, every test) checks that no live display is left
 
 
 def test_disabled_or_quiet_prints_nothing(terminal):

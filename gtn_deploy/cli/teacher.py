@@ -11,6 +11,7 @@ from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, WORK_TASK, choi
                                     space_option,
                                     resolve_torch_device, task_option, torch_device_options)
 from gtn_deploy.cli.common import user_errors
+from gtn_deploy.constants import DEFAULT_FAMILY
 
 app = typer.Typer(help="Train teachers (gtn | sftn | vanilla).", no_args_is_help=True,
                   add_completion=False)
@@ -21,7 +22,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics, models).")],
     method: Annotated[str, choice(METHODS, "Teacher training.", label="METHOD")] = "gtn",
     task: Annotated[str, task_option("Task to train on.")] = WORK_TASK,
-    space: Annotated[str, space_option("Supernet family.")] = "mbconv",
+    space: Annotated[str, space_option("Supernet family.")] = DEFAULT_FAMILY,
     teacher: Annotated[str, typer.Option(help="Teacher network (resnet20, wrn_16_2, ...).")]
     = "resnet20",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 1,

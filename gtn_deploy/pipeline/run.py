@@ -26,7 +26,7 @@ from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
 from gtn_deploy.plan_file import DevicePlan, load_plan, parse_plan
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.progress import StageList, interactive
-from gtn_deploy.spaces import DEFAULT_FAMILY
+from gtn_deploy.spaces import family_free
 
 
 @dataclass
@@ -178,13 +178,10 @@ def _key(result: StageResult) -> str:
 
 # -- plan -----------------------------------------------------------------------------------
 def plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
-    # the family joins the key only when it is not the first one, so runs from before
-    # families existed keep their cached plans (the training configs do the same)
-    family = {} if cfg.space == DEFAULT_FAMILY else {"space": cfg.space}
-    return {"profile": b.profile.id, "profile_sha256": b.profile.content_hash,
-            "task": cfg.task, **family, "target": b.target.model_dump(),
-            "scale_budget": cfg.scale_budget, "margin": cfg.margin, "seed": cfg.seed,
-            "tool": __version__}
+    return family_free({"profile": b.profile.id, "profile_sha256": b.profile.content_hash,
+                        "task": cfg.task, "space": cfg.space, "target": b.target.model_dump(),
+                        "scale_budget": cfg.scale_budget, "margin": cfg.margin,
+                        "seed": cfg.seed, "tool": __version__})
 
 
 def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:

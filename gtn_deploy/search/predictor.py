@@ -63,12 +63,6 @@ def encode(space: SearchSpace, arch: ArchConfig, mflops: float | None = None,
     return np.asarray(parts, dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=64)
-def _space_named(name: str) -> SearchSpace:
-    """A space of any family by the name a predictor records (looked up once per name)."""
-    return space_by_name(name)
-
-
 @dataclass
 class AccuracyPredictor:
     """Predicted top-1 (%) of a subnet; the Objective protocol of ``search.planner``."""
@@ -84,7 +78,7 @@ class AccuracyPredictor:
     name: str = "accuracy-predictor"
 
     def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float:
-        return float(self.predict_features(encode(_space_named(self.space), arch, mflops,
+        return float(self.predict_features(encode(space_by_name(self.space), arch, mflops,
                                                   params)[None])[0])
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:

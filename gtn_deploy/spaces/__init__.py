@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from gtn_deploy.arch import SPACES, get_space
+from gtn_deploy.constants import DEFAULT_FAMILY
 from gtn_deploy.errors import UsageError
 from gtn_deploy.spaces.resnet import RESNET_SPACES, resnet_space
 
-DEFAULT_FAMILY = "mbconv"
 # family -> its space for a task
-FAMILIES: dict[str, Callable[[str], Any]] = {"mbconv": get_space, "resnet": resnet_space}
+FAMILIES: dict[str, Callable[[str], Any]] = {DEFAULT_FAMILY: get_space, "resnet": resnet_space}
+# every registered space by the name documents record
+_BY_NAME = {**SPACES, **{s.name: s for s in RESNET_SPACES.values()}}
 
 
 def create_space(family: str, task: str):
@@ -29,11 +31,19 @@ def create_space(family: str, task: str):
 
 def space_by_name(name: str):
     """A space by the name documents record (``fashion-mnist``, ``resnet-fashion-mnist``)."""
-    spaces = {**SPACES, **{s.name: s for s in RESNET_SPACES.values()}}
-    if name not in spaces:
-        raise UsageError(f"unknown space '{name}'; valid spaces: {', '.join(spaces)}")
-    return spaces[name]
+    if name not in _BY_NAME:
+        raise UsageError(f"unknown space '{name}'; valid spaces: {', '.join(_BY_NAME)}")
+    return _BY_NAME[name]
 
 
 def family_of(space) -> str:
     return getattr(space, "family", DEFAULT_FAMILY)
+
+
+def family_free(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without its ``space`` key when that is the first family: such a config,
+    checkpoint check or pipeline stage key is then the one a run from before families
+    wrote, so those runs still resume and their stages stay cached."""
+    if config.get("space") == DEFAULT_FAMILY:
+        config.pop("space")
+    return config

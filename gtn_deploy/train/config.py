@@ -17,7 +17,7 @@ from gtn_deploy.arch import TASKS, ArchConfig
 from gtn_deploy.checks import MAX_SEED
 from gtn_deploy.errors import UsageError
 from gtn_deploy.plan_file import load_plan
-from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space
+from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, family_free
 from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
 
@@ -30,7 +30,7 @@ class TrainConfig:
 
     method: str = "gtn"
     task: str = "fashion-mnist"
-    space: str = "mbconv"  # the network family of the supernet (gtn_deploy.spaces)
+    space: str = DEFAULT_FAMILY  # the network family of the supernet (gtn_deploy.spaces)
     teacher: str = "resnet20"
     epochs: int = 1
     sampler: str = "learned"
@@ -93,15 +93,6 @@ class TrainConfig:
     def student_arch(self) -> ArchConfig | None:
         return create_space(self.space, self.task).arch_from_dict(self.student) \
             if self.student else None
-
-
-def family_free(config: dict[str, Any]) -> dict[str, Any]:
-    """A config of the first family (mbconv) without its ``space`` key: it is the config,
-    the checkpoint check and the pipeline's stage key of a run from before the key existed,
-    so those runs still resume."""
-    if config.get("space") == DEFAULT_FAMILY:
-        config.pop("space")
-    return config
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

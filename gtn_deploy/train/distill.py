@@ -35,14 +35,13 @@ from gtn_deploy.data import (
 from gtn_deploy.checks import check_seed
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json, ensure_writable_dir
-from gtn_deploy.spaces import create_space
+from gtn_deploy.spaces import DEFAULT_FAMILY, create_space, family_free
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train import teacher_logits
 from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.kd_teacher import TeacherSource
 from gtn_deploy.train.losses import KD_LOSSES, cross_entropy, kd_loss_fn
-from gtn_deploy.train.config import family_free
 from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
 from gtn_deploy.train.metrics import Meters, MetricsLog
 
@@ -56,7 +55,7 @@ class KDConfig:
     """Everything that determines a student's result (plus a few display settings)."""
 
     task: str = "fashion-mnist"
-    space: str = "mbconv"  # the students' network family (gtn_deploy.spaces)
+    space: str = DEFAULT_FAMILY  # the students' network family (gtn_deploy.spaces)
     epochs: int = 1
     init: str = "scratch"
     temperature: float = 4.0
