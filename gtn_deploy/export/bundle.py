@@ -99,17 +99,13 @@ def export_student(student_dir: str | Path, profile, out_dir: str | Path,
 
     ``progress``: a line per gate on stderr (and bars on a terminal; none under ``gtnd -q``).
     """
-    from gtn_deploy.arch import space_with_classes
-    from gtn_deploy.spaces import space_by_name
     from gtn_deploy.supernet import load_student
 
-    model, doc = load_student(student_dir)  # its space and arch are checked there
-    space = space_by_name(doc["space"])
-    if space.task.num_classes != doc["num_classes"]:
-        space = space_with_classes(space, doc["num_classes"])
-    arch = space.arch_from_dict(doc["arch"])
-    return export_bundle(model, arch, space, Path(student_dir), doc, profile, out_dir,
-                         options, data, progress)
+    # the loader resolved the space (its classes too) and checked the arch: the student
+    # network, of any family, carries both
+    model, doc = load_student(student_dir)
+    return export_bundle(model, model.arch, model.space, Path(student_dir), doc, profile,
+                         out_dir, options, data, progress)
 
 
 def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, Any], profile,
