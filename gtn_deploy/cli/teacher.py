@@ -76,7 +76,6 @@ def train(
     """Train a teacher; write DIR/{config.json, metrics.jsonl, teacher/, supernet/, ...}."""
     from gtn_deploy.cli.output import print_json, stdout_to_stderr
     from gtn_deploy.train.config import TrainConfig, read_plan, read_student, unique
-    from gtn_deploy.train.distributed import shutdown
     from gtn_deploy.train.trainer import TeacherTrainer
 
     pool_archs = unique(read_plan(pool, task, space)) if pool else []
@@ -98,7 +97,7 @@ def train(
         with stdout_to_stderr(as_json):
             summary = trainer.run()
     finally:
-        shutdown(trainer.info)
+        trainer.close()
     if not trainer.info.is_main:
         return
     if as_json:

@@ -66,13 +66,10 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
-def broadcast_object(value, info: DistInfo):
-    """Rank 0's ``value`` on every process (e.g. an error to raise everywhere)."""
-    if not info.enabled:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+def barrier(info: DistInfo) -> None:
+    """Wait for every process (no-op when not distributed)."""
+    if info.enabled:
+        dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:

@@ -24,11 +24,7 @@ def distill_plan(plan: str | Path, teacher: str | Path | None, cfg: KDConfig,
                  out: str | Path, candidate: str = "all", resume: bool = False,
                  device: str = "auto") -> dict[str, Any]:
     """Distil the chosen candidates of ``plan`` from the teacher folder (None: CE only)."""
-    from gtn_deploy.train.distributed import (
-        broadcast_object,
-        init_distributed,
-        shutdown,
-    )
+    from gtn_deploy.train.distributed import barrier, init_distributed, shutdown
 
     source = open_teacher(teacher) if teacher is not None else None
     space, students = plan_students(plan, source, candidate)
@@ -53,7 +49,7 @@ def distill_plan(plan: str | Path, teacher: str | Path | None, cfg: KDConfig,
                      "teacher": source.describe() if source else None, "config": cfg.to_dict(),
                      "students": sorted(gathered, key=lambda s: s["label"]["candidate"])}
             atomic_write_json(out / "index.json", _slim(index))
-        broadcast_object(None, info)
+        barrier(info)  # rank 0 writes the index after the last collective
     finally:
         shutdown(info)
     return {"students": sorted(gathered, key=lambda s: s["label"]["candidate"]),

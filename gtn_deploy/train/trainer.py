@@ -10,6 +10,7 @@ keeps the same theta. Seeding, precision, schedule, checkpoints and the exact re
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ from gtn_deploy.io_utils import ensure_writable_dir
 from gtn_deploy.spaces import create_space
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train.config import TrainConfig, validate
-from gtn_deploy.train.distributed import DistInfo, all_reduce_sum, init_distributed
+from gtn_deploy.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    shutdown,
+)
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.gtn import LossWeights, TeacherObjective
 from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
@@ -119,7 +126,23 @@ class TeacherTrainer:
         if self.info.is_main:
             write_config(self)
         seconds = self.loop.run(self.resume_state)
-        return finish_run(self, self.loop.log, seconds)
+        summary = finish_run(self, self.loop.log, seconds)
+        barrier(self.info)  # rank 0 writes after the last collective: leave together
+        return summary
+
+    def close(self) -> None:
+        """Leave the process group, with DDP released first (no-op when not distributed).
+
+        DDP's reducer holds the process group, and the step object refers back to this
+        trainer, so left alone DDP (and gloo's threads) would live until a garbage
+        collection or interpreter exit. A rank once aborted at exit in CI ("terminate called
+        without an active exception"); releasing DDP before the group, and leaving together
+        (``run``'s barrier), makes the teardown order the same on every run.
+        """
+        if self.model is not self.objective:
+            self.model = self.objective
+            gc.collect()
+        shutdown(self.info)
 
 
 class TeacherStep:
