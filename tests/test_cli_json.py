@@ -126,6 +126,9 @@ def _fake_trainer(monkeypatch):
             print("library chatter")
             return TEACHER_SUMMARY
 
+        def close(self):
+            pass
+
     monkeypatch.setattr(trainer, "TeacherTrainer", FakeTrainer)
 
 
