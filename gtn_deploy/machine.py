@@ -66,6 +66,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cores_text(count) -> str:
+    """'1 core', '2 cores' ('? cores' when unknown): how a machine line names its cores."""
+    return f"{count} core" if count == 1 else f"{'?' if count is None else count} cores"
+
+
 def cpu_flags() -> set[str]:
     info = cpuinfo()
     return set((info.get("flags") or info.get("features") or "").split())

@@ -131,3 +131,11 @@ def test_a_real_probe_returns_positive_timings():
     ms = lp.measure(budget_s=0.2)
     assert set(ms) == set(lp.probe_models())
     assert all(0 < v < 1e3 and math.isfinite(v) for v in ms.values())
+
+
+def test_the_local_profile_names_its_cores_in_good_english(monkeypatch):
+    from gtn_deploy import machine
+
+    assert [machine.cores_text(n) for n in (1, 2, None)] == ["1 core", "2 cores", "? cores"]
+    monkeypatch.setattr(machine, "usable_cores", lambda: 1)
+    assert local_profile()["name"].endswith(", 1 core)")

@@ -27,6 +27,7 @@ from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_ver
                                   compare_prediction, verdict_lines)
 from gtn_deploy.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
+from gtn_deploy.machine import cores_text
 from gtn_deploy.manifest import BundleManifest
 
 SCRIPT = "run_onnx.py"
@@ -258,7 +259,7 @@ def format_remote(r: dict) -> str:
         f"{r['runner'].get('provider', '')} {r['precision']} batch {r['batch_size']} "
         f"on {remote['host']}" + ("" if remote["host_key_checked"]
                                   else " (host key NOT checked: --insecure-host-key)"),
-        f"  {env.get('cpu_model')} ({env.get('machine')}, {env.get('cpu_count')} cores), "
+        f"  {env.get('cpu_model')} ({env.get('machine')}, {cores_text(env.get('cpu_count'))}), "
         f"{env.get('os')}, python {env.get('python')}, numpy {env.get('numpy')}"
         + (f", power mode {env['power_mode']}" if env.get("power_mode") else ""),
         f"  p50 {t['p50_ms']:.3f} ms  p90 {t['p90_ms']:.3f} ms  p95 {t['p95_ms']:.3f} ms  "

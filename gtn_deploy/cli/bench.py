@@ -87,6 +87,7 @@ def format_remote(r: dict) -> str:
 
 def format_result(r: dict) -> str:
     from gtn_deploy.bench.run import verdict_lines
+    from gtn_deploy.machine import cores_text
 
     t, env = r["timing"], r["environment"]
     version = (r.get("runtime_version") or r["runner"].get("tensorrt")
@@ -94,7 +95,7 @@ def format_result(r: dict) -> str:
     lines = [
         f"{r['bundle']['name']} | {r['backend']} {version}"
         f" {r['precision']} batch {r['batch_size']} threads {r['threads'] or 'default'}",
-        f"  {env['cpu_model']} ({env['machine']}, {env['cpu_cores_usable']} cores)"
+        f"  {env['cpu_model']} ({env['machine']}, {cores_text(env['cpu_cores_usable'])})"
         + (f", GPU {env['gpu_name']}" if env.get("gpu_name") else ""),
         f"  p50 {t['p50_ms']:.3f} ms  p90 {t['p90_ms']:.3f} ms  p95 {t['p95_ms']:.3f} ms  "
         f"p99 {t['p99_ms']:.3f} ms",
