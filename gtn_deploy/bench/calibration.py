@@ -348,8 +348,9 @@ def _remote_lines(calibration: dict[str, Any]) -> list[str]:
         return []
     checked = ("host key checked" if remote["host_key_checked"]
                else "host key NOT checked: --insecure-host-key")
+    cores = envinfo.cores_text(env.get("cpu_count"))
     return [f"  measured on {remote['host']} over ssh ({checked}): {env.get('cpu_model')} "
-            f"({env.get('machine')}, {envinfo.cores_text(env.get('cpu_count'))}), {env.get('os')}, python "
+            f"({env.get('machine')}, {cores}), {env.get('os')}, python "
             f"{env.get('python')}, numpy {env.get('numpy')}"
             + (f", power mode {env['power_mode']}" if env.get("power_mode") else "")]
 
