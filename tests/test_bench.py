@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gtn_deploy.timing import summarize, time_calls
+from gtn_deploy.errors import UsageError
+from gtn_deploy.timing import default_rounds, summarize, time_calls
 from gtn_deploy.cli.main import app
 from gtn_deploy.stats import percentile
 
@@ -44,6 +45,27 @@ def test_percentiles_and_summary():
     assert s.throughput_ips == pytest.approx(2 * 1e3 / 4.0)
     timed = time_calls(lambda: sum(range(1000)), warmup=2, iters=7)
     assert timed.iters == 7 and 0 < timed.min_ms <= timed.p50_ms <= timed.max_ms
+    assert timed.round_p90_ms == () and timed.to_dict()["round_p90_ms"] == []
+
+
+def test_rounds_are_consecutive_slices_of_the_run():
+    import time
+
+    calls = []
+
+    def slows_down_halfway():  # the machine's load arriving in the middle of a run
+        calls.append(1)
+        if len(calls) > 1 + 2 + 20:  # past the first call, the warm-up and 20 timed calls
+            time.sleep(0.03)
+
+    timed = time_calls(slows_down_halfway, warmup=2, iters=40, rounds=4)
+    fast, slow = timed.round_p90_ms[:2], timed.round_p90_ms[2:]
+    assert len(timed.round_p90_ms) == 4 and min(slow) >= 30 > max(fast)
+    # consecutive slices of a list in call order, each with its own p90
+    assert summarize([1.0] * 10 + [5.0] * 10, rounds=2).round_p90_ms == (1.0, 5.0)
+    assert default_rounds(None) == 10 and default_rounds(35) == 3 and default_rounds(5) == 1
+    with pytest.raises(UsageError, match="too few for 4 rounds"):
+        time_calls(lambda: None, iters=30, rounds=4)
 
 
 def test_wrong_device_refused_then_forced(bundle, tmp_path):
@@ -59,6 +81,9 @@ def test_wrong_device_refused_then_forced(bundle, tmp_path):
     assert any("raspberry-pi-5" in f for f in doc["forced"])
     t = doc["timing"]
     assert t["iters"] == 20 and t["min_ms"] <= t["p50_ms"] <= t["p90_ms"] <= t["max_ms"]
+    # 20 calls: two rounds of 10 (the fewest a round's p90 may rest on)
+    assert len(t["round_p90_ms"]) == 2
+    assert all(t["min_ms"] <= r <= t["max_ms"] for r in t["round_p90_ms"])
     assert doc["build_s"] > 0 and doc["memory"]["peak_rss_mb"] > 0
     env = doc["environment"]
     assert env["cpu_model"] and env["onnxruntime"]["version"] and env["threads"] == 1
@@ -94,6 +119,20 @@ def test_budget_verdict_fits_or_over():
     assert not over["fits"] and "OVER by 50%" in budget_line(over)
     older = dataclasses.replace(manifest, budget=None)
     assert budget_verdict(older, {"p90_ms": 1.0}, True) is None  # older bundles
+    # rounds on both sides of the budget: the verdict stands but is flagged unsettled
+    torn = budget_verdict(manifest, {"p90_ms": 1.9, "round_p90_ms": [1.6, 2.6, 1.7]}, True)
+    assert torn["fits"] and torn["unsettled"] and torn["round_p90_range_ms"] == [1.6, 2.6]
+    assert budget_line(torn).endswith("fits, 5% headroom; unsettled: the rounds' p90 ran "
+                                      "1.600-2.600 ms, on both sides of the budget (rerun on "
+                                      "a quiet machine)")
+    calm = budget_verdict(manifest, {"p90_ms": 1.5, "round_p90_ms": [1.4, 1.6]}, True)
+    assert not calm["unsettled"] and "unsettled" not in budget_line(calm)
+    # of ten rounds, one burst at each end is set aside; a second one over the budget counts
+    burst = [1.5] * 8 + [1.3, 2.6]
+    assert not budget_verdict(manifest, {"p90_ms": 1.6, "round_p90_ms": burst}, True)[
+        "unsettled"]
+    phase = [1.5] * 7 + [1.3, 2.6, 2.4]
+    assert budget_verdict(manifest, {"p90_ms": 1.7, "round_p90_ms": phase}, True)["unsettled"]
 
 
 def test_tampered_bundle_refused(bundle, tmp_path):
@@ -119,6 +158,12 @@ def test_missing_backend_and_bad_flags(bundle):
     assert res.exit_code != 0 and "not both" in res.output
     res = RUNNER.invoke(app, ["bench", str(bundle), "--precision", "int8", "--force"])
     assert res.exit_code != 0 and "int8" in res.output
+    for flags, words in ((["--rounds", "0"], "--rounds must be >= 1"),
+                         (["--iters", "30", "--rounds", "4"], "too few for 4 rounds"),
+                         (["--rounds", "2", "--host", "pi@pi5"], "--rounds is for a bench on")):
+        res = RUNNER.invoke(app, ["bench", str(bundle), "--force", *flags])
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
 
 
 def test_bench_path_never_imports_torch(bundle, tmp_path):

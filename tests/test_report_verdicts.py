@@ -8,6 +8,15 @@ def test_budget_verdict_prefers_the_measurement_and_states_headroom():
     assert budget_verdict(row) == "fits (predicted, 50% headroom)"
     assert budget_verdict({**row, "measured_p90_ms": 1.25}) == "OVER (measured p90, 25% over)"
     assert budget_verdict({**row, "predicted_ms": None}) == "unknown"
+    # the bench's rounds on both sides of the budget: the load decided, and the verdict says so
+    torn = {**row, "measured_p90_ms": 0.95, "measured_p90_range_ms": [0.9, 1.4]}
+    assert budget_verdict(torn) == "unsettled (measured p90, rounds 0.9-1.4 ms)"
+    calm = {**torn, "measured_p90_range_ms": [0.9, 0.97]}
+    assert budget_verdict(calm) == "fits (measured p90, 5% headroom)"
+    loaded = {**calm, "measured_p90_ms": 3.0, "measured_p90_range_ms": [2.5, 3.5],
+              "measured_noisy": True}
+    assert budget_verdict(loaded) == "OVER (measured p90, 200% over; noisy run)"
+    assert budget_verdict({**row, "measured_noisy": True}) == "fits (predicted, 50% headroom)"
 
 
 def test_kd_verdict_says_plainly_where_kd_lost():

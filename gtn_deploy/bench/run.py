@@ -12,7 +12,8 @@ import numpy as np
 
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.runners import check_backend, default_precision, make_runner
-from gtn_deploy.timing import check_loop, noise_warning, tail_ratio, time_calls
+from gtn_deploy.timing import (check_loop, default_rounds, noise_warning, tail_ratio,
+                               round_range, time_calls, unsettled)
 from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
 from gtn_deploy.manifest import BundleManifest
 
@@ -50,9 +51,15 @@ def budget_verdict(manifest: BundleManifest, timing: dict,
     if measured is None:
         return None
     headroom = 1 - measured / budget["latency_ms"]
-    return {"budget_ms": budget["latency_ms"], "percentile": pct, "source": budget.get("source"),
-            f"measured_{pct}_ms": round(measured, 5), "fits": headroom >= 0,
-            "headroom": round(headroom, 4), "on_target": on_target}
+    verdict = {"budget_ms": budget["latency_ms"], "percentile": pct,
+               "source": budget.get("source"), f"measured_{pct}_ms": round(measured, 5),
+               "fits": headroom >= 0, "headroom": round(headroom, 4), "on_target": on_target}
+    rounds = timing.get("round_p90_ms") or []
+    if pct == "p90" and len(rounds) > 1:
+        verdict["round_p90_range_ms"] = list(round_range(rounds))
+        verdict["unsettled"] = unsettled(rounds, budget["latency_ms"])
+    return verdict
+
 
 
 def budget_line(v: dict | None) -> str | None:
@@ -62,6 +69,10 @@ def budget_line(v: dict | None) -> str | None:
     pct = v["percentile"]
     verdict = (f"fits, {v['headroom']:.0%} headroom" if v["fits"]
                else f"OVER by {-v['headroom']:.0%}")
+    if v.get("unsettled"):
+        lo, hi = v["round_p90_range_ms"]
+        verdict += (f"; unsettled: the rounds' p90 ran {lo:.3f}-{hi:.3f} ms, on both sides of "
+                    "the budget (rerun on a quiet machine)")
     where = "" if v["on_target"] else " (not measured on the target device)"
     return (f"  budget: {pct} {v[f'measured_{pct}_ms']:.3f} ms vs {v['budget_ms']:.3g} ms "
             f"({v['source']}): {verdict}{where}")
@@ -145,11 +156,13 @@ def _runtime_errors(backend: str, bundle_dir: Path):
 def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int = 1,
                  threads: int | None = None, warmup: int = 10, iters: int | None = None,
                  seconds: float | None = None, precision: str | None = None,
-                 force: bool = False) -> dict[str, Any]:
-    """Measure one bundle here; return the results document (see ``RESULT_KIND``)."""
+                 force: bool = False, rounds: int | None = None) -> dict[str, Any]:
+    """Measure one bundle here; return the results document (see ``RESULT_KIND``). The
+    timed calls are read as ``rounds`` consecutive rounds (default: ``default_rounds``)."""
     from gtn_deploy.manifest import load_manifest, open_bundle
 
-    check_loop(warmup, iters, seconds)
+    rounds = default_rounds(iters) if rounds is None else rounds
+    check_loop(warmup, iters, seconds, rounds)
     if batch_size < 1 or (threads is not None and threads < 1):
         raise UsageError("--batch-size and --threads must be >= 1")
     with open_bundle(path) as bundle_dir:
@@ -164,7 +177,8 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         with _runtime_errors(backend, bundle_dir):
             runner = make_runner(backend, bundle_dir, manifest, precision, batch_size, threads)
             try:
-                stats = time_calls(lambda: runner.run(x), warmup, iters, seconds, batch_size)
+                stats = time_calls(lambda: runner.run(x), warmup, iters, seconds, batch_size,
+                                   rounds=rounds)
             finally:
                 runner.close()
     info = {k: v for k, v in runner.info.items() if k != "session"}

@@ -27,6 +27,10 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed runs after the first inference.")] = 10,
     iters: Annotated[Optional[int], typer.Option(help="Timed runs (default: 3 s and at least 100 runs).")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Time for this long instead of --iters.")] = None,
+    rounds: Annotated[Optional[int], typer.Option(help=(
+        "Read the timed runs as this many consecutive rounds, each with its own p90; a budget "
+        "verdict whose rounds disagree is reported as unsettled (default: 10, fewer when "
+        "--iters is small; here only, not with --host)."))] = None,
     precision: Annotated[Optional[str], choice(PRECISIONS, "fp16 with tensorrt only; default: the bundle's recommendation where the backend runs it, else fp32.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results JSON here.")] = None,
     force: Annotated[bool, typer.Option(help="Run despite hash or device mismatches (recorded).")] = False,
@@ -45,6 +49,11 @@ def bench(
     check_output_file(out)
     batch_size = batch_size if batch is None else batch
     if host is not None:
+        if rounds is not None:
+            from gtn_deploy.errors import UsageError
+
+            raise UsageError("--rounds is for a bench on this machine; --host runs the "
+                             "bundle's own run_onnx.py, which times one loop")
         result = _bench_remote(bundle, host, backend, batch_size, seconds, remote_python,
                                identity, ssh_option, insecure_host_key, precision, threads,
                                warmup, iters, force)
@@ -52,7 +61,7 @@ def bench(
         from gtn_deploy.bench.run import bench_bundle
 
         result = bench_bundle(bundle, backend, batch_size, threads, warmup, iters, seconds,
-                              precision, force)
+                              precision, force, rounds)
     for problem in result["forced"]:
         typer.echo(f"warning: forced past: {problem}", err=True)
     if result["noise"]["warning"]:

@@ -37,11 +37,11 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "quick": {"teacher": "resnet20", "teacher_epochs": 1, "distill_epochs": 1,
               "limit_train": None, "distill_limit_train": 24000, "limit_val": 2000,
               "batch_size": 128, "distill_batch_size": 64, "distill_lr": 0.05,
-              "augment": False, "bench_iters": 200, "eval_images": 2000},
+              "augment": False, "bench_iters": 2000, "eval_images": 2000},
     "full": {"teacher": "resnet20", "teacher_epochs": 15, "distill_epochs": 8,
              "limit_train": None, "distill_limit_train": None, "limit_val": None,
              "batch_size": 128, "distill_batch_size": 128, "distill_lr": 0.05,
-             "augment": True, "bench_iters": 1000, "eval_images": None},
+             "augment": True, "bench_iters": 2000, "eval_images": None},
 }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gtn_deploy.io_utils import atomic_write_bytes, atomic_write_text
 from gtn_deploy.manifest import load_manifest
+from gtn_deploy.timing import unsettled
 
 if TYPE_CHECKING:
     from gtn_deploy.pipeline.run import DeviceBranch, PipelineRun
@@ -70,6 +71,9 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
         "predicted_ms": pred.get("latency_ms"), "tier": pred.get("tier"),
         "measured_p50_ms": bench["p50_ms"] if bench else None,
         "measured_p90_ms": bench.get("p90_ms") if bench else None,
+        # the lowest and highest p90 of the bench's consecutive rounds (timing.round_range)
+        "measured_p90_range_ms": bench.get("round_p90_range_ms") if bench else None,
+        "measured_noisy": bench.get("noisy") if bench else None,
         "bundle": str(b.bundle.path / "bundle"), "in_teacher_pool": b.id in pool_devices,
         # links and next steps: relative to report.html, which sits in the run folder
         "bundle_rel": Path(os.path.relpath(b.bundle.path / "bundle", out)).as_posix(),
@@ -183,14 +187,20 @@ def next_steps(d: dict) -> list[str]:
 
 def budget_verdict(d: dict) -> str:
     """Fits or over the device's p90 budget: measured p90 where the bundle ran here, else
-    the prediction; with the headroom left."""
-    basis, value = (("measured p90", d["measured_p90_ms"]) if d.get("measured_p90_ms")
+    the prediction; with the headroom left. A measurement whose rounds disagree is
+    unsettled, and one with a noisy tail (p99 over twice p50) says so."""
+    measured = bool(d.get("measured_p90_ms"))
+    basis, value = (("measured p90", d["measured_p90_ms"]) if measured
                     else ("predicted", d["predicted_ms"]))
     if value is None:
         return "unknown"
+    noisy = "; noisy run" if measured and d.get("measured_noisy") else ""
+    rounds = d.get("measured_p90_range_ms") if measured else None
+    if rounds and unsettled(rounds, d["budget_ms"]):
+        return f"unsettled ({basis}, rounds {rounds[0]:.3g}-{rounds[1]:.3g} ms{noisy})"
     headroom = 1 - value / d["budget_ms"]
-    return (f"fits ({basis}, {headroom:.0%} headroom)" if headroom >= 0
-            else f"OVER ({basis}, {-headroom:.0%} over)")
+    return (f"fits ({basis}, {headroom:.0%} headroom{noisy})" if headroom >= 0
+            else f"OVER ({basis}, {-headroom:.0%} over{noisy})")
 
 
 def terminal_summary(data: dict) -> str:
@@ -254,7 +264,9 @@ ACCURACY_NOTE = (
     "fp32 and int8 columns are the exported ONNX models in onnxruntime on bundle_eval_images "
     "test images. Predicted latency is for the device (from its profile); measured only where "
     "the bundle's target is this machine. The verdict uses the measured p90 where there is "
-    "one, else the prediction.")
+    "one, else the prediction; it is unsettled where the bench's consecutive rounds put their "
+    "p90 on both sides of the budget (the machine's load decided, not the model), and marked "
+    "a noisy run where the bench's p99 was over twice its p50.")
 PLOT_NOTE = (
     "One panel per device, all on the same accuracy axis: the star is the KD student at its "
     "predicted latency, the circle the same architecture trained with plain CE (the line "

@@ -39,10 +39,11 @@ th{background:var(--alt);font-size:12px;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.arch,td.path{font:11.5px/1.35 ui-monospace,"DejaVu Sans Mono",Menlo,monospace;
  overflow-wrap:anywhere}
-td.fits,td.over,td.unknown{font-size:12px;min-width:8.5em}.basis{color:var(--muted)}
+td.fits,td.over,td.unknown,td.unsettled{font-size:12px;min-width:8.5em}.basis{color:var(--muted)}
 .badge{display:inline-block;font-weight:700;border-radius:9px;padding:0 7px;margin-right:4px}
 td.fits .badge{background:#dafbe1;color:var(--ok)}td.over .badge{background:#ffebe9;color:var(--over)}
 td.unknown .badge{background:var(--alt);color:var(--muted)}
+td.unsettled .badge{background:#fff8c5;color:#7d4e00}
 .kd{font-weight:600}
 .steps{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px;
  margin-top:12px}
@@ -122,7 +123,7 @@ def _table(header: list[str], rows: list[list[Cell]], cls: str = "") -> str:
 
 def _cell(c: Cell) -> str:
     text = _e(c.text)
-    if c.kind in ("fits", "over", "unknown"):  # "fits (predicted, 10% headroom)"
+    if c.kind in ("fits", "over", "unknown", "unsettled"):  # "fits (predicted, 10% headroom)"
         word, _, rest = c.text.partition(" ")
         basis, _, amount = rest.strip("()").partition(", ")
         text = (f'<span class="badge">{_e(word)}</span>{_e(amount)} '
