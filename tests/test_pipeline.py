@@ -39,6 +39,10 @@ def test_every_stage_ran_and_the_report_is_complete(first_run):
     for device in data["devices"]:
         assert device["fp32_top1"] > 35 and device["ce_top1"] > 35  # chance is 10%
         assert verify_files(device["bundle"]) == []
+    # benched here: the measured p90, the range of its rounds' p90 and the noise flag
+    local = next(d for d in data["devices"] if d["device"] == "local")
+    lo, hi = local["measured_p90_range_ms"]
+    assert 0 < lo <= hi and isinstance(local["measured_noisy"], bool)
 
 
 def test_kd_gain_is_the_difference_of_the_two_measured_accuracies(first_run):

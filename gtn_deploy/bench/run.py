@@ -61,7 +61,6 @@ def budget_verdict(manifest: BundleManifest, timing: dict,
     return verdict
 
 
-
 def budget_line(v: dict | None) -> str | None:
     """``budget: p90 0.214 ms vs 0.528 ms (plan): fits, 59% headroom``, or None."""
     if not v:
