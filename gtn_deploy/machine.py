@@ -66,7 +66,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cores_text(count) -> str:
+def cores_text(count: int | None) -> str:
     """'1 core', '2 cores' ('? cores' when unknown): how a machine line names its cores."""
     return f"{count} core" if count == 1 else f"{'?' if count is None else count} cores"
 

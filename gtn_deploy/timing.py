@@ -95,8 +95,9 @@ DEFAULT_ROUNDS = 10
 
 def default_rounds(iters: int | None) -> int:
     """DEFAULT_ROUNDS, or as many as ``iters`` calls fill with MIN_CALLS_PER_ROUND each."""
-    return DEFAULT_ROUNDS if iters is None else max(1, min(DEFAULT_ROUNDS,
-                                                           iters // MIN_CALLS_PER_ROUND))
+    if iters is None:
+        return DEFAULT_ROUNDS
+    return max(1, min(DEFAULT_ROUNDS, iters // MIN_CALLS_PER_ROUND))
 
 
 def time_calls(fn: Callable[[], object], warmup: int = 10, iters: int | None = None,

@@ -22,9 +22,6 @@ runner = CliRunner()
 STEPS = ["data", "onnx", "parity", "fp32 accuracy", "bundle files", "tarball"]
 
 
-# the CLI's -v/-q reconfigure the package logger; no test may leave a live display running
-
-
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
     return trained_student_dir(tmp_path_factory)

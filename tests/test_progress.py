@@ -14,9 +14,6 @@ from gtn_deploy import progress
 from gtn_deploy.cli.main import app
 
 
-# the CLI's -v/-q reconfigure the package logger; no test may leave a live display running
-
-
 @pytest.fixture
 def terminal(monkeypatch):
     """rich treats the stream as a terminal (TTY_COMPATIBLE is rich's own switch)."""
