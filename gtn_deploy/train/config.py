@@ -22,6 +22,7 @@ from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
 
 BRANCH_MODES = ("one", "all")
+LATER_DEFAULTS = {"cond_start_frac": 0.0, "init_from": None}
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ class TrainConfig:
     # clipping (0: off).
     warmup_frac: float = 0.05
     cond_ramp_frac: float = 0.3
+    # The teacher's pull toward the branches: 0 before this share of training (the branches
+    # learn from a fixed teacher first), then ramped in over cond_ramp_frac. 0: from the start.
+    cond_start_frac: float = 0.0
+    # Two phases (GTN_METHOD.md's reading of the paper): start the teacher from a finished
+    # teacher run (typically vanilla) and condition it with the branches as a fine-tune
+    init_from: str | None = None
     clip_grad: float = 5.0
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
     log_every: int = 20
@@ -80,7 +87,13 @@ class TrainConfig:
     sources: dict = field(default_factory=dict)  # where pool/student came from
 
     def to_dict(self) -> dict[str, Any]:
-        return family_free(json.loads(json.dumps(dataclasses.asdict(self))))
+        doc = family_free(json.loads(json.dumps(dataclasses.asdict(self))))
+        # settings added later are left out at their defaults, so the configs (checkpoint
+        # checks, pipeline stage keys) of runs from before them stay the same
+        for name, default in LATER_DEFAULTS.items():
+            if doc.get(name) == default:
+                doc.pop(name)
+        return doc
 
     @property
     def uses_branches(self) -> bool:
@@ -109,6 +122,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise UsageError("--method sftn needs --student plan.json:K (the student it is for)")
     if cfg.method != "sftn" and cfg.student is not None:
         raise UsageError("--student is for --method sftn; GTN takes its students via --pool")
+    if cfg.cond_start_frac >= 1.0:
+        raise UsageError("--cond-start-frac must be below 1 (at 1 the teacher is never "
+                         "conditioned)")
     if cfg.method == "gtn" and cfg.sampler in ("pool", "fixed") and not cfg.pool:
         raise UsageError(f"--sampler {cfg.sampler} needs --pool plan.json")
     for name in ("epochs", "batch_size", "paths", "micro_batches"):
@@ -130,6 +146,7 @@ _RANGES = {"lr": (0, None, False), "sampler_lr": (0, None, False), "tau": (0, No
            "l_ce": (0, None, True), "l_kl": (0, None, True), "beta": (0, None, True),
            "gamma": (0, None, True), "momentum": (0, 1, True), "weight_decay": (0, None, True),
            "warmup_frac": (0, 1, True), "cond_ramp_frac": (0, 1, True),
+           "cond_start_frac": (0, 1, True),
            "clip_grad": (0, None, True), "val_fraction": (0, 1, False),
            "branch_batch": (0, 1, False), "teacher_grad": (0, 1, True)}
 

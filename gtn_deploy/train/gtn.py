@@ -64,12 +64,15 @@ class TeacherObjective(nn.Module):
         return self.method != "vanilla"
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, archs: Sequence[ArchConfig] = (),
-                branch_scale: float = 1.0, which: Sequence[int] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                branch_scale: float = 1.0, which: Sequence[int] | None = None,
+                teacher_pull: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, stats); stats = [teacher CE, teacher correct, branch loss, KL_a per path].
 
         ``which``: the branches to run (default all). A uniformly drawn subset gives an
         unbiased estimate of the mean over all branches at a fraction of the cost.
+        ``teacher_pull``: scales every branch gradient that reaches the teacher (its
+        features and, unless detached, its logits through the KL); 0 trains the branches
+        against a fixed teacher, the losses' values unchanged.
         """
         if not self.uses_branches:
             logits = self.teacher(x)
@@ -79,9 +82,9 @@ class TeacherObjective(nn.Module):
         ce = losses.cross_entropy(logits, y)
         n = max(1, math.ceil(self.weights.branch_batch * len(y)))
         xb, yb, target = x[:n], y[:n], logits[:n]
-        fb = [_scale_grad(f[:n], self.weights.teacher_grad) for f in feats]
-        if self.weights.kl_detach:
-            target = target.detach()
+        fb = [_scale_grad(f[:n], self.weights.teacher_grad * teacher_pull) for f in feats]
+        target = target.detach() if self.weights.kl_detach else \
+            _scale_grad(target, teacher_pull)
         path_terms, path_kls = [], []
         for arch in archs:
             self.supernet.set_active(arch)
@@ -98,6 +101,8 @@ def _scale_grad(t: torch.Tensor, scale: float) -> torch.Tensor:
     """``t`` in the forward pass; its gradient times ``scale`` in the backward pass."""
     if scale == 1.0:
         return t
+    if scale == 0.0:
+        return t.detach()
     return t * scale + t.detach() * (1.0 - scale)
 
 

@@ -82,8 +82,11 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     z_s, z_t = student_logits.float() / tau, teacher_logits.float() / tau
     target = F.one_hot(labels, z_s.shape[1]).bool()
     p_s, p_t = F.softmax(z_s, dim=1), F.softmax(z_t, dim=1)
-    b_s = torch.stack([p_s[target], 1.0 - p_s[target]], dim=1).clamp_min(1e-12)
-    b_t = torch.stack([p_t[target], 1.0 - p_t[target]], dim=1).clamp_min(1e-12)
+    # the non-target mass as a sum, not 1 - p_target: on a confident model 1 - p_target
+    # cancels in float32 and the clamp then bent the gradient by up to a third
+    b_s = torch.stack([p_s[target], p_s.masked_fill(target, 0.0).sum(1)], dim=1)
+    b_t = torch.stack([p_t[target], p_t.masked_fill(target, 0.0).sum(1)], dim=1)
+    b_s, b_t = b_s.clamp_min(1e-30), b_t.clamp_min(1e-30)
     tckd = (b_t * (b_t.log() - b_s.log())).sum(dim=1)
     # a large finite offset (not -inf) removes the target class and keeps 0 * log terms finite
     log_q_s = F.log_softmax(z_s - 1000.0 * target, dim=1)

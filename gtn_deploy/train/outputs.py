@@ -26,6 +26,7 @@ def write_config(trainer: "TeacherTrainer") -> None:
     info = trainer.info
     doc = {"schema_version": 1, "kind": "gtn_deploy.teacher_config",
            "config": trainer.cfg.to_dict(), "data": trainer.data.summary(),
+           "init_teacher_sha256": trainer.init_sha256,
            "steps_per_epoch": trainer.plan.steps, "total_steps": trainer.total_steps,
            "world_size": info.world_size, "device": info.device,
            "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,

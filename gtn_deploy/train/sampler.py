@@ -56,8 +56,12 @@ class ArchSampler:
         self.theta = torch.zeros(self.offsets[-1], dtype=torch.float64, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.theta], lr=lr)
         self.generator = torch.Generator().manual_seed(int(seed) + 7919)
-        self.baseline: float | None = None
-        self.reward_var: float | None = None  # moving variance of the reward (normalisation)
+        # Moving mean and variance of the reward, one pair per reward group: the reward is
+        # the KL of the branch drawn this step, and the branches' KLs differ far more than
+        # the architectures' do, so one shared baseline would credit an architecture with
+        # the luck of the branch drawn beside it (tests/test_gtn_mechanism.py)
+        self.baselines: dict[int, float] = {}
+        self.reward_vars: dict[int, float] = {}
         self.paths_drawn = 0
         self.updates = 0
         self._slot = {name: i for i, (name, _) in enumerate(self.decisions)}
@@ -125,11 +129,16 @@ class ArchSampler:
             total = total + (prior * (prior.log() - logp)).sum()
         return total
 
-    def update(self, archs: Sequence, rewards: Sequence[float]) -> dict[str, float]:
-        """One REINFORCE step on L_arch with the paths' rewards (KL_a); a no-op unless learned."""
+    def update(self, archs: Sequence, rewards: Sequence[float], group: int = 0
+               ) -> dict[str, float]:
+        """One REINFORCE step on L_arch with the paths' rewards (KL_a); a no-op unless learned.
+
+        ``group``: what else shaped the rewards (the branch drawn this step): each group has
+        its own baseline and scale, so only the architectures' differences drive theta.
+        """
         mean_reward = float(sum(rewards) / len(rewards))
-        baseline = mean_reward if self.baseline is None else self.baseline
-        advantages = self.advantages(rewards, baseline)
+        baseline = self.baselines.get(group, mean_reward)
+        advantages = self.advantages(rewards, baseline, group)
         stats = {"reward": mean_reward, "baseline": baseline}
         if self.mode == "learned":
             self.optimizer.zero_grad(set_to_none=True)
@@ -143,15 +152,21 @@ class ArchSampler:
             self.optimizer.step()
             self.updates += 1
             stats["entropy"] = float(entropy.detach())
-        self.baseline = self.momentum * baseline + (1 - self.momentum) * mean_reward
+        self.baselines[group] = self.momentum * baseline + (1 - self.momentum) * mean_reward
         return stats
 
-    def advantages(self, rewards: Sequence[float], baseline: float) -> list[float]:
+    @property
+    def baseline(self) -> float | None:
+        """The mean of the groups' baselines (for summaries)."""
+        return sum(self.baselines.values()) / len(self.baselines) if self.baselines else None
+
+    def advantages(self, rewards: Sequence[float], baseline: float, group: int = 0
+                   ) -> list[float]:
         """(r - baseline) / std, std a moving estimate that includes this step's rewards."""
         sq = sum((r - baseline) ** 2 for r in rewards) / len(rewards)
-        var = sq if self.reward_var is None else (
-            self.momentum * self.reward_var + (1 - self.momentum) * sq)
-        self.reward_var = var
+        previous = self.reward_vars.get(group)
+        var = sq if previous is None else self.momentum * previous + (1 - self.momentum) * sq
+        self.reward_vars[group] = var
         scale = math.sqrt(var) if var > 1e-24 else 1.0
         return [(r - baseline) / scale for r in rewards]
 
@@ -167,7 +182,7 @@ class ArchSampler:
                 "decisions": [name for name, _ in self.decisions],
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "generator": self.generator.get_state(), "mode": self.mode,
-                "baseline": self.baseline, "reward_var": self.reward_var,
+                "baselines": dict(self.baselines), "reward_vars": dict(self.reward_vars),
                 "paths_drawn": self.paths_drawn, "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
@@ -184,8 +199,14 @@ class ArchSampler:
             self.theta.copy_(state["theta"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.baseline, self.paths_drawn = state["baseline"], int(state["paths_drawn"])
-        self.reward_var = state.get("reward_var")
+        self.paths_drawn = int(state["paths_drawn"])
+        if "baselines" in state:
+            self.baselines, self.reward_vars = dict(state["baselines"]), \
+                dict(state["reward_vars"])
+        else:  # a checkpoint from before the groups: its one baseline was group 0's
+            self.baselines = {} if state["baseline"] is None else {0: state["baseline"]}
+            self.reward_vars = {} if state.get("reward_var") is None else \
+                {0: state["reward_var"]}
         self.updates = int(state["updates"])
 
     def to_json(self) -> dict:

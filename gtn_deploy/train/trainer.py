@@ -78,6 +78,9 @@ class TeacherTrainer:
         from gtn_deploy.models import create_teacher
 
         self.teacher = create_teacher(cfg.teacher, self.task)
+        self.init_sha256: str | None = None  # the weights it started from (--init-from)
+        if cfg.init_from:
+            self._start_from(cfg.init_from)
         self.supernet = None
         if cfg.uses_branches:
             from gtn_deploy.supernet import create_supernet
@@ -105,6 +108,21 @@ class TeacherTrainer:
                                           cfg.warmup_frac, cfg.seed, cfg.augment,
                                           cfg.checkpoint_every, cfg.log_every, cfg.progress),
             self.out, self.data, self.task, self.plan, info, cfg.to_dict())
+
+    def _start_from(self, run: str) -> None:
+        """Load a finished teacher run's weights into this run's teacher (the two-phase
+        GTN: the conditioning fine-tunes a teacher trained normally first)."""
+        from gtn_deploy.train.kd_teacher import open_teacher
+
+        source = open_teacher(run)
+        if source.name != self.cfg.teacher or source.task != self.cfg.task:
+            raise UsageError(f"--init-from {run} holds a {source.name} teacher for task "
+                             f"'{source.task}'; this run trains {self.cfg.teacher} for task "
+                             f"'{self.cfg.task}'")
+        self.teacher.load_state_dict(source.load().state_dict())
+        for p in self.teacher.parameters():
+            p.requires_grad_(True)
+        self.init_sha256 = source.sha256
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -161,11 +179,11 @@ class TeacherStep:
         return Meters()
 
     def forward_backward(self, loop: RunLoop, x: torch.Tensor, y: torch.Tensor,
-                         index: torch.Tensor) -> tuple[torch.Tensor, int, list]:
+                         index: torch.Tensor) -> tuple[torch.Tensor, int, list, list | None]:
         info, k, sampler = loop.info, self.cfg.micro_batches, self.t.sampler
         archs = sampler.sample(self.paths) if sampler else []
         which = self._branches_this_step(loop.steps_done)
-        scale = self._branch_scale(loop)
+        scale, pull = self._branch_scale(loop), self._teacher_pull(loop)
         summed = None
         chunks = list(zip(x.chunk(k), y.chunk(k)))
         for i, (xc, yc) in enumerate(chunks):
@@ -173,16 +191,16 @@ class TeacherStep:
             sync = not info.enabled or i == len(chunks) - 1
             with contextlib.nullcontext() if sync else self.t.model.no_sync():
                 with autocast_for(info.device, loop.amp_dtype):
-                    loss, stats = self.t.model(xc, yc, archs, scale, which)
+                    loss, stats = self.t.model(xc, yc, archs, scale, which, pull)
                 loop.backward(loss * (len(yc) / len(y)))
             part = stats.detach().double() * len(yc)
             part[1] = stats[1].double()  # 'correct' is already a count
             summed = part if summed is None else summed + part
-        return summed, len(y), archs
+        return summed, len(y), archs, which
 
     def after_update(self, loop: RunLoop, out) -> dict[str, float]:
         """Sum the step's statistics over processes; feed the sampler the global KL_a."""
-        summed, n, archs = out
+        summed, n, archs, which = out
         total = torch.cat([summed, summed.new_tensor([float(n)])])
         all_reduce_sum(total, loop.info)
         n_all = float(total[-1])
@@ -191,7 +209,9 @@ class TeacherStep:
                  "branch": float(total[2]) / n_all}
         stats["loss"] = stats["ce"] + stats["branch"]
         if self.t.sampler is not None and archs:
-            stats["reward"] = self.t.sampler.update(archs, rewards)["reward"]
+            # with one branch a step, the reward is that branch's KL: its own baseline
+            group = which[0] if which is not None and len(which) == 1 else 0
+            stats["reward"] = self.t.sampler.update(archs, rewards, group)["reward"]
         return stats
 
     def end_of_epoch(self, loop: RunLoop, img_per_s: float | None) -> dict[str, float]:
@@ -222,6 +242,18 @@ class TeacherStep:
         """Weight of the branch terms: ramps from 0 to 1 over ``cond_ramp_frac`` of training."""
         ramp = self.cfg.cond_ramp_frac * loop.total_steps
         return 1.0 if ramp < 1 else min(1.0, (loop.steps_done + 1) / ramp)
+
+    def _teacher_pull(self, loop: RunLoop) -> float:
+        """Weight of the branch gradients reaching the teacher: 1 throughout by default; with
+        ``cond_start_frac`` 0 before that share of training, then a linear ramp over
+        ``cond_ramp_frac``."""
+        start = self.cfg.cond_start_frac * loop.total_steps
+        if start <= 0:
+            return 1.0
+        if loop.steps_done < start:
+            return 0.0
+        ramp = self.cfg.cond_ramp_frac * loop.total_steps
+        return 1.0 if ramp < 1 else min(1.0, (loop.steps_done - start + 1) / ramp)
 
 
 def clip_groups(objective: TeacherObjective) -> dict[str, list[torch.nn.Parameter]]:
