@@ -87,13 +87,14 @@ NOT_TRAINING_CODE = ("gtn_deploy/train/config.py",)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def code_hash() -> str:
+def code_hash(root: Path = ROOT, entries: tuple[str, ...] = TRAINING_CODE,
+              skip: tuple[str, ...] = NOT_TRAINING_CODE) -> str:
     """sha256 of the training code's syntax trees, docstrings left out."""
     digest = hashlib.sha256()
-    for entry in TRAINING_CODE:
-        path = ROOT / entry
+    for entry in entries:
+        path = root / entry
         for file in sorted([path] if path.is_file() else path.rglob("*.py")):
-            if file.relative_to(ROOT).as_posix() in NOT_TRAINING_CODE:
+            if file.relative_to(root).as_posix() in skip:
                 continue
             tree = ast.parse(file.read_text())
             for node in ast.walk(tree):
@@ -102,7 +103,7 @@ def code_hash() -> str:
                         isinstance(body[0].value, ast.Constant) and \
                         isinstance(body[0].value.value, str):
                     node.body = body[1:] or [ast.Pass()]
-            digest.update(file.relative_to(ROOT).as_posix().encode())
+            digest.update(file.relative_to(root).as_posix().encode())
             digest.update(ast.dump(tree).encode())
     return digest.hexdigest()[:12]
 
