@@ -88,3 +88,31 @@ def test_baseline_none_skips_the_ce_runs(first_run, tmp_path):
     data = json.loads((tmp_path / "run" / "report.json").read_text())
     assert data["devices"][0]["ce_top1"] is None and data["devices"][0]["kd_gain"] is None
     assert "--baseline none" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_baseline_vanilla_adds_a_vanilla_teacher_and_its_students_only(first_run):
+    """--baseline ce,vanilla on a finished run: the GTN teacher, the KD students and the CE
+    baselines stay cached (their keys do not change); a vanilla teacher of the same network
+    and epochs is trained, each device's student is distilled from it, and the report sets
+    KD from GTN beside KD from vanilla."""
+    cfg, out, first = first_run
+    both = load_config(None, {"devices": "local,raspberry-pi-5", **TINY,
+                              "baseline": "ce,vanilla"})
+    run = run_pipeline(both, out, log=lambda line: None)
+    assert sorted(run.stages_run) == ["teacher-vanilla", "vanilla-local",
+                                      "vanilla-raspberry-pi-5"]
+    config = json.loads((run.vanilla_teacher.path / "config.json").read_text())["config"]
+    gtn = json.loads((run.teacher.path / "config.json").read_text())["config"]
+    assert config["method"] == "vanilla" and gtn["method"] == "gtn"
+    same = ("teacher", "epochs", "seed", "limit_train", "batch_size", "lr", "augment")
+    assert {k: config[k] for k in same} == {k: gtn[k] for k in same}
+    data = json.loads((out / "report.json").read_text())
+    assert data["vanilla_teacher"]["test_top1"] > 35
+    for b, device in zip(run.branches, data["devices"]):
+        summary = json.loads((b.vanilla.path / "summary.json").read_text())
+        assert summary["teacher"]["method"] == "vanilla" and summary["init"] == "supernet"
+        assert device["vanilla_top1"] == summary["metrics"]["test_top1"]
+        assert device["gtn_gain"] == pytest.approx(
+            device["student_test_top1"] - device["vanilla_top1"], abs=1e-3)
+    report = (out / "report.md").read_text()
+    assert "KD from vanilla teacher %" in report and "GTN teacher against a vanilla" in report

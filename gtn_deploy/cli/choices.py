@@ -22,7 +22,7 @@ SAMPLERS = ("uniform", "sandwich", "learned", "pool")  # train.sampler.SAMPLER_M
 BRANCHES = ("one", "all")  # train.config.BRANCH_MODES
 INITS = ("scratch", "supernet")  # train.distill.INITS
 KD_LOSSES = ("kd", "dkd")  # train.losses
-BASELINES = ("ce", "none")  # pipeline.config
+BASELINES = ("ce", "vanilla", "none")  # pipeline.config; a comma list of the first two
 TORCH_DEVICES = ("auto", "cpu", "cuda")  # train.distributed.TORCH_DEVICES
 
 

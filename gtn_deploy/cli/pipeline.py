@@ -31,7 +31,7 @@ def pipeline(
     limit_train: Annotated[Optional[int], typer.Option(help="Train on a stratified subset of N images.")] = None,
     int8: Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="INT8 bundles; default: where the profile lists int8.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every stage.")] = None,
-    baseline: Annotated[Optional[str], choice(BASELINES, "ce (default): also train each student with plain CE to measure what KD adds; none: do not.")] = None,
+    baseline: Annotated[Optional[str], choice(BASELINES, "What each KD student is set against, a comma list: ce (default), the student trained with plain CE (what KD adds); vanilla, the student distilled from a vanilla teacher of the same network and epochs (what the generic teacher adds); none.", label="LIST")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="KD weight of the teacher term (default 0.9).")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="KD temperature (default 4).")] = None,
     kd_loss: Annotated[Optional[str], choice(KD_LOSSES, "KD loss: kd (default) or dkd (Decoupled KD).")] = None,

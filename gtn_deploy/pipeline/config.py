@@ -68,9 +68,11 @@ class PipelineConfig(BaseModel):
     temperature: float = Field(default=4.0, gt=0, allow_inf_nan=False)
     kd_loss: Literal["kd", "dkd"] = "kd"  # train.losses.KD_LOSSES
     dkd_beta: float = Field(default=8.0, ge=0, allow_inf_nan=False)
-    # ce: each device's student is also trained with plain CE (same arch, data, epochs and
-    # initialisation), so the report shows what the teacher added
-    baseline: Literal["ce", "none"] = "ce"
+    # What each device's KD student is set against (same arch, data, epochs and
+    # initialisation): ce, the student trained with plain CE (what the teacher added);
+    # vanilla, the student distilled from a vanilla teacher of the same network, epochs and
+    # data (what the generic teacher added). () or "none": neither.
+    baseline: tuple[Literal["ce", "vanilla"], ...] = ("ce",)
     augment: Optional[bool] = None
     limit_train: Optional[int] = Field(default=None, ge=100)
     distill_limit_train: Optional[int] = Field(default=None, ge=100)
@@ -81,6 +83,20 @@ class PipelineConfig(BaseModel):
     int8: Optional[bool] = None  # None: where the device profile lists int8
     eval_images: Optional[int] = Field(default=None, ge=256)
     bench_iters: Optional[int] = Field(default=None, ge=10)
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _baseline(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [] if value.strip() == "none" else \
+                [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)):
+            bad = [v for v in value if v not in BASELINES]
+            if bad:
+                raise ValueError(f"unknown baseline '{bad[0]}'; valid: a comma list of "
+                                 f"{', '.join(BASELINES)}, or none")
+            return tuple(dict.fromkeys(value))  # in order, once each
+        return value
 
     @field_validator("space")
     @classmethod
@@ -107,6 +123,7 @@ class PipelineConfig(BaseModel):
         return self.model_copy(update=updates)
 
 
+BASELINES = ("ce", "vanilla")
 MAX_RUN_FILE_BYTES = 1 << 20
 
 

@@ -23,7 +23,7 @@ from gtn_deploy.pipeline.run import (DeviceBranch, PipelineRun, computed_plan,
 from gtn_deploy.pipeline.stages import MARKER, StageResult, StageStore
 from gtn_deploy.profiles import load_profile
 
-TRAINING = ("teacher", "student-", "baseline-")
+TRAINING = ("teacher", "student-", "baseline-", "vanilla-")
 ESTIMATE_NOTE = "a probe of timed steps here; evaluation, export and bench come on top"
 
 
@@ -89,6 +89,7 @@ def _estimate(cfg: PipelineConfig, space, branches: list[DeviceBranch],
         return f"no estimate: {exc}"
     for s in todo:  # a started stage is estimated whole: its checkpoints are not counted
         s.estimated_s = round(est["teacher_s"] if s.name == "teacher"
+                              else est["vanilla_teacher_s"] if s.name == "teacher-vanilla"
                               else est["student_run_s"][s.name.split("-", 1)[1]], 1)
     return ESTIMATE_NOTE
 

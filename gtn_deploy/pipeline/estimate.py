@@ -27,7 +27,8 @@ def _seconds_per_image(step, batch_size: int) -> float:
 def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
           student_images: int) -> dict:
     """Estimated training seconds: {'teacher_s', 'students_s': {device: s}, 'total_s'};
-    'student_run_s': {device: s} is one of a device's student runs (KD or its CE baseline)."""
+    'student_run_s': {device: s} is one of a device's student runs (KD or a baseline);
+    with ``--baseline vanilla`` also 'vanilla_teacher_s', the control teacher's."""
     import torch
 
     from gtn_deploy.models import create_teacher
@@ -53,7 +54,16 @@ def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
         opt.step()
 
     teacher_s = _seconds_per_image(teacher_step, b) * train_images * cfg.teacher_epochs
-    runs = 2 if cfg.baseline == "ce" else 1  # the KD student and its CE baseline
+    vanilla_s = 0.0
+    if "vanilla" in cfg.baseline:
+        def vanilla_step():
+            loss = torch.nn.functional.cross_entropy(objective.teacher(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        vanilla_s = _seconds_per_image(vanilla_step, b) * train_images * cfg.teacher_epochs
+    runs = 1 + len(cfg.baseline)  # the KD student and each baseline's run
     per_run = {}
     for device, arch in archs.items():
         model = build_student(space, arch).to(memory_format=torch.channels_last).train()
@@ -68,8 +78,11 @@ def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
         per_run[device] = (_seconds_per_image(student_step, b) * student_images
                            * cfg.distill_epochs)
     students = {device: s * runs for device, s in per_run.items()}
-    return {"teacher_s": teacher_s, "students_s": students, "student_run_s": per_run,
-            "total_s": teacher_s + sum(students.values())}
+    out = {"teacher_s": teacher_s, "students_s": students, "student_run_s": per_run,
+           "total_s": teacher_s + vanilla_s + sum(students.values())}
+    if "vanilla" in cfg.baseline:
+        out["vanilla_teacher_s"] = vanilla_s
+    return out
 
 
 def clock(s: float) -> str:
@@ -82,6 +95,9 @@ def clock(s: float) -> str:
 
 def describe(estimate: dict) -> str:
     per = ", ".join(f"{d} {clock(s)}" for d, s in estimate["students_s"].items())
-    return (f"estimated training time here: teacher {clock(estimate['teacher_s'])}, students "
+    vanilla = (f", vanilla teacher {clock(estimate['vanilla_teacher_s'])}"
+               if "vanilla_teacher_s" in estimate else "")
+    return (f"estimated training time here: teacher {clock(estimate['teacher_s'])}{vanilla}, "
+            f"students "
             f"({per}), total {clock(estimate['total_s'])} (from a probe of timed steps; "
             "evaluation and export come on top)")

@@ -28,10 +28,11 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
     teacher = _marker(run.teacher.path)
     pool = json.loads((run.teacher.path / "pool.json").read_text())
     rows = [_device_row(b, pool["devices"], run.out) for b in run.branches]
+    vanilla = run.vanilla_teacher
     order = ([b.plan.path for b in run.branches] + [run.teacher.path]
-             + [p for b in run.branches for p in (
-                 b.student.path, b.baseline.path if b.baseline else None, b.bundle.path,
-                 b.bench.path if b.bench else None) if p])
+             + ([vanilla.path] if vanilla else [])
+             + [s.path for b in run.branches for s in (
+                 b.student, b.baseline, b.vanilla, b.bundle, b.bench) if s])
     stages = [{"stage": m["stage"], "seconds": m["seconds"]} for m in map(_marker, order)]
     c = run.cfg
     settings = {"family": c.space, "teacher_epochs": c.teacher_epochs,
@@ -42,11 +43,14 @@ def gather(run: "PipelineRun") -> dict[str, Any]:
                 "alpha": c.alpha, "temperature": c.temperature, "kd_loss": c.kd_loss,
                 **({"dkd_beta": c.dkd_beta} if c.kd_loss == "dkd" else {}),
                 "augment": c.augment,
-                "baseline": c.baseline, "bundle_eval_images": c.eval_images or "all",
+                "baseline": ",".join(c.baseline) or "none",
+                "bundle_eval_images": c.eval_images or "all",
                 "seed": c.seed}
     return {"task": run.cfg.task, "quick": run.cfg.quick, "settings": settings, "teacher": {
         "name": run.cfg.teacher, "epochs": run.cfg.teacher_epochs, "sampler": run.cfg.sampler,
         **teacher["figures"], "seconds": teacher["seconds"], "pool_devices": pool["devices"]},
+        "vanilla_teacher": {**_marker(vanilla.path)["figures"],
+                            "seconds": _marker(vanilla.path)["seconds"]} if vanilla else None,
         "devices": rows, "stages": stages}
 
 
@@ -57,6 +61,7 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
     met, pred = manifest.metrics, manifest.latency_prediction or {}
     student = _marker(b.student.path)["figures"]
     ce = _marker(b.baseline.path)["figures"] if b.baseline else None
+    vanilla = _marker(b.vanilla.path)["figures"] if b.vanilla else None
     return {
         "device": b.id, "name": b.profile.name, "precision": plan.precision,
         "budget_ms": plan.budget_ms, "arch": best.arch.summary(),
@@ -66,6 +71,9 @@ def _device_row(b: "DeviceBranch", pool_devices: list[str], out: Path) -> dict:
         # the same arch, data, epochs and initialisation with plain CE: what KD added
         "ce_top1": ce["test_top1"] if ce else None,
         "kd_gain": round(student["test_top1"] - ce["test_top1"], 4) if ce else None,
+        # the same student distilled from a vanilla teacher: what the GTN teacher added
+        "vanilla_top1": vanilla["test_top1"] if vanilla else None,
+        "gtn_gain": round(student["test_top1"] - vanilla["test_top1"], 4) if vanilla else None,
         "fp32_top1": met.get("fp32_top1"), "int8_top1": met.get("int8_top1"),
         "recommended_precision": manifest.recommended_precision,
         "predicted_ms": pred.get("latency_ms"), "tier": pred.get("tier"),
@@ -136,6 +144,11 @@ def verdict_table(data: dict) -> tuple[list[str], list[list[Cell]]]:
             Cell(verdict, verdict.split(" ")[0].lower()),
             Cell(_fmt(d["student_test_top1"]), "num"), Cell(_fmt(d["ce_top1"]), "num"),
             Cell(_fmt(d["kd_gain"], "+.2f"), "num")])
+    if any(d.get("vanilla_top1") is not None for d in data["devices"]):
+        header += ["KD from vanilla teacher %", "GTN gain"]
+        for row, d in zip(rows, data["devices"]):
+            row += [Cell(_fmt(d.get("vanilla_top1")), "num"),
+                    Cell(_fmt(d.get("gtn_gain"), "+.2f"), "num")]
     return header, rows
 
 
@@ -214,7 +227,11 @@ def terminal_summary(data: dict) -> str:
                      f"{_fmt(d['ce_top1']):>7} {_fmt(d['kd_gain'], '+.2f'):>6} "
                      f"{_fmt(d['predicted_ms'], '.3g'):>7} ms {_fmt(d['budget_ms'], '.3g'):>5} ms"
                      f"  {budget_verdict(d)}")
-    return "\n".join(lines + [kd_verdict(data)])
+    if any(d.get("gtn_gain") is not None for d in data["devices"]):
+        lines.append("KD from a vanilla teacher: " + ", ".join(
+            f"{d['device']} {_fmt(d.get('vanilla_top1'))} ({_fmt(d.get('gtn_gain'), '+.2f')} "
+            "for GTN)" for d in data["devices"]))
+    return "\n".join(lines + [kd_verdict(data)] + gtn_verdict(data))
 
 
 def kd_verdict(data: dict) -> str:
@@ -236,6 +253,20 @@ def kd_verdict(data: dict) -> str:
         verdict += " It beat CE on " + ", ".join(
             f"{d['device']} ({d['kd_gain']:+.2f})" for d in won) + "."
     return verdict
+
+
+def gtn_verdict(data: dict) -> list[str]:
+    """With ``--baseline vanilla``: did the generic teacher teach better than a vanilla one
+    of the same network and epochs? (One seed: the sentence says so.)"""
+    rows = [d for d in data["devices"] if d.get("gtn_gain") is not None]
+    if not rows:
+        return []
+    gains = ", ".join(f"{d['device']} {d['gtn_gain']:+.2f}" for d in rows)
+    won = sum(d["gtn_gain"] > 0 for d in rows)
+    return [f"GTN teacher against a vanilla teacher (same network, epochs and data): students "
+            f"{gains} points of test top-1; better on {won} of {len(rows)} device"
+            f"{'' if len(rows) == 1 else 's'}. One seed per device: differences under about "
+            "a point are within seed-to-seed noise (benchmarks/results/kd_power.md)."]
 
 
 def cost_rows(data: dict) -> list[list[str]]:
@@ -286,7 +317,8 @@ def render_markdown(data: dict, plot_names: list[str]) -> str:
 
     lines = [f"# gtn_deploy pipeline report: {data['task']}", "", settings_line(data), "",
              teacher_line(data), "", "## Verdicts: does each student fit its device?", "",
-             _table(*verdict_table(data)), "", kd_verdict(data), "", ACCURACY_NOTE, "",
+             _table(*verdict_table(data)), "", kd_verdict(data), "",
+             *[line + "\n" for line in gtn_verdict(data)], ACCURACY_NOTE, "",
              *plot("accuracy", "accuracy against latency"), PLOT_NOTE, "",
              *plot("latency", "predicted against measured latency"),
              "## Bundles and next steps", "", _table(*bundle_table(data)), "", STEPS_NOTE, ""]

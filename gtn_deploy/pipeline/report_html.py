@@ -8,7 +8,7 @@ import html
 from urllib.parse import quote
 
 from gtn_deploy.pipeline.report import (
-    ACCURACY_NOTE, COST_NOTE, PLOT_NOTE, STEPS_NOTE, Cell, bundle_table, cost_rows, kd_verdict, next_steps,
+    ACCURACY_NOTE, COST_NOTE, PLOT_NOTE, STEPS_NOTE, Cell, bundle_table, cost_rows, gtn_verdict, kd_verdict, next_steps,
     settings_line, stage_rows, teacher_line, verdict_table)
 
 CSS = """
@@ -59,6 +59,7 @@ def render_html(data: dict, plots: dict[str, bytes]) -> str:
     title = f"gtn_deploy pipeline report: {data['task']}"
     settings = "".join(f"<li><b>{_e(k)}</b> {_e(v)}</li>" for k, v in data["settings"].items())
     verdicts = (_table(*verdict_table(data)) + f'<p class="kd">{_e(kd_verdict(data))}</p>'
+                + "".join(f'<p class="kd">{_e(line)}</p>' for line in gtn_verdict(data))
                 + f'<p class="note">{_e(ACCURACY_NOTE)}</p>')
     figs = _figure(plots, "accuracy", PLOT_NOTE)
     figs += _figure(plots, "latency", "Predicted against measured latency on this machine "

@@ -36,6 +36,7 @@ class DeviceBranch:
     plan: StageResult | None = None
     student: StageResult | None = None
     baseline: StageResult | None = None  # the same student trained with plain CE
+    vanilla: StageResult | None = None  # the same student distilled from a vanilla teacher
     bundle: StageResult | None = None
     bench: StageResult | None = None
     runs_here: bool = False
@@ -60,6 +61,7 @@ class PipelineRun:
     out: Path
     branches: list[DeviceBranch]
     teacher: StageResult | None = None
+    vanilla_teacher: StageResult | None = None  # --baseline vanilla: the control teacher
     log: Callable[[str], None] = print
     stages_run: list[str] = field(default_factory=list)
     stages: Any = None  # progress.StageList: the stage list, live on a terminal
@@ -107,13 +109,20 @@ def walk_stages(run: PipelineRun, space, do: Step) -> None:
                     lambda d, b=b: _plan(cfg, space, b, d))
     run.teacher = do("teacher", _teacher_inputs(cfg, branches),
                      lambda d: _teacher(cfg, branches, d), resumable=True)
+    if "vanilla" in cfg.baseline:
+        run.vanilla_teacher = do("teacher-vanilla", _teacher_inputs(cfg, branches, "vanilla"),
+                                 lambda d: _teacher(cfg, branches, d, "vanilla"),
+                                 resumable=True)
     for b in branches:
         b.student = do(f"student-{b.id}", _student_inputs(cfg, run, b),
-                       lambda d, b=b: _distill(cfg, run, b, d), resumable=True)
-        if cfg.baseline == "ce":
-            b.baseline = do(f"baseline-{b.id}", _student_inputs(cfg, run, b, with_teacher=False),
-                            lambda d, b=b: _distill(cfg, run, b, d, with_teacher=False),
-                            resumable=True)
+                       lambda d, b=b: _distill(cfg, run, b, d, run.teacher), resumable=True)
+        if "ce" in cfg.baseline:
+            b.baseline = do(f"baseline-{b.id}", _student_inputs(cfg, run, b, None),
+                            lambda d, b=b: _distill(cfg, run, b, d, None), resumable=True)
+        if run.vanilla_teacher is not None:
+            b.vanilla = do(f"vanilla-{b.id}", _student_inputs(cfg, run, b, run.vanilla_teacher),
+                           lambda d, b=b: _distill(cfg, run, b, d, run.vanilla_teacher),
+                           resumable=True)
         b.bundle = do(f"bundle-{b.id}", _bundle_inputs(cfg, b), lambda d, b=b: _export(cfg, b, d))
         b.runs_here = _runs_here(b.profile)
         if b.runs_here:
@@ -140,8 +149,10 @@ def estimate_training(cfg: PipelineConfig, space, branches: list[DeviceBranch]) 
 def _stage_names(cfg: PipelineConfig, branches: list[DeviceBranch]) -> list[str]:
     """Every stage in the order it runs, for the stage list."""
     names = [f"plan-{b.id}" for b in branches] + ["teacher"]
+    names += ["teacher-vanilla"] if "vanilla" in cfg.baseline else []
     for b in branches:
-        names += [f"student-{b.id}"] + ([f"baseline-{b.id}"] if cfg.baseline == "ce" else [])
+        names += [f"student-{b.id}"] + ([f"baseline-{b.id}"] if "ce" in cfg.baseline else [])
+        names += [f"vanilla-{b.id}"] if "vanilla" in cfg.baseline else []
         names += [f"bundle-{b.id}"] + ([f"bench-{b.id}"] if _runs_here(b.profile) else [])
     return names
 
@@ -226,22 +237,26 @@ def _pool(branches: list[DeviceBranch]) -> list[dict]:
     return pool
 
 
-def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch]):
+def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch], method: str = "gtn"):
+    """The GTN teacher's config, or (``vanilla``) its control: the same network, epochs,
+    data and seed, trained with CE alone."""
     from gtn_deploy.train.config import TrainConfig
 
+    pool = tuple(_pool(branches)) if method == "gtn" else ()
     return TrainConfig(
-        method="gtn", task=cfg.task, space=cfg.space, teacher=cfg.teacher,
-        epochs=cfg.teacher_epochs, sampler=cfg.sampler, pool=tuple(_pool(branches)),
+        method=method, task=cfg.task, space=cfg.space, teacher=cfg.teacher,
+        epochs=cfg.teacher_epochs, sampler=cfg.sampler, pool=pool,
         batch_size=cfg.batch_size,
         seed=cfg.seed, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
         data_dir=cfg.data_dir, augment=cfg.augment, progress=_live(),
         sources={"pool": "pipeline plan", "devices": [b.id for b in branches]})
 
 
-def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch]) -> dict:
+def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch], method: str = "gtn"
+                    ) -> dict:
     """The key is the config actually trained, less the pool unless the sampler draws only
     from it (a generic teacher is reused when a device is added) and the display fields."""
-    inputs = _teacher_config(cfg, branches).to_dict()
+    inputs = _teacher_config(cfg, branches, method).to_dict()
     for display in ("sources", "progress", "log_every"):
         inputs.pop(display)
     if cfg.sampler != "pool":
@@ -249,10 +264,11 @@ def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch]) -> dict:
     return {**inputs, "tool": __version__}
 
 
-def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path) -> dict:
+def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path,
+             method: str = "gtn") -> dict:
     from gtn_deploy.train.trainer import train_teacher
 
-    summary = train_teacher(_teacher_config(cfg, branches), folder, resume=True)
+    summary = train_teacher(_teacher_config(cfg, branches, method), folder, resume=True)
     atomic_write_json(folder / "pool.json", {"devices": [b.id for b in branches],
                                              "pool": _pool(branches)})
     return {**summary["teacher_metrics"], "train_time_s": summary["train_time_s"]}
@@ -272,24 +288,36 @@ def _kd_config(cfg: PipelineConfig, with_teacher: bool):
                     progress=_live())
 
 
+_GTN = object()  # the default: the run's GTN teacher
+
+
 def _student_inputs(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch,
-                    with_teacher: bool = True) -> dict:
-    kd = _kd_config(cfg, with_teacher).to_dict()
+                    teacher: StageResult | None | object = _GTN) -> dict:
+    """A student's key; ``teacher`` None is the CE baseline. "teacher" names the GTN
+    stage in every key: every student starts from its supernet (``--init supernet``)."""
+    teacher = run.teacher if teacher is _GTN else teacher
+    kd = _kd_config(cfg, teacher is not None).to_dict()
     for display in ("progress", "log_every"):
         kd.pop(display)
-    return {"kd": kd, "arch": b.arch().to_dict(), "teacher": _key(run.teacher),
-            "method": "kd" if with_teacher else "ce", "tool": __version__}
+    inputs = {"kd": kd, "arch": b.arch().to_dict(), "teacher": _key(run.teacher),
+              "method": "kd" if teacher is not None else "ce", "tool": __version__}
+    if teacher is not None and teacher is not run.teacher:
+        inputs["kd_teacher"] = _key(teacher)
+    return inputs
 
 
 def _distill(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch, folder: Path,
-             with_teacher: bool = True) -> dict:
+             teacher: StageResult | None) -> dict:
+    """Distil ``b``'s student from ``teacher`` (None: plain CE), starting where every
+    student of the run starts: the GTN run's supernet, or scratch."""
     from gtn_deploy.train.distill import distill_student
     from gtn_deploy.train.kd_teacher import open_teacher
 
-    source = open_teacher(run.teacher.path)
-    summary = distill_student(_kd_config(cfg, with_teacher), b.arch(), folder,
-                              teacher=source if with_teacher else None, resume=True,
-                              label={"device": b.id}, supernet_from=source)
+    gtn = open_teacher(run.teacher.path)
+    source = None if teacher is None else open_teacher(teacher.path)
+    summary = distill_student(_kd_config(cfg, teacher is not None), b.arch(), folder,
+                              teacher=source, resume=True, label={"device": b.id},
+                              supernet_from=gtn)
     return {"val_top1": summary["metrics"]["val_top1"],
             "test_top1": summary["metrics"]["test_top1"],
             "train_time_s": summary["train_time_s"]}
