@@ -30,8 +30,8 @@ class DeviceTarget(BaseModel):
 
 
 # Settings that differ between the --quick main job (minutes on 2 CPU cores) and a full run.
-# quick (chosen by measurement, README "The main job"): the teacher sees every training
-# image once; each student starts from the GTN-trained supernet and takes one KD epoch over
+# quick (docs/results.md, "The main job"; no results file compares other quick settings):
+# the teacher sees every training image once; each student starts from the GTN-trained supernet and takes one KD epoch over
 # a subset, without augmentation so that KD reads the teacher's logits from a table.
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "quick": {"teacher": "resnet20", "teacher_epochs": 1, "distill_epochs": 1,
