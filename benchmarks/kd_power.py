@@ -5,6 +5,10 @@
     python benchmarks/kd_power.py --report-only      # the tables from the recorded units
     python benchmarks/kd_power.py --quick            # smoke run: 1,500 images, 2 seeds
 
+A run of hours goes on while the code moves on: run it from a worktree pinned at one commit
+(``git worktree add ../kdp_code COMMIT``) with ``--units-dir`` pointing here; every unit
+records its code hash and commit, and ``--report-only --code HASH`` reports them from here.
+
 Regime (the pilot's, benchmarks/kd_pilot.py): Fashion-MNIST, all 54,000 training images, no
 augmentation, resnet20 teachers, students trained for one epoch from scratch with KD at
 alpha 0.9, T 4 (chosen by the pilot on validation). Choices are made on the 6,000-image
@@ -117,6 +121,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report-only", action="store_true", help="train nothing; write tables")
     ap.add_argument("--no-capacity", action="store_true", help="skip the capacity arm")
+    ap.add_argument("--code", default=None,
+                    help="report the units of this training-code hash (default: this code's)")
     for key, value in FULL.items():
         ap.add_argument("--" + key.replace("_", "-"), type=type(value), default=None)
     args = ap.parse_args(argv)
@@ -467,8 +473,20 @@ class Runner:
 def write_unit(path: Path, doc: dict) -> None:
     from gtn_deploy.io_utils import atomic_write_json
 
-    atomic_write_json(path, {**doc, "host": socket.gethostname(),
+    atomic_write_json(path, {**doc, "commit": code_commit(), "host": socket.gethostname(),
                              "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def code_commit() -> str | None:
+    """The git commit of the checkout this script runs from (a long experiment runs from
+    a pinned worktree, so that main can move on meanwhile)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def teacher_params(source) -> int:
@@ -617,7 +635,9 @@ def report(args, pool, units: Path, data_summary: dict) -> dict:
                 "vanilla_vs_ce": compare("cap-vanilla", "ce"),
                 "vanilla_vs_resnet20_vanilla": compare("cap-vanilla", "vanilla")}
     tparams = {t["net"]: t["params"] for t in teachers}
-    doc = {"setting": setting(args), "code": args.code, "data": data_summary,
+    commits = sorted({u.get("commit") for u in teachers + recorded["students"]} - {None})
+    doc = {"setting": setting(args), "code": args.code, "code_commits": commits,
+           "data": data_summary,
            "seeds": seeds, "seeds_planned": args.seeds,
            "teacher_params": tparams.get(args.teacher),
            "students": [{"name": s["id"], "kind": s["kind"], "params": s["params"],
@@ -704,7 +724,9 @@ def markdown(args, doc: dict) -> str:
         "",
         f"Command: `python benchmarks/kd_power.py --worker 0/2` and `--worker 1/2` (two "
         f"processes, one thread each), then `--report-only`. Machine: {cond['cpu']}, "
-        f"{cond['cores']} cores. Training code {doc['code']}. Setting: {doc['setting']}. "
+        f"{cond['cores']} cores. Training code {doc['code']} (commits "
+        f"{', '.join(c[:10] for c in doc['code_commits']) or '-'}). "
+        f"Setting: {doc['setting']}. "
         f"Data: {doc['data']}. Test top-1 on all test images; choices on validation.",
         "",
         f"Teacher {args.teacher} ({doc['teacher_params']} params); every student has at most "
@@ -784,7 +806,10 @@ def main(argv=None) -> None:
     from gtn_deploy.models import create_teacher
 
     log = elapsed_log(time.perf_counter())
-    args.code = code_hash()
+    if args.code is not None and not args.report_only:
+        raise SystemExit("error: --code only selects what --report-only reports; training "
+                         "always runs (and keys its units by) this checkout's code")
+    args.code = args.code or code_hash()
     space = get_space("fashion-mnist")
     max_params = sum(p.numel() for p in create_teacher(args.teacher, space.task).parameters()) // 4
     pool = student_pool(space, max_params)
