@@ -286,7 +286,16 @@ def jobs(args, space, pool, chosen: str | None) -> list[Job]:
     if not args.no_capacity and chosen is not None:
         for seed in range(args.capacity_seeds):
             out += seed_jobs(args, space, pool, seed, chosen, args.capacity_teacher, "cap-")
-    return out
+    # the selection first: every other seed's gtn waits for it (a stable sort keeps the rest)
+    return sorted(out, key=lambda j: not selects(j))
+
+
+def selects(job: Job) -> bool:
+    """Whether the choice of the GTN variant waits for ``job``: a variant's teacher or
+    student on seed 0, or the vanilla teacher the two-phase variants start from."""
+    t = job.teacher
+    return job.seed == 0 and t is not None and (t.name in VARIANTS or (
+        job.kind == "teacher" and t.name == "vanilla0"))
 
 
 def seed_jobs(args, space, pool, seed, chosen, net, prefix) -> list[Job]:
