@@ -53,7 +53,7 @@ def test_choice_tuples_match_the_library():
                             "[auto|cpu|cuda]", "[one|all]"]),
     (["distill"], ["scratch, supernet", "[kd|dkd]", "[auto|cpu|cuda]"]),
     (["predictor", "fit"], ["[auto|cpu|cuda]"]),
-    (["pipeline"], ["uniform, sandwich, learned, pool", "[ce|none]", "[kd|dkd]"]),
+    (["pipeline"], ["uniform, sandwich, learned, pool", "ce, vanilla, none", "[kd|dkd]"]),
     (["bench"], ["onnxruntime, tensorrt, openvino, torch", "[fp32|fp16|int8]"]),
     (["calibrate"], ["onnxruntime-cpu, openvino.", "[fp32|fp16|int8]", "imagenet"]),
 ])
