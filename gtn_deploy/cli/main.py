@@ -20,6 +20,7 @@ from gtn_deploy.cli import pipeline as pipeline_cmd
 from gtn_deploy.cli import plan as plan_cmd
 from gtn_deploy.cli import predictor as predictor_cmd
 from gtn_deploy.cli import profiles as profiles_cmd
+from gtn_deploy.cli import supernet as supernet_cmd
 from gtn_deploy.cli import teacher as teacher_cmd
 
 
@@ -64,6 +65,7 @@ app.add_typer(bundle_cmd.app, name="bundle")
 app.add_typer(profiles_cmd.app, name="profiles")
 app.add_typer(predictor_cmd.app, name="predictor")
 app.add_typer(teacher_cmd.app, name="teacher")
+app.add_typer(supernet_cmd.app, name="supernet")
 
 
 def _version(value: bool) -> None:

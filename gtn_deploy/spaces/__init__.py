@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from gtn_deploy.arch import SPACES, get_space
+from gtn_deploy.arch import NAMED_SPACES, SPACES, get_space
 from gtn_deploy.constants import DEFAULT_FAMILY
 from gtn_deploy.errors import UsageError
 from gtn_deploy.spaces.resnet import RESNET_SPACES, resnet_space
@@ -19,7 +19,7 @@ from gtn_deploy.spaces.resnet import RESNET_SPACES, resnet_space
 # family -> its space for a task
 FAMILIES: dict[str, Callable[[str], Any]] = {DEFAULT_FAMILY: get_space, "resnet": resnet_space}
 # every registered space by the name documents record
-_BY_NAME = {**SPACES, **{s.name: s for s in RESNET_SPACES.values()}}
+_BY_NAME = {**SPACES, **NAMED_SPACES, **{s.name: s for s in RESNET_SPACES.values()}}
 
 
 def create_space(family: str, task: str):
