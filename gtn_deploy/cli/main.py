@@ -16,6 +16,7 @@ from gtn_deploy.cli import calibrate as calibrate_cmd
 from gtn_deploy.cli import distill as distill_cmd
 from gtn_deploy.cli import bundle as bundle_cmd
 from gtn_deploy.cli import export as export_cmd
+from gtn_deploy.cli import extract as extract_cmd
 from gtn_deploy.cli import pipeline as pipeline_cmd
 from gtn_deploy.cli import plan as plan_cmd
 from gtn_deploy.cli import predictor as predictor_cmd
@@ -61,6 +62,7 @@ app.command("bench")(bench_cmd.bench)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("distill")(distill_cmd.distill)
 app.command("export")(export_cmd.export)
+app.command("extract")(extract_cmd.extract)
 app.add_typer(bundle_cmd.app, name="bundle")
 app.add_typer(profiles_cmd.app, name="profiles")
 app.add_typer(predictor_cmd.app, name="predictor")

@@ -47,3 +47,32 @@ def family_free(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("space") == DEFAULT_FAMILY:
         config.pop("space")
     return config
+
+
+def supernet_space(directory):
+    """The space a supernet folder was built for, read from its ``supernet.json`` alone (no
+    torch: ``gtnd plan --supernet`` runs where torch is not installed)."""
+    import json
+    from pathlib import Path
+
+    from gtn_deploy.arch import space_with_classes
+    from gtn_deploy.errors import CheckpointError
+
+    path = Path(directory) / "supernet.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.__class__.__name__}); is "
+                              f"{directory} a supernet folder?") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "gtn_deploy.supernet":
+        raise CheckpointError(f"{path}: not a gtn_deploy supernet sidecar")
+    try:
+        space = space_by_name(str(doc.get("space")))
+    except UsageError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    classes = doc.get("num_classes")
+    if isinstance(classes, int) and classes != space.task.num_classes and \
+            family_of(space) == DEFAULT_FAMILY:
+        space = space_with_classes(space, classes)
+    return space
+
