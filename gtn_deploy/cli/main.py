@@ -13,6 +13,7 @@ import typer
 from gtn_deploy import __version__
 from gtn_deploy.cli import bench as bench_cmd
 from gtn_deploy.cli import calibrate as calibrate_cmd
+from gtn_deploy.cli import deploy as deploy_cmd
 from gtn_deploy.cli import distill as distill_cmd
 from gtn_deploy.cli import bundle as bundle_cmd
 from gtn_deploy.cli import export as export_cmd
@@ -58,6 +59,7 @@ app = typer.Typer(
 
 app.command("plan")(plan_cmd.plan)
 app.command("pipeline")(pipeline_cmd.pipeline)
+app.command("deploy")(deploy_cmd.deploy)
 app.command("bench")(bench_cmd.bench)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("distill")(distill_cmd.distill)
