@@ -100,3 +100,45 @@ def ofa_arch_dict(arch, max_depth: int = 4) -> dict:
     """Our ArchConfig as the keyword arguments of OFA's ``set_active_subnet``."""
     doc = arch.to_ofa(max_depth)
     return {"ks": doc["ks"], "e": doc["e"], "d": doc["d"]}
+
+
+def _randomise(net, gen: torch.Generator) -> None:
+    """Random weights as ``random_ofa_mbv3`` draws them (He convs, OFA's classifier)."""
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if not tensor.is_floating_point() or "running_" in name:
+                continue
+            noise = torch.randn(tensor.shape, generator=gen)
+            if tensor.dim() == 1:
+                tensor.copy_((1.0 if "bn" in name and name.endswith("weight") else 0.0)
+                             + 0.1 * noise)
+            elif name.startswith("classifier"):
+                tensor.uniform_(-tensor.shape[1] ** -0.5, tensor.shape[1] ** -0.5,
+                                generator=gen)
+            else:
+                tensor.copy_(noise * (2.0 / tensor[0].numel()) ** 0.5)
+
+
+def random_ofa_resnet50(seed: int = 0):
+    """OFA's OFAResNets as ``ofa_resnet50`` is built (depth +0/1/2, expand 0.2/0.25/0.35,
+    width 0.65/0.8/1.0), random weights, BN statistics of its largest subnet."""
+    net = ofa_networks().OFAResNets(n_classes=1000, dropout_rate=0, depth_list=[0, 1, 2],
+                                    expand_ratio_list=[0.2, 0.25, 0.35],
+                                    width_mult_list=[0.65, 0.8, 1.0])
+    gen = torch.Generator().manual_seed(seed)
+    _randomise(net, gen)
+    net.set_max_net()
+    calibrate_ofa_bn(net, torch.randn(2, 3, 160, 160, generator=gen))
+    return net
+
+
+def ofa_resnet_arch(arch, space) -> dict:
+    """Our ResNetArch as OFA's ``set_active_subnet`` arguments: the stem at its largest
+    (``d[0]`` = 2, ``w[0]`` = ``w[1]`` = 1.0), widths as indices, an expand ratio per slot."""
+    expands = []
+    for stage, es in enumerate(arch.stage_expands()):
+        expands += list(es) + [0.25] * (space.max_depth(stage) - len(es))  # slots not run
+    base = [s.base_depth for s in space.stages]
+    widths = [space.width_choices.index(w) for w in arch.width_mults]
+    return {"d": [2] + [d - b for d, b in zip(arch.depths, base)], "e": expands,
+            "w": [2, 2] + widths}

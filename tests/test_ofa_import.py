@@ -4,23 +4,27 @@ OFA's networks (the ``ofa`` package) with random weights are saved as OFA publis
 supernets; the imported supernet and its extracted students must give OFA's outputs.
 """
 
+import dataclasses
 import json
 import random
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from cli_helpers import assert_one_line_error
-from ofa_helpers import (calibrate_ofa_bn, ofa_arch_dict, ofa_networks, random_ofa_mbv3,
-                         save_as_published)
+from ofa_helpers import (calibrate_ofa_bn, ofa_arch_dict, ofa_networks, ofa_resnet_arch,
+                         random_ofa_mbv3, random_ofa_resnet50, save_as_published)
 from gtn_deploy.arch import get_space
 from gtn_deploy.cli.main import app
 from gtn_deploy.io_utils import sha256_file
 from gtn_deploy.supernet import load_supernet
 from gtn_deploy.supernet.network import Supernet
 from gtn_deploy.supernet.ofa_import import (canonical_key, import_supernet, mbv3_key_table,
-                                            mbv3_tensors)
+                                            mbv3_tensors, resnet50_tensors)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 TOL = 1e-5  # float32
@@ -187,3 +191,62 @@ def test_cli_imports_and_says_where(tmp_path, ofa_w10):
     again = CliRunner().invoke(app, ["supernet", "import", str(folder / "ofa_mbv3_d234_e346_k357_w1.0"),
                                      "--out", str(tmp_path / "sn")])
     assert_one_line_error(again, "already exists")
+
+
+# -- ofa_resnet50 ----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_resnet50_import_equals_ofa_outputs(tmp_path):
+    """``--from ofa-resnet50``: the file imports into resnet-imagenet, and random subnets
+    (odd feature sizes among them, where the ceil-mode shortcut pool matters) give OFA's
+    outputs, from the supernet and from extracted students, and in onnxruntime."""
+    net = random_ofa_resnet50(seed=2)
+    save_as_published(net, tmp_path / "ofa_resnet50")
+    result = import_supernet("ofa-resnet50", tmp_path / "ofa_resnet50", tmp_path / "supernet")
+    assert (result.space, result.variant) == ("resnet-imagenet", "resnet50")
+    supernet, doc = load_supernet(tmp_path / "supernet")
+    assert doc["source"]["sha256"] == sha256_file(tmp_path / "ofa_resnet50")
+    space, rng = supernet.space, random.Random(4)
+    archs = [space.max_arch(), space.min_arch(), space.sample(rng), space.sample(rng)]
+    archs = [dataclasses.replace(a, resolution=r) for a, r in zip(archs, (224, 132, 164, 196))]
+    gen = torch.Generator().manual_seed(3)
+    for i, arch in enumerate(archs):
+        net.set_active_subnet(**ofa_resnet_arch(arch, space))
+        if i:  # the file holds the largest subnet's statistics; the others get their own
+            calibrate_ofa_bn(net, torch.randn(2, 3, arch.resolution, arch.resolution,
+                                              generator=gen))
+            supernet.load_state_dict(resnet50_tensors(net.state_dict(), space, "test"))
+        supernet.set_active(arch)
+        x = torch.randn(2, 3, arch.resolution, arch.resolution, generator=gen)
+        with torch.no_grad():
+            theirs = net.get_active_subnet(preserve_weight=True).eval()(x)
+            student = supernet.extract(arch).eval()
+            assert (student(x) - theirs).abs().max() < TOL, arch.summary()
+            assert (supernet(x) - net(x)).abs().max() < TOL, arch.summary()
+            assert (theirs - theirs.mean(0)).abs().max() > 1000 * TOL
+    assert _onnx_max_diff(student, x) < 1e-4
+
+
+def _onnx_max_diff(model, x) -> float:
+    import onnxruntime as ort
+
+    from gtn_deploy.export.onnx import InputSpec, export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        export_onnx(model, InputSpec(3, x.shape[2], x.shape[3], batch_size=x.shape[0]), path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        return float(np.abs(got - model(x).numpy()).max())
+
+
+def test_resnet50_refuses_a_mobilenet_checkpoint(tmp_path, ofa_w10):
+    _, folder = ofa_w10
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["supernet", "import", "--from", "ofa-resnet50",
+                                      str(folder / "ofa_mbv3_d234_e346_k357_w1.0"),
+                                      "--out", str(out)])
+    assert_one_line_error(result, "not an OFA ResNet50", "'first_conv.conv.weight'")
+    assert not out.exists()

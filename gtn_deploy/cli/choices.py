@@ -24,7 +24,7 @@ INITS = ("scratch", "supernet")  # train.distill.INITS
 KD_LOSSES = ("kd", "dkd")  # train.losses
 BASELINES = ("ce", "none")  # pipeline.config
 TORCH_DEVICES = ("auto", "cpu", "cuda")  # train.distributed.TORCH_DEVICES
-OFA_SOURCES = ("ofa-mbv3",)  # supernet.ofa_import.SOURCES
+OFA_SOURCES = ("ofa-mbv3", "ofa-resnet50")  # supernet.ofa_import.SOURCES
 OFA_VARIANTS = ("w1.0", "w1.2")  # supernet.ofa_import.MBV3_VARIANTS
 
 

@@ -1,4 +1,4 @@
-"""Import Once-for-All's published MobileNetV3 supernets (MIT licence; nothing is downloaded).
+"""Import Once-for-All's published supernets (MIT licence; nothing is downloaded).
 
 OFA publishes ``ofa_mbv3_d234_e346_k357_w1.0`` and ``_w1.2`` as torch files holding
 ``{"state_dict": ...}`` of its ``OFAMobileNetV3``. Our ``imagenet`` space (``imagenet-w1.2``
@@ -10,6 +10,11 @@ without them every 3x3 and 5x5 subnet computes something other than OFA's.
 Older OFA files name a block's ``conv`` ``mobile_inverted_conv``, and the dynamic layers
 nest their ``bn``/``conv``/``linear`` once more than the static ones (``bn.bn.weight``);
 keys are put in one spelling before the table is read, as OFA's own loader accepts both.
+
+``ofa_resnet50`` (``OFAResNets``) goes into the resnet family's ``resnet-imagenet`` space,
+built to its layout (its stem and max pool, the ``avgpool_conv`` shortcut): a rename table
+alone. OFA's stem width and depth are elastic too; our space keeps the stem at its largest,
+so its subnets are OFA's with ``w[0] = w[1] = 1.0`` and ``d[0] = 2``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.io_utils import atomic_dir, check_output_file, sha256_file
 from gtn_deploy.spaces import space_by_name
 
-SOURCES = ("ofa-mbv3",)
+SOURCES = ("ofa-mbv3", "ofa-resnet50")
 # variant -> our space; the stem's width tells them apart (16 vs 24 channels)
 MBV3_VARIANTS = {"w1.0": "imagenet", "w1.2": "imagenet-w1.2"}
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -119,11 +124,10 @@ def mbv3_variant(state: dict[str, Any]) -> str:
     return "w1.2" if wide else "w1.0"
 
 
-def mbv3_tensors(state: dict[str, Any], space: SearchSpace, what: str
-                 ) -> dict[str, torch.Tensor]:
+def _map_tensors(state: dict[str, Any], table: dict[str, str],
+                 expected: dict[str, tuple[int, ...]], what: str) -> dict[str, torch.Tensor]:
     """OFA tensors under our names, shapes checked; the first key or shape that does not
-    fit is one CheckpointError line."""
-    table, expected = mbv3_key_table(space), _ofa_shapes(space)
+    fit, or the first tensor missing, is one CheckpointError line."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         ours = table.get(canonical_key(str(key)))
@@ -140,23 +144,65 @@ def mbv3_tensors(state: dict[str, Any], space: SearchSpace, what: str
             if not ours.endswith(_OPTIONAL):
                 raise CheckpointError(f"{what}: the checkpoint has no '{ofa}'")
             out[ours] = torch.zeros((), dtype=torch.long)
+    return out
+
+
+def mbv3_tensors(state: dict[str, Any], space: SearchSpace, what: str
+                 ) -> dict[str, torch.Tensor]:
+    """OFA MobileNetV3 tensors under our names (see ``_map_tensors``)."""
+    expected = dict(_shapes(space))
+    expected["head.feature.weight"] += (1, 1)  # OFA's feature mix is a 1x1 conv
+    out = _map_tensors(state, mbv3_key_table(space), expected, what)
     out["head.feature.weight"] = out["head.feature.weight"].reshape(
         expected["head.feature.weight"][:2])
     # OFA's feature mix has no bias: a zero one computes the same
     out["head.feature.bias"] = torch.zeros(expected["head.feature.bias"])
-    return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in out.items()}
+    return _float(out)
+
+
+def resnet50_key_table(space) -> dict[str, str]:
+    """OFA ResNet50 key (canonical spelling) -> our resnet supernet's key, in OFA's order:
+    ``input_stem.{0,1,2}`` is our stem's conv0..2 (1 inside its residual block), ``blocks``
+    count every stage's ``max_depth`` slots, ``conv1..3``/``downsample`` are our
+    reduce/conv/project/shortcut."""
+    def unit(ofa: str, ours: str) -> dict[str, str]:
+        return {f"{ofa}.conv.weight": f"{ours}.conv.weight",
+                **{f"{ofa}.bn.{leaf}": f"{ours}.bn.{leaf}" for leaf in _BN}}
+
+    table = {**unit("input_stem.0", "stem.conv0"), **unit("input_stem.1.conv", "stem.conv1"),
+             **unit("input_stem.2", "stem.conv2")}
+    n = 0
+    for s in range(space.num_stages):
+        for j in range(space.max_depth(s)):
+            ours = f"stages.{s}.blocks.{j}"
+            for ofa_part, part in (("conv1", "reduce"), ("conv2", "conv"), ("conv3", "project"),
+                                   ("downsample", "shortcut")):
+                if part != "shortcut" or j == 0:
+                    table.update(unit(f"blocks.{n}.{ofa_part}", f"{ours}.{part}"))
+            n += 1
+    table["classifier.linear.weight"] = "head.classifier.weight"
+    table["classifier.linear.bias"] = "head.classifier.bias"
+    return table
+
+
+def resnet50_tensors(state: dict[str, Any], space, what: str) -> dict[str, torch.Tensor]:
+    """OFA ResNet50 tensors under our names (see ``_map_tensors``)."""
+    return _float(_map_tensors(state, resnet50_key_table(space), _shapes(space), what))
+
+
+def _float(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: (v.float() if v.is_floating_point() else v).contiguous()
+            for k, v in tensors.items()}
 
 
 @functools.lru_cache(maxsize=4)
-def _ofa_shapes(space: SearchSpace) -> dict[str, tuple[int, ...]]:
-    """Our supernet's tensor shapes, the feature mix's as OFA's 1x1 conv."""
-    from gtn_deploy.supernet.network import Supernet
+def _shapes(space) -> dict[str, tuple[int, ...]]:
+    """Our supernet's tensor shapes."""
+    from gtn_deploy.supernet.families import create_supernet
 
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        net = Supernet(space, kernel_transform=True)
-    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    shapes["head.feature.weight"] += (1, 1)
-    return shapes
+        net = create_supernet(space, kernel_transform=True)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
 def _classes(state: dict[str, Any]) -> int | None:
@@ -170,34 +216,39 @@ def import_supernet(source: str, checkpoint: str | Path, out: str | Path,
     on any failure nothing is written)."""
     if source not in SOURCES:
         raise UsageError(f"unknown --from '{source}'; valid: {', '.join(SOURCES)}")
-    if variant is not None and variant not in MBV3_VARIANTS:
-        raise UsageError(f"unknown --variant '{variant}'; valid: {', '.join(MBV3_VARIANTS)}")
+    if variant is not None and (source != "ofa-mbv3" or variant not in MBV3_VARIANTS):
+        raise UsageError(f"--variant is one of {', '.join(MBV3_VARIANTS)}, for --from ofa-mbv3")
     checkpoint, out = Path(checkpoint), Path(out)
     check_output_file(out, folder=True)
     if out.exists() and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite or another --out")
     state = read_checkpoint(checkpoint)
-    variant = variant or mbv3_variant(state)
-    space = space_by_name(MBV3_VARIANTS[variant])
+    if source == "ofa-mbv3":
+        variant = variant or mbv3_variant(state)
+        space, convert = space_by_name(MBV3_VARIANTS[variant]), mbv3_tensors
+        network = f"an OFA MobileNetV3 d234-e346-k357-{variant}"
+        changes = {"reshaped": ["feature_mix_layer.conv.weight"],
+                   "zero_filled": ["head.feature.bias"]}
+    else:
+        variant, space, convert = "resnet50", space_by_name("resnet-imagenet"), resnet50_tensors
+        network, changes = "an OFA ResNet50 (d 0/1/2, e 0.2/0.25/0.35, w 0.65/0.8/1.0)", {}
     classes = _classes(state)
     if classes and classes != space.task.num_classes:  # a fine-tuned head
         space = space_with_classes(space, classes)
-    what = f"{checkpoint} is not an OFA MobileNetV3 d234-e346-k357-{variant} checkpoint"
-    tensors = mbv3_tensors(state, space, what)
+    tensors = convert(state, space, f"{checkpoint} is not {network} checkpoint")
     digest = sha256_file(checkpoint)
     _write(out, space, tensors, overwrite, {
         "format": source, "variant": variant, "file": checkpoint.name, "sha256": digest,
-        "renamed_tensors": len(state), "reshaped": ["feature_mix_layer.conv.weight"],
-        "zero_filled": ["head.feature.bias"]})
+        "renamed_tensors": len(state), **changes})
     return ImportResult(out, space.name, variant, digest, len(tensors))
 
 
-def _write(out: Path, space: SearchSpace, tensors: dict[str, torch.Tensor], overwrite: bool,
+def _write(out: Path, space, tensors: dict[str, torch.Tensor], overwrite: bool,
            source: dict[str, Any]) -> None:
     from gtn_deploy.supernet.checkpoint import save_supernet
-    from gtn_deploy.supernet.network import Supernet
+    from gtn_deploy.supernet.families import create_supernet
 
-    net = Supernet(space, kernel_transform=True)
+    net = create_supernet(space, kernel_transform=True)  # MBConv's elastic kernel: OFA's
     net.load_state_dict(tensors, strict=True)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         save_supernet(tmp, net.eval(), source=source)
