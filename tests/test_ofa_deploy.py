@@ -87,6 +87,13 @@ def test_extract_refuses_a_plan_of_another_space_and_writes_nothing(imported, tm
     assert_one_line_error(no_recal, "--recalibrate-bn")
 
 
+def test_deploy_refuses_a_missing_tree_before_any_work(imported, tmp_path):
+    result = _run("deploy", "--supernet", imported / "supernet", "-d", "local", "--out",
+                  tmp_path / "run", "--recalibrate-bn", 0)
+    assert_one_line_error(result, "--data-dir")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_deploy_runs_end_to_end_and_its_bundle_verifies(imported, tmp_path):
     """plan -> extract -> recalibrate -> export (parity gate) -> bench for ``local``; a tight

@@ -46,6 +46,9 @@ def run_deploy(cfg: DeployConfig, out: str | Path) -> dict[str, Any]:
         raise UsageError("--recalibrate-bn needs --data-dir (an ImageFolder tree), or pass "
                          "--recalibrate-bn 0 to keep the supernet's BN statistics")
     space = supernet_space(cfg.supernet)
+    if space.task.dataset == "imagefolder" and not cfg.data_dir:  # before any device's work
+        raise UsageError(f"space '{space.name}' reads its images from an ImageFolder tree: "
+                         f"give --data-dir (train/<class>/, val/<class>/ with >= 256 images)")
     profiles = [load_profile(d) for d in cfg.devices]  # every device resolves first
     out = Path(out)
     atomic_write_json(out / "config.json", {"kind": "gtn_deploy.deploy_config",
