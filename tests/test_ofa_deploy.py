@@ -114,3 +114,24 @@ def test_deploy_runs_end_to_end_and_its_bundle_verifies(imported, tmp_path):
     assert manifest["metrics"]["parity"]["onnxruntime_fp32"]["passed"] is True
     verify = _run("bundle", "verify", run / "local" / "bundle")
     assert verify.exit_code == 0, verify.output
+
+
+def test_extract_recalibrates_a_supernet_of_another_task(tmp_path):
+    """Not only imported supernets: a fashion-mnist one, BN measured on its training split."""
+    from pathlib import Path
+
+    from gtn_deploy.arch import get_space
+    from gtn_deploy.supernet import create_supernet, save_supernet
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("apt-get install dataset-fashion-mnist")
+    torch.manual_seed(0)
+    save_supernet(tmp_path / "sn", create_supernet(get_space("fashion-mnist")).eval())
+    plan = _run("plan", "-d", "local", "--supernet", tmp_path / "sn", "--scale-budget",
+                "--out", tmp_path / "plan.json")
+    assert plan.exit_code == 0, plan.output
+    result = _run("extract", "--supernet", tmp_path / "sn", "--plan", tmp_path / "plan.json",
+                  "--out", tmp_path / "student", "--recalibrate-bn", 32)
+    assert result.exit_code == 0, result.output
+    _, doc = load_student(tmp_path / "student")
+    assert doc["space"] == "fashion-mnist" and doc["meta"]["bn_recalibration"]["images"] == 32

@@ -66,19 +66,14 @@ def extract_student(supernet_dir: str | Path, plan_path: str | Path, candidate: 
 def recalibrate_student(student, arch, recal: Recalibration, progress: bool = True
                         ) -> dict[str, Any]:
     """Measure ``student``'s BN statistics on ``recal.images`` training images (a bar)."""
-    import torch
-
     from gtn_deploy.data.batches import normalize
-    from gtn_deploy.data.sources import sample_image_folder
     from gtn_deploy.progress import Steps
     from gtn_deploy.supernet import recalibrate_bn
 
     task = student.space.task
     with Steps("extract", ["read images", "recalibrate bn"], enabled=progress) as steps:
         with steps.step("read images") as step:
-            images = torch.from_numpy(sample_image_folder(
-                Path(recal.data_dir) if recal.data_dir else None, recal.images,
-                arch.resolution, task.in_channels, recal.seed))
+            images = _training_images(task, recal, arch.resolution)
             step.note = f"{len(images)} at {arch.resolution} px"
         with steps.step("recalibrate bn") as step:
             starts = range(0, len(images), recal.batch_size)
@@ -93,3 +88,24 @@ def recalibrate_student(student, arch, recal: Recalibration, progress: bool = Tr
             step.note = f"{used} batches"
     student.eval()
     return {**asdict(recal), "batches": used, "resolution": arch.resolution}
+
+
+def _training_images(task, recal: Recalibration, resolution: int):
+    """uint8 NCHW training images: drawn file by file from an ImageFolder tree (an ImageNet
+    training set is never read whole), else from the task's training split in memory."""
+    import torch
+
+    from gtn_deploy.data import load_task_data
+    from gtn_deploy.data.sources import sample_image_folder
+    from gtn_deploy.errors import DataError
+
+    if task.dataset == "imagefolder":
+        return torch.from_numpy(sample_image_folder(
+            Path(recal.data_dir) if recal.data_dir else None, recal.images, resolution,
+            task.in_channels, recal.seed))
+    train = load_task_data(task, recal.data_dir, image_size=resolution).train
+    if recal.images > len(train):
+        raise DataError(f"asked for {recal.images} images; the {task.name} training split "
+                        f"has {len(train)}")
+    picked = torch.randperm(len(train), generator=torch.Generator().manual_seed(recal.seed))
+    return train.images[picked[:recal.images]]
