@@ -250,3 +250,10 @@ def test_resnet50_refuses_a_mobilenet_checkpoint(tmp_path, ofa_w10):
                                       "--out", str(out)])
     assert_one_line_error(result, "not an OFA ResNet50", "'first_conv.conv.weight'")
     assert not out.exists()
+
+
+def test_cli_choices_mirror_the_importer():
+    from gtn_deploy.cli import choices
+    from gtn_deploy.supernet.ofa_import import MBV3_VARIANTS, SOURCES
+
+    assert choices.OFA_SOURCES == SOURCES and choices.OFA_VARIANTS == tuple(MBV3_VARIANTS)
