@@ -437,6 +437,16 @@ SPACES: dict[str, SearchSpace] = {
 }
 
 
+# Spaces that are no task's default, by name: Once-for-All's wider published supernet
+# (ofa_mbv3_d234_e346_k357_w1.2). OFA scales every width by 1.2, the head's too, which
+# ``channels`` leaves alone, so the head widths are given already scaled.
+NAMED_SPACES: dict[str, SearchSpace] = {
+    "imagenet-w1.2": dataclasses.replace(
+        SPACES["imagenet"], name="imagenet-w1.2", width_mult=1.2,
+        head_channels=make_divisible(960 * 1.2), feature_channels=make_divisible(1280 * 1.2)),
+}
+
+
 def get_space(task: str) -> SearchSpace:
     """The search space of a task, by name."""
     try:

@@ -17,7 +17,7 @@ from typing import Any
 from gtn_deploy.arch import ArchConfig
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.io_utils import read_regular_file
-from gtn_deploy.spaces import DEFAULT_FAMILY, create_space
+from gtn_deploy.spaces import DEFAULT_FAMILY, create_space, space_by_name
 
 PLAN_KIND = "gtn_deploy.plan"
 PLAN_SCHEMA_VERSION = 1
@@ -84,6 +84,7 @@ def parse_plan(doc: Any, where: str = "plan") -> Plan:
         space = create_space(str(doc.get("family", DEFAULT_FAMILY)), str(doc.get("task")))
     except UsageError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
+    space = _named_space(doc.get("space", space.name), space)
     if doc.get("space", space.name) != space.name:
         raise CheckpointError(f"{where}: space '{doc.get('space')}' contradicts its task "
                               f"'{doc.get('task')}', whose space is '{space.name}'")
@@ -95,6 +96,19 @@ def parse_plan(doc: Any, where: str = "plan") -> Plan:
     if not plan.students():
         raise CheckpointError(f"{where} has no candidates")
     return plan
+
+
+def _named_space(name: Any, default):
+    """A plan of a space that is not its task's default (an imported supernet's, such as
+    ``imagenet-w1.2``) names it; it must be of the plan's task and family."""
+    if name == default.name:
+        return default
+    try:
+        named = space_by_name(str(name))
+    except UsageError:
+        return default  # the caller reports the contradiction
+    same = named.task.name == default.task.name and named.family == default.family
+    return named if same else default
 
 
 def _check_version(version: Any, where: str) -> None:

@@ -57,8 +57,8 @@ def test_bad_dicts_name_the_key():
         assert str(info.value).startswith("plan.json: ") and "\n" not in str(info.value)
     with pytest.raises(ArchError, match="not valid JSON"):
         ResNetArch.from_json("{nope")
-    with pytest.raises(UsageError, match="no resnet space for task 'imagenet'"):
-        resnet_space("imagenet")
+    with pytest.raises(UsageError, match="no resnet space for task 'mnist'"):
+        resnet_space("mnist")
 
 
 def _with(**changes) -> ResNetArch:

@@ -24,6 +24,8 @@ INITS = ("scratch", "supernet")  # train.distill.INITS
 KD_LOSSES = ("kd", "dkd")  # train.losses
 BASELINES = ("ce", "vanilla", "none")  # pipeline.config; a comma list of the first two
 TORCH_DEVICES = ("auto", "cpu", "cuda")  # train.distributed.TORCH_DEVICES
+OFA_SOURCES = ("ofa-mbv3", "ofa-resnet50")  # supernet.ofa_import.SOURCES
+OFA_VARIANTS = ("w1.0", "w1.2")  # supernet.ofa_import.MBV3_VARIANTS
 
 
 def _completer(values: Sequence[str]) -> Callable[[str], list[str]]:

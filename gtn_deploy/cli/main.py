@@ -13,13 +13,16 @@ import typer
 from gtn_deploy import __version__
 from gtn_deploy.cli import bench as bench_cmd
 from gtn_deploy.cli import calibrate as calibrate_cmd
+from gtn_deploy.cli import deploy as deploy_cmd
 from gtn_deploy.cli import distill as distill_cmd
 from gtn_deploy.cli import bundle as bundle_cmd
 from gtn_deploy.cli import export as export_cmd
+from gtn_deploy.cli import extract as extract_cmd
 from gtn_deploy.cli import pipeline as pipeline_cmd
 from gtn_deploy.cli import plan as plan_cmd
 from gtn_deploy.cli import predictor as predictor_cmd
 from gtn_deploy.cli import profiles as profiles_cmd
+from gtn_deploy.cli import supernet as supernet_cmd
 from gtn_deploy.cli import teacher as teacher_cmd
 
 
@@ -56,14 +59,17 @@ app = typer.Typer(
 
 app.command("plan")(plan_cmd.plan)
 app.command("pipeline")(pipeline_cmd.pipeline)
+app.command("deploy")(deploy_cmd.deploy)
 app.command("bench")(bench_cmd.bench)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("distill")(distill_cmd.distill)
 app.command("export")(export_cmd.export)
+app.command("extract")(extract_cmd.extract)
 app.add_typer(bundle_cmd.app, name="bundle")
 app.add_typer(profiles_cmd.app, name="profiles")
 app.add_typer(predictor_cmd.app, name="predictor")
 app.add_typer(teacher_cmd.app, name="teacher")
+app.add_typer(supernet_cmd.app, name="supernet")
 
 
 def _version(value: bool) -> None:

@@ -21,6 +21,7 @@ def plan(
     device: Annotated[list[str], typer.Option("--device", "-d", help="Device id, alias or YAML file; repeat or comma-separate for several.")],
     task: Annotated[str, task_option("Task whose search space to search.", for_plan=True)] = PLAN_TASK,
     space: Annotated[str, space_option("Search space family.")] = DEFAULT_FAMILY,
+    supernet: Annotated[Optional[Path], typer.Option(help="Plan in this supernet folder's space (gtnd supernet import); replaces --task and --space.")] = None,
     latency_ms: Annotated[Optional[float], typer.Option("--latency-ms", help="Latency budget; default: the profile's.")] = None,
     memory_mb: Annotated[Optional[float], typer.Option("--memory-mb", help="Model memory budget; default: the profile's.")] = None,
     precision: Annotated[Optional[str], choice(PRECISIONS, "Default: the profile's preferred.")] = None,
@@ -38,7 +39,7 @@ def plan(
     from gtn_deploy.io_utils import atomic_write_json
     from gtn_deploy.profiles import load_profile
     from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
-    from gtn_deploy.spaces import create_space
+    from gtn_deploy.spaces import create_space, supernet_space
 
     refs = split_csv(device)
     if not refs:
@@ -48,7 +49,7 @@ def plan(
     if not 0 <= margin < 1:
         raise UsageError(f"--margin must be in [0, 1), got {margin}")
     check_seed(seed)
-    space = create_space(space, task)
+    space = supernet_space(supernet) if supernet is not None else create_space(space, task)
     if precision is not None:
         check_precision(precision)
     profiles = [load_profile(ref) for ref in refs]  # every device resolves before any search

@@ -205,6 +205,38 @@ def _read_tree(folder: Path, classes: tuple[str, ...], size: int, channels: int)
     return RawSplit(np.ascontiguousarray(arr), np.asarray(labels, np.int64), classes)
 
 
+def sample_image_folder(data_dir: Path | None, n: int, size: int, channels: int,
+                        seed: int = 0) -> np.ndarray:
+    """``n`` training images of an ImageFolder tree drawn at random (seeded), uint8 NCHW.
+
+    Only the drawn files are read: BN recalibration needs a few thousand images, and
+    ``load_image_folder`` would read a whole ImageNet training set into memory."""
+    if data_dir is None or not (Path(data_dir) / "train").is_dir():
+        raise DataError(f"ImageFolder not found: {Path(data_dir or '.') / 'train'} does not "
+                        "exist (expected train/<class>/*.jpg)")
+    train = Path(data_dir) / "train"
+    files = sorted(p for c in train.iterdir() if c.is_dir() for p in c.iterdir()
+                   if p.suffix.lower() in _IMAGE_EXT)
+    if len(files) < n:
+        raise DataError(f"asked for {n} images; {train} has {len(files)}")
+    picked = np.random.default_rng(seed).choice(len(files), n, replace=False)
+    return _read_files([files[i] for i in sorted(picked)], size, channels)
+
+
+def _read_files(paths: list[Path], size: int, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                images.append(_resize_crop(img.convert("L" if channels == 1 else "RGB"), size))
+        except OSError as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from None
+    arr = np.stack(images)
+    return np.ascontiguousarray(arr[:, None] if arr.ndim == 3 else arr.transpose(0, 3, 1, 2))
+
+
 def _resize_crop(img, size: int) -> np.ndarray:
     from PIL import Image
 

@@ -13,6 +13,13 @@ Network layout (shared with ``supernet.resnet``; they must agree exactly):
               (it changes the width or the size), the identity on the others; add, ReLU
     head      global average pool, linear classifier (bias)
 
+The ``imagenet`` space is Once-for-All's ResNet50 (``ofa_resnet50``) as published, with two
+layout switches: its stem (``stem_layout="ofa"``: 3x3 conv stride 2 to ``stem_mid`` + BN +
+ReLU, 3x3 conv + BN + ReLU with an identity residual, 3x3 conv to ``stem_channels`` + BN +
+ReLU, 3x3 max pool stride 2; ``stem_stride`` is then 4) and its shortcut
+(``shortcut="avgpool_conv"``: a 2x2 average pool of the stride, ceil mode, before a 1x1
+conv). OFA's stem width and depth are elastic too; here the stem is fixed at its largest.
+
 Convolutions have no bias. Elastic depth keeps a stage's first blocks (as Once-for-All);
 elastic width and expand ratio keep the first channels of the largest weights.
 """
@@ -138,6 +145,9 @@ class ResNetSpace:
     expand_choices: tuple[float, ...]
     width_choices: tuple[float, ...]
     resolutions: tuple[int, ...]
+    stem_layout: str = "conv"  # "conv" | "ofa" (see the module docstring)
+    stem_mid: int = 0  # the OFA stem's first two convs' width
+    shortcut: str = "conv"  # "conv" | "avgpool_conv"
     family: ClassVar[str] = "resnet"
 
     # -- derived sizes -------------------------------------------------------------------
@@ -314,6 +324,13 @@ RESNET_SPACES: dict[str, ResNetSpace] = {
     "digits": _small_space(TASKS["digits"], 28),
     "cifar10": _small_space(TASKS["cifar10"], 32),
     "cifar100": _small_space(TASKS["cifar100"], 32),
+    "imagenet": ResNetSpace(  # Once-for-All's ofa_resnet50 (d 0/1/2, e .2/.25/.35, w .65/.8/1)
+        name="resnet-imagenet", task=TASKS["imagenet"], stem_channels=64, stem_stride=4,
+        stages=(ResNetStage(256, 1, 2), ResNetStage(512, 2, 2), ResNetStage(1024, 2, 4),
+                ResNetStage(2048, 2, 2)),
+        depth_deltas=(0, 1, 2), expand_choices=(0.2, 0.25, 0.35),
+        width_choices=(0.65, 0.8, 1.0), resolutions=tuple(range(128, 225, 4)),
+        stem_layout="ofa", stem_mid=32, shortcut="avgpool_conv"),
 }
 
 
@@ -334,15 +351,17 @@ def network_blocks(space: ResNetSpace, arch: ResNetArch) -> tuple[BlockShape, ..
     ``kernel`` is the middle conv's (3); a block has a conv shortcut iff ``index == 0``.
     """
     res, cin = arch.resolution, space.stem_channels
-    h = conv_out(res, space.stem_stride)
-    blocks = [BlockShape("stem", "stem", -1, 0, space.task.in_channels, cin, cin, 3,
-                         space.stem_stride, res, h, 0, "relu")]
+    h = conv_out(res, space.stem_stride)  # the OFA stem's two stride-2 steps make 4
+    stem = "stem" if space.stem_layout == "conv" else "ofa_stem"
+    blocks = [BlockShape("stem", stem, -1, 0, space.task.in_channels, cin,
+                         space.stem_mid or cin, 3, space.stem_stride, res, h, 0, "relu")]
+    kind = "bottleneck" if space.shortcut == "conv" else "bottleneck_avgpool"
     for stage, (spec, expands) in enumerate(zip(space.stages, arch.stage_expands())):
         cout = space.stage_width(stage, arch.width_mults[stage])
         for index, expand in enumerate(expands):
             stride = spec.stride if index == 0 else 1
             hout = conv_out(h, stride)
-            blocks.append(BlockShape(f"s{stage}.b{index}", "bottleneck", stage, index, cin,
+            blocks.append(BlockShape(f"s{stage}.b{index}", kind, stage, index, cin,
                                      cout, space.mid_channels(cout, expand), 3, stride, h,
                                      hout, 0, "relu"))
             cin, h = cout, hout
@@ -355,7 +374,7 @@ def block_key(shape: BlockShape) -> str:
     """Lookup-table key of a block; ``resnet-`` keeps it apart from the MBConv keys."""
     b = shape
     key = f"resnet-{b.kind}-in:{b.hin}x{b.hin}x{b.cin}-out:{b.hout}x{b.hout}x{b.cout}"
-    if b.kind == "bottleneck":
+    if b.kind.startswith("bottleneck"):
         key += f"-mid:{b.mid}-k:{b.kernel}-s:{b.stride}-shortcut:{int(b.index == 0)}"
     return key + (f"-classes:{b.classes}" if b.kind == "head" else "")
 
@@ -378,12 +397,28 @@ def _stem(b: BlockShape) -> list[Layer]:
     return [_conv("stem", "conv", "stem", b.cin, b.cout, 3, b.hin, b.stride)]
 
 
+def _ofa_stem(b: BlockShape) -> list[Layer]:
+    """conv s2, conv + identity, conv, 3x3 max pool s2 (module names ``stem.<part>``)."""
+    h = conv_out(b.hin, 2)
+    mid = b.mid * h * h
+    return [_conv("stem.conv0", "conv", "stem", b.cin, b.mid, 3, b.hin, 2),
+            _conv("stem.conv1", "conv", "stem", b.mid, b.mid, 3, h, 1),
+            Layer("stem.add", "elementwise", "stem", 0, 0, 2 * mid, mid),
+            _conv("stem.conv2", "conv", "stem", b.mid, b.cout, 3, h, 1),
+            Layer("stem.pool", "pool", "stem", 0, 0, b.cout * h * h, b.cout * b.hout * b.hout)]
+
+
 def _bottleneck(b: BlockShape) -> list[Layer]:
     p, name = f"stages.{b.stage}.blocks.{b.index}", b.name
     layers = [_conv(f"{p}.reduce", "pointwise", name, b.cin, b.mid, 1, b.hin, 1),
               _conv(f"{p}.conv", "conv", name, b.mid, b.mid, b.kernel, b.hin, b.stride),
               _conv(f"{p}.project", "pointwise", name, b.mid, b.cout, 1, b.hout, 1)]
-    if b.index == 0:
+    if b.index == 0 and b.kind == "bottleneck_avgpool":  # pool first: the conv runs small
+        if b.stride > 1:
+            layers.append(Layer(f"{p}.shortcut.pool", "pool", name, 0, 0, b.cin * b.hin ** 2,
+                                b.cin * b.hout ** 2))
+        layers.append(_conv(f"{p}.shortcut", "pointwise", name, b.cin, b.cout, 1, b.hout, 1))
+    elif b.index == 0:
         layers.append(_conv(f"{p}.shortcut", "pointwise", name, b.cin, b.cout, 1, b.hin,
                             b.stride))
     out = b.cout * b.hout * b.hout
@@ -398,21 +433,22 @@ def _head(b: BlockShape) -> list[Layer]:
                   c * b.classes + b.classes, c, b.classes)]
 
 
-_BUILDERS = {"stem": _stem, "bottleneck": _bottleneck, "head": _head}
+_BUILDERS = {"stem": _stem, "ofa_stem": _ofa_stem, "bottleneck": _bottleneck,
+             "bottleneck_avgpool": _bottleneck, "head": _head}
 
 
 def _block_peak(layers: tuple[Layer, ...], shape: BlockShape) -> int:
     """Largest live activation set in a block, per image (``cost.analytic``'s rule): a layer's
     input and output, plus what the residual holds: the block input while the main branch
     runs, the main branch's output while the shortcut conv runs."""
-    if shape.kind != "bottleneck":
+    if not shape.kind.startswith("bottleneck"):
         return max(x.in_elems + x.out_elems for x in layers)
     held_in = shape.cin * shape.hin * shape.hin
     held_out = shape.cout * shape.hout * shape.hout
     peak = 0
     for x in layers:
         held = 0 if x.op_class == "elementwise" else held_in
-        if x.name.endswith(".shortcut"):
+        if ".shortcut" in x.name:  # its pool too: the main branch output is held
             held = held_out
         peak = max(peak, x.in_elems + x.out_elems + held)
     return peak

@@ -86,8 +86,10 @@ def load_student(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 # -- supernets ---------------------------------------------------------------------------------
 def save_supernet(directory: str | Path, supernet: nn.Module,
-                  meta: dict[str, Any] | None = None) -> Path:
-    """Write ``supernet.safetensors`` + ``supernet.json`` (space, classes, kernel transform)."""
+                  meta: dict[str, Any] | None = None,
+                  source: dict[str, Any] | None = None) -> Path:
+    """Write ``supernet.safetensors`` + ``supernet.json`` (space, classes, kernel transform;
+    ``source``: where imported weights came from, ``gtn_deploy.supernet.ofa_import``)."""
     space = supernet.space
     meta = dict(meta or {})
     doc = {"kind": SUPERNET_KIND, "space": space.name, "task": space.task.name,
@@ -95,6 +97,8 @@ def save_supernet(directory: str | Path, supernet: nn.Module,
            "kernel_transform": bool(getattr(supernet, "kernel_transform", False)),
            "active_arch": supernet.active_arch.to_dict(),
            "metrics": meta.pop("metrics", {}), "meta": meta}
+    if source is not None:
+        doc["source"] = source
     return write_checkpoint(directory, SUPERNET_WEIGHTS, SUPERNET_JSON, supernet, doc)
 
 

@@ -9,6 +9,7 @@ and a student's state dict is the supernet's with every tensor sliced to its fir
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -22,15 +23,53 @@ from gtn_deploy.supernet.ops import DynamicBatchNorm2d
 
 # -- static student ----------------------------------------------------------------------------
 
-class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (stride), 1x1 up; a 1x1 conv shortcut or the identity; add, ReLU."""
+def shortcut_pool(stride: int) -> nn.Module:
+    """Once-for-All's ``avgpool_conv`` shortcut pools before its 1x1 conv. Ceil mode keeps
+    an odd size's last row; with no padding the average is over the rows that exist, and
+    ``count_include_pad=False`` says so to ONNX, whose ceil-mode overhang counts as padding."""
+    if stride == 1:
+        return nn.Identity()
+    return nn.AvgPool2d(stride, stride, 0, ceil_mode=True, count_include_pad=False)
 
-    def __init__(self, cin: int, cout: int, mid: int, stride: int, shortcut: bool):
+
+class PoolConvBN(nn.Sequential):
+    """The ``avgpool_conv`` shortcut: ``pool``, 1x1 ``conv`` (no bias), ``bn``."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(OrderedDict(pool=shortcut_pool(stride),
+                                     conv=nn.Conv2d(cin, cout, 1, bias=False),
+                                     bn=nn.BatchNorm2d(cout)))
+
+
+class OFAStem(nn.Module):
+    """Once-for-All ResNet50's stem: conv s2, conv + identity, conv, max pool s2."""
+
+    def __init__(self, cin: int, mid: int, cout: int):
+        super().__init__()
+        self.conv0 = ConvBNAct(cin, mid, 3, 2, act="relu")
+        self.conv1 = ConvBNAct(mid, mid, 3, 1, act="relu")
+        self.conv2 = ConvBNAct(mid, cout, 3, 1, act="relu")
+        self.pool = nn.MaxPool2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv0(x)
+        return self.pool(self.conv2(self.conv1(x) + x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (stride), 1x1 up; a 1x1 conv shortcut (``avgpool``: pooled first)
+    or the identity; add, ReLU."""
+
+    def __init__(self, cin: int, cout: int, mid: int, stride: int, shortcut: bool,
+                 avgpool: bool = False):
         super().__init__()
         self.reduce = ConvBNAct(cin, mid, 1, act="relu")
         self.conv = ConvBNAct(mid, mid, 3, stride, act="relu")
         self.project = ConvBNAct(mid, cout, 1)
-        self.shortcut = ConvBNAct(cin, cout, 1, stride) if shortcut else None
+        self.shortcut = None
+        if shortcut:
+            self.shortcut = PoolConvBN(cin, cout, stride) if avgpool else \
+                ConvBNAct(cin, cout, 1, stride)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +100,10 @@ class _StagedResNet(StagedNet):
         return self.stem(x)
 
 
-def _stem(space: ResNetSpace) -> ConvBNAct:
+def _stem(space: ResNetSpace) -> nn.Module:
+    """Not elastic: the supernet and its students share the same module."""
+    if space.stem_layout == "ofa":
+        return OFAStem(space.task.in_channels, space.stem_mid, space.stem_channels)
     return ConvBNAct(space.task.in_channels, space.stem_channels, 3, space.stem_stride,
                      act="relu")
 
@@ -78,7 +120,8 @@ class ResNetStudent(_StagedResNet, nn.Module):
         for spec, cout, expands in zip(space.stages, space.stage_widths(arch),
                                        arch.stage_expands()):
             blocks = [Bottleneck(cin if j == 0 else cout, cout, space.mid_channels(cout, e),
-                                 spec.stride if j == 0 else 1, j == 0)
+                                 spec.stride if j == 0 else 1, j == 0,
+                                 space.shortcut == "avgpool_conv")
                       for j, e in enumerate(expands)]
             stages.append(Stage(blocks))
             cin = cout
@@ -119,25 +162,33 @@ class _ConvBN(nn.Module):
     """``conv``, ``bn`` [, ``act``] under the static ``ConvBNAct`` names, width per call."""
 
     def __init__(self, max_in: int, max_out: int, kernel: int, stride: int = 1,
-                 act: bool = False):
+                 act: bool = False, pool: int = 0):
         super().__init__()
+        if pool:  # the avgpool_conv shortcut: pool by the stride, then a 1x1 conv
+            self.pool = shortcut_pool(pool)
         self.conv = SlicedConv2d(max_in, max_out, kernel, stride)
         self.bn = DynamicBatchNorm2d(max_out)
         self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
+        if hasattr(self, "pool"):
+            x = self.pool(x)
         return self.act(self.bn(self.conv(x, out_channels)))
 
 
 class DynamicBottleneck(nn.Module):
     """A bottleneck whose output width and hidden width are set by ``set_active``."""
 
-    def __init__(self, max_in: int, max_out: int, max_mid: int, stride: int, shortcut: bool):
+    def __init__(self, max_in: int, max_out: int, max_mid: int, stride: int, shortcut: bool,
+                 avgpool: bool = False):
         super().__init__()
         self.reduce = _ConvBN(max_in, max_mid, 1, act=True)
         self.conv = _ConvBN(max_mid, max_mid, 3, stride, act=True)
         self.project = _ConvBN(max_mid, max_out, 1)
-        self.shortcut = _ConvBN(max_in, max_out, 1, stride) if shortcut else None
+        self.shortcut = None
+        if shortcut:
+            self.shortcut = _ConvBN(max_in, max_out, 1, pool=stride) if avgpool else \
+                _ConvBN(max_in, max_out, 1, stride)
         self.act = nn.ReLU(inplace=True)
         self.set_active(max_out, max_mid)
 
@@ -181,7 +232,8 @@ class ResNetSupernet(_StagedResNet, nn.Module):
             mid = space.max_mid(i)
             stages.append(DynamicStage([
                 DynamicBottleneck(cin if j == 0 else cout, cout, mid,
-                                  spec.stride if j == 0 else 1, j == 0)
+                                  spec.stride if j == 0 else 1, j == 0,
+                                  space.shortcut == "avgpool_conv")
                 for j in range(space.max_depth(i))]))
             cin = cout
         self.stages = nn.ModuleList(stages)

@@ -15,7 +15,7 @@ from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.models.checkpoint import TEACHER_JSON
 from gtn_deploy.plan_file import load_plan
-from gtn_deploy.spaces import create_space
+from gtn_deploy.spaces import space_by_name
 from gtn_deploy.supernet.checkpoint import SUPERNET_JSON
 
 
@@ -123,7 +123,7 @@ def plan_students(path: str | Path, teacher: TeacherSource | None,
                              f"supernet in {teacher.run_dir} is of space '{trained}'")
     pairs = [(d.device, c.arch) for d in plan.devices for c in d.candidates]
     students = [PlannedStudent(k, dev, a) for k, (dev, a) in enumerate(pairs)]
-    return create_space(plan.family, plan.task), _select(students, candidate, path)
+    return space_by_name(plan.space), _select(students, candidate, path)
 
 
 def _select(students: list[PlannedStudent], candidate: str, path) -> list[PlannedStudent]:
