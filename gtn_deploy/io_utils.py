@@ -63,6 +63,27 @@ def _check_not_folder(path: Path) -> None:
         raise PathError(f"cannot write {path}: it is a folder; give a file name")
 
 
+def open_plain_file(path: str | os.PathLike, flags: int, what: str = "file") -> int:
+    """``os.open`` a file that is written in place (a lock, an append-only log) and refuse
+    anything but a plain regular file of its own: a planted symbolic link, hard link, FIFO
+    or device would make the write land outside the folder (or hang). Returns the fd."""
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PathError(f"{path} is a symbolic link; the {what} must be a regular file "
+                            "(remove the link)") from None
+        raise _write_error(path, exc) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else \
+            "not a regular file"
+        raise PathError(f"{path} is {kind}; the {what} must be a plain file (remove it)")
+    return fd
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write to a temporary file beside ``path``, fsync, then rename over it.
 
