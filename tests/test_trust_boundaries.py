@@ -19,10 +19,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _listing(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` with its bytes (None for folders and links)."""
+    """Every path under ``root`` with its bytes (None for folders and links), but the
+    stand-in device's own folder ``dev/``."""
     return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() and not
                                              p.is_symlink() else None)
-            for p in sorted(root.rglob("*"))}
+            for p in sorted(root.rglob("*")) if p.relative_to(root).parts[0] != "dev"}
 
 
 def assert_one_error(result, *needles: str) -> str:
@@ -120,3 +121,201 @@ def test_metrics_log_append_and_resume_refuse_a_link(tmp_path):
     with pytest.raises(PathError, match="symbolic link"):
         log.write({"epoch": 1})
     assert outside.read_text() == "keep me\n"
+
+
+# -- 3, 5, 13: --host runs; a stand-in ssh on PATH plays the device ---------------------------
+
+DEVICE_OK = ('{"kind": "gtn_deploy.device_check", "python": "3.10.12", "numpy": "1.26.0", '
+             '"onnxruntime": "1.17.0"}')
+
+
+def _fake_ssh(tmp: Path, monkeypatch, answer: str | None = None, body: str | None = None
+              ) -> Path:
+    """An ``ssh`` first on PATH: it records its argv (one per line) in dev/ssh.argv, answers
+    the device check, then prints ``answer`` (from a file) or runs ``body`` (shell)."""
+    tmp = tmp / "dev"
+    bindir = tmp / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    if answer is not None:
+        (tmp / "answer.json").write_text(answer + "\n")
+        body = f'cat > /dev/null; cat "{tmp / "answer.json"}"'
+    script = bindir / "ssh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$@" >> "{tmp / "ssh.argv"}"\n'
+        'for last; do :; done\n'
+        'case "$last" in\n'
+        f"  *device_check.py*) cat > /dev/null; echo '{DEVICE_OK}'; exit 0;;\n"
+        "esac\n"
+        f"{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return tmp / "ssh.argv"
+
+
+def _bench_host(tmp: Path, *extra) -> list:
+    return ["bench", FIXTURES / "bundle_min", "--host", "me@board", "--iters", "20",
+            "--out", tmp / "r.json", *extra]
+
+
+@pytest.mark.parametrize("option", ["ProxyCommand=touch {marker}", "LocalCommand=touch {marker}",
+                                    "KnownHostsCommand=touch {marker}", "Include {marker}",
+                                    "PermitLocalCommand=yes"])
+def test_ssh_option_outside_the_allow_list_is_refused(tmp_path, monkeypatch, option):
+    argv_log = _fake_ssh(tmp_path, monkeypatch, answer="{}")
+    marker = tmp_path / "ran"
+    result = _invoke(_bench_host(tmp_path, "--ssh-option", option.format(marker=marker)))
+    assert_one_error(result, "is not allowed", "ServerAliveInterval", "UserKnownHostsFile")
+    assert not marker.exists() and not argv_log.exists() and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("host", ["-oProxyCommand=x@board", "a b@board", "me;id@board",
+                                  "me$(id)@board", "me@board@other", "me@::1", "me@[::1",
+                                  "me@[zz::1]:22"])
+def test_host_user_and_name_are_checked(tmp_path, monkeypatch, host):
+    argv_log = _fake_ssh(tmp_path, monkeypatch, answer="{}")
+    result = _invoke(["bench", FIXTURES / "bundle_min", "--host", host])
+    assert_one_error(result, "expected user@host[:port]")
+    assert not argv_log.exists()
+
+
+def test_ipv6_literal_host_reaches_ssh_as_an_address(tmp_path, monkeypatch):
+    argv_log = _fake_ssh(tmp_path, monkeypatch, body="exit 255")
+    result = _invoke(["bench", FIXTURES / "bundle_min", "--host", "me@[::1]:2222"])
+    assert result.exit_code != 0 and "me@[::1]:2222" in result.output
+    argv = argv_log.read_text().splitlines()
+    assert argv[argv.index("--") + 1] == "::1" and argv[argv.index("-p") + 1] == "2222"
+
+
+def _timing(**edits) -> str:
+    import json
+
+    timing = {"p50_ms": 1.0, "p90_ms": 1.1, "p95_ms": 1.2, "p99_ms": 1.3, "mean_ms": 1.05,
+              "min_ms": 0.9, "max_ms": 1.4, "runs": 20, "warmup": 10, "batch_size": 1,
+              "throughput_ips": 950.0}
+    doc = {"kind": "gtn_deploy.bundle_timing", "model": "model.onnx", "runtime": "onnxruntime",
+           "runtime_version": "1.17.0", "detail": {"provider": "CPUExecutionProvider"},
+           "timing": timing, "machine": {"cpu_model": "board", "cpu_count": 4}}
+    for key, value in edits.items():
+        (timing if key in timing else doc)[key] = value
+    return json.dumps(doc)
+
+
+NEGATIVE = {k: -v for k, v in (("min_ms", 1.4), ("p50_ms", 1.3), ("p90_ms", 1.2),
+                               ("p95_ms", 1.1), ("p99_ms", 1.0), ("max_ms", 0.9))}
+
+
+@pytest.mark.parametrize("answer,needle", [
+    ('{"kind": "gtn_deploy.bundle_timing"}', "model is missing"),
+    (_timing(timing={"p50_ms": 1.0}), "timing.min_ms is missing"),
+    ('{"kind": "gtn_deploy.bundle_timing", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "nested too deeply"),
+    (_timing(**NEGATIVE), "expected a finite number > 0"),
+    (_timing(p50_ms=float("nan")), "timing.p50_ms is nan"),
+    (_timing(p99_ms=0.5), "out of order"),
+    (_timing(runs=3), "20 were asked for"),
+    (_timing(machine=[1, 2]), "machine is list"),
+])
+def test_bench_host_answer_is_validated(tmp_path, monkeypatch, answer, needle):
+    _fake_ssh(tmp_path, monkeypatch, answer=answer)
+    before = _listing(tmp_path)
+    assert_one_error(_invoke(_bench_host(tmp_path)), needle)
+    assert _listing(tmp_path) == before
+
+
+def test_a_valid_answer_still_gives_a_result(tmp_path, monkeypatch):
+    _fake_ssh(tmp_path, monkeypatch, answer=_timing())
+    result = _invoke(_bench_host(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.json").is_file()
+
+
+def test_bench_host_sends_our_scripts_not_the_bundles(tmp_path, monkeypatch):
+    """The stand-in ssh runs the remote command here: the device is this machine. A bundle
+    whose run_onnx.py was replaced (and re-hashed) must not run it."""
+    import hashlib
+    import json
+    import shutil
+    import sys
+
+    from gtn_deploy.manifest import manifest_digest
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(FIXTURES / "bundle_min", bundle)
+    marker = tmp_path / "author-ran"
+    hostile = f"open({str(marker)!r}, 'w').write('x')\n".encode()
+    (bundle / "run_onnx.py").write_bytes(hostile)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["run_onnx.py"] = {"sha256": hashlib.sha256(hostile).hexdigest(),
+                                        "bytes": len(hostile)}
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    _fake_ssh(tmp_path, monkeypatch, body='exec /bin/sh -c "$last" < /dev/stdin')
+    result = _invoke(["bench", bundle, "--host", "me@board", "--iters", "5",
+                      "--remote-python", sys.executable, "--json"])
+    assert result.exit_code == 0, result.output
+    assert not marker.exists()
+    assert json.loads(result.stdout)["timing"]["runs"] == 5
+
+
+def test_ssh_keeps_a_stalled_device_bounded(tmp_path, monkeypatch):
+    """A device that accepts the connection and then says nothing fails at the device check
+    (a short bound), and every ssh call carries keep-alives."""
+    from gtn_deploy.bench import remote
+
+    argv_log = _fake_ssh(tmp_path, monkeypatch, body="exec sleep 60")
+    (tmp_path / "dev" / "bin" / "ssh").write_text(
+        (tmp_path / "dev" / "bin" / "ssh").read_text().replace("  *device_check.py*", "  *nomatch*"))
+    monkeypatch.setattr(remote, "CHECK_TIMEOUT_S", 1.0)
+    assert_one_error(_invoke(_bench_host(tmp_path)), "no result within 1 s")
+    argv = argv_log.read_text().splitlines()
+    assert "ServerAliveInterval=5" in argv and "ServerAliveCountMax=3" in argv
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_bound_scales_with_the_work():
+    from gtn_deploy.bench.remote import bench_timeout_s
+
+    small = bench_timeout_s(1_000_000, 110, None)
+    assert small < 120 < bench_timeout_s(1_000_000, 5000, None)
+    assert bench_timeout_s(1_000_000, 110, 100.0) > small  # a slow model gets more time
+
+
+# -- 5, 13: calibrate --host -------------------------------------------------------------------
+
+def _calibrate_host(tmp: Path, *extra) -> list:
+    return ["calibrate", "--device", "local", "--host", "me@board", "--samples", "4",
+            "--holdout", "2", "--rounds", "2", "--iters", "5", "--out", tmp / "remote.yaml",
+            "--report", tmp / "report.json", *extra]
+
+
+def test_calibrate_host_checks_the_connection_before_exporting(tmp_path, monkeypatch):
+    _fake_ssh(tmp_path, monkeypatch, body="echo 'ssh: connect to host board port 22: "
+                                           "Connection refused' >&2; exit 255")
+    (tmp_path / "dev" / "bin" / "ssh").write_text(
+        (tmp_path / "dev" / "bin" / "ssh").read_text().replace("  *device_check.py*", "  *nomatch*"))
+    result = _invoke(_calibrate_host(tmp_path))  # not -q: no "sending subnets" line either
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert_one_error(result, "connection refused")
+    assert not (tmp_path / "remote.yaml").exists()
+
+
+def _subnet_answer(call_ms) -> str:
+    import json
+
+    rounds = [[[1.0, 1.1, call_ms, 1.2, 1.0], [1.0, 1.05, 1.1, 1.0, 1.2]] for _ in range(6)]
+    return json.dumps({"kind": "gtn_deploy.subnet_timing", "runtime": "onnxruntime",
+                       "runtime_version": "1.17.0", "provider": "CPUExecutionProvider",
+                       "threads": 1, "rounds": rounds, "order": list(range(6)) * 2,
+                       "stop": "max_rounds", "timing_s": 1.0, "nodes": [],
+                       "machine": {"cpu_model": "board"}})
+
+
+@pytest.mark.parametrize("call_ms,needle", [(float("nan"), "is nan"), (0.0, "is 0.0"),
+                                            (-1.0, "is -1.0")])
+def test_calibrate_host_refuses_bad_timings(tmp_path, monkeypatch, call_ms, needle):
+    _fake_ssh(tmp_path, monkeypatch, answer=_subnet_answer(call_ms))
+    before = _listing(tmp_path)
+    assert_one_error(_invoke(["-q", *_calibrate_host(tmp_path)]), needle, "rounds[0][0]")
+    assert _listing(tmp_path) == before
