@@ -319,3 +319,66 @@ def test_calibrate_host_refuses_bad_timings(tmp_path, monkeypatch, call_ms, need
     before = _listing(tmp_path)
     assert_one_error(_invoke(["-q", *_calibrate_host(tmp_path)]), needle, "rounds[0][0]")
     assert _listing(tmp_path) == before
+
+
+# -- 4, 6: archives: nothing after the end, member counts stop at the limit -------------------
+
+def _tarball(tmp: Path, name: str = "b.tar.gz", mode: str = "w:gz") -> Path:
+    import tarfile
+
+    with tarfile.open(tmp / name, mode) as tar:
+        tar.add(FIXTURES / "bundle_min", arcname="bundle_min")
+    return tmp / name
+
+
+def _hidden_tar(tmp: Path) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("bundle_min/hidden.sh")
+        data = b"echo pwned\n"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_a_clean_tarball_still_verifies(tmp_path):
+    result = _invoke(["bundle", "verify", _tarball(tmp_path)])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_second_gzip_member_appended_is_refused(tmp_path):
+    import gzip
+
+    path = _tarball(tmp_path)
+    with open(path, "ab") as fh:
+        fh.write(gzip.compress(_hidden_tar(tmp_path)))
+    before = _listing(tmp_path)
+    for argv in (["bundle", "verify", path], ["bundle", "info", path],
+                 ["bench", path, "--iters", "5"]):
+        assert_one_error(_invoke(argv), "after the end")
+    assert _listing(tmp_path) == before
+
+
+def test_tar_data_after_the_end_marker_is_refused(tmp_path):
+    import gzip
+    import tarfile
+
+    plain = _tarball(tmp_path, "b.tar", "w")
+    data = plain.read_bytes() + _hidden_tar(tmp_path)  # inside the one gzip stream
+    (tmp_path / "c.tar.gz").write_bytes(gzip.compress(data))
+    with tarfile.open(tmp_path / "c.tar.gz") as tar:  # what tarfile itself sees: no hidden
+        assert "bundle_min/hidden.sh" not in tar.getnames()
+    assert_one_error(_invoke(["bundle", "verify", tmp_path / "c.tar.gz"]), "after the end")
+
+
+def test_many_empty_members_stop_at_the_limit(tmp_path):
+    import tarfile
+
+    with tarfile.open(tmp_path / "many.tar.gz", "w:gz") as tar:
+        for i in range(3000):
+            tar.addfile(tarfile.TarInfo(f"bundle_min/e{i}"))
+    assert_one_error(_invoke(["bundle", "verify", tmp_path / "many.tar.gz"]),
+                     "more than a bundle's 1000 members")
