@@ -382,3 +382,57 @@ def test_many_empty_members_stop_at_the_limit(tmp_path):
             tar.addfile(tarfile.TarInfo(f"bundle_min/e{i}"))
     assert_one_error(_invoke(["bundle", "verify", tmp_path / "many.tar.gz"]),
                      "more than a bundle's 1000 members")
+
+
+# -- 7: an output never overwrites an input, nor a file of another kind ------------------------
+
+def _board(tmp: Path) -> Path:
+    import shutil
+
+    shutil.copyfile(FIXTURES / "profiles" / "my-board.yaml", tmp / "my-board.yaml")
+    return tmp / "my-board.yaml"
+
+
+def _bundle_copy(tmp: Path) -> Path:
+    import shutil
+
+    shutil.copytree(FIXTURES / "bundle_min", tmp / "bundle")
+    return tmp / "bundle"
+
+
+OUTPUT_CASES = [
+    ("bench-out-manifest", lambda t: ["bench", _bundle_copy(t), "--iters", "5", "--out",
+                                      t / "bundle" / "manifest.json"], "an input"),
+    ("bench-out-model", lambda t: ["bench", _bundle_copy(t), "--iters", "5", "--out",
+                                   t / "bundle" / "model.onnx"], "an input"),
+    ("bench-out-tarball", lambda t: ["bench", _tarball(t), "--iters", "5", "--out",
+                                     t / "b.tar.gz"], "an input"),
+    ("bench-out-other-kind", lambda t: (t / "notes.json").write_text('{"mine": 1}') and
+     ["bench", FIXTURES / "bundle_min", "--iters", "5", "--out", t / "notes.json"],
+     "is not a bench result"),
+    ("calibrate-report-is-the-profile",
+     lambda t: ["calibrate", "--device", _board(t), "--samples", "4", "--holdout", "2",
+                "--report", t / "my-board.yaml"], "an input"),
+    ("calibrate-out-is-report",
+     lambda t: ["calibrate", "--device", "local", "--samples", "4", "--holdout", "2",
+                "--out", t / "x.yaml", "--report", t / "x.yaml"], "name the same file"),
+    ("calibrate-report-other-kind",
+     lambda t: (t / "r.json").write_text("keep\n") and
+     ["calibrate", "--device", "local", "--samples", "4", "--holdout", "2",
+      "--report", t / "r.json"], "is not a calibration report"),
+    ("plan-out-is-the-profile",
+     lambda t: ["plan", "--device", _board(t), "--task", "digits", "--out",
+                t / "my-board.yaml"], "an input"),
+    ("plan-out-other-kind", lambda t: (t / "todo.txt").write_text("keep\n") and
+     ["plan", "--device", "rpi5", "--task", "digits", "--out", t / "todo.txt"],
+     "is not a plan"),
+]
+
+
+@pytest.mark.parametrize("build,needle", [pytest.param(*c[1:], id=c[0]) for c in OUTPUT_CASES])
+def test_an_output_that_is_an_input_is_refused(tmp_path, monkeypatch, build, needle):
+    monkeypatch.chdir(tmp_path)
+    argv = build(tmp_path)
+    before = _listing(tmp_path)
+    assert_one_error(_invoke(argv), needle)
+    assert _listing(tmp_path) == before
