@@ -436,3 +436,101 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, monkeypatch, build, nee
     before = _listing(tmp_path)
     assert_one_error(_invoke(argv), needle)
     assert _listing(tmp_path) == before
+
+
+# -- 6, 10, 12: run files and the dry run check what the run checks ---------------------------
+
+def _run_file(tmp: Path, text: str) -> Path:
+    (tmp / "run.yaml").write_text(text)
+    return tmp / "run.yaml"
+
+
+RUN_CASES = [
+    ("out-is-a-file", lambda t: ["--devices", "local", "--out", _afile(t)], "is a file"),
+    ("teacher-unknown", lambda t: ["--devices", "local", "--teacher", "foo", "--out",
+                                   t / "run"], "unknown teacher 'foo'"),
+    ("device-twice", lambda t: ["--devices", "local,local", "--out", t / "run"],
+     "named twice"),
+    ("device-alias-twice", lambda t: ["--devices", "rpi5,raspberry-pi-5", "--out", t / "run"],
+     "are the same device"),
+    ("runfile-devices-5", lambda t: ["--config", _run_file(t, "devices: 5\n"), "--out",
+                                     t / "run"], "expected a list of devices"),
+    ("runfile-alias-bomb",
+     lambda t: ["--config", _run_file(t, "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n"
+                                         "devices: [*c, *c]\n"), "--out", t / "run"],
+     "alias '*a' is not supported"),
+    ("runfile-120000-devices",
+     lambda t: ["--config", _run_file(t, "devices:\n" + "- local\n" * 120_000), "--out",
+                t / "run"], "a run takes at most 32"),
+]
+
+
+def _afile(tmp: Path) -> Path:
+    (tmp / "afile").write_text("a file\n")
+    return tmp / "afile"
+
+
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+@pytest.mark.parametrize("build,needle", [pytest.param(*c[1:], id=c[0]) for c in RUN_CASES])
+def test_dry_run_and_run_refuse_the_same_inputs(tmp_path, monkeypatch, build, needle, dry):
+    monkeypatch.chdir(tmp_path)
+    argv = ["pipeline", "--task", "digits", *build(tmp_path)] + (["--dry-run"] if dry else [])
+    before = _listing(tmp_path)
+    assert_one_error(_invoke(argv), needle)
+    assert _listing(tmp_path) == before
+
+
+# -- 9: damaged run folders are re-run, saying so ---------------------------------------------
+
+def _stubbed_run(tmp: Path, monkeypatch) -> tuple:
+    """A real run folder (the plan stage real) whose training, export and bench stages are
+    stubs that write one file each: no model is trained."""
+    from gtn_deploy.pipeline import run as run_mod
+    from gtn_deploy.pipeline.config import load_config
+
+    def stub(name):
+        def build(*args):
+            (args[-1] / f"{name}.out").write_text(f"{name} output\n")
+            return {"stub": name}
+        return build
+
+    for fn in ("_teacher", "_distill", "_export", "_bench"):
+        monkeypatch.setattr(run_mod, fn, stub(fn))
+    monkeypatch.setattr("gtn_deploy.pipeline.report.write_report", lambda run: None)
+    cfg = load_config(None, {"devices": "local", "task": "digits", "quick": True,
+                             "baseline": "none"})
+    lines: list[str] = []
+    run = run_mod.run_pipeline(cfg, tmp / "run", log=lines.append)
+    return cfg, run, lines
+
+
+def test_damaged_stages_are_rebuilt_and_named(tmp_path, monkeypatch):
+    from gtn_deploy.pipeline import run as run_mod
+
+    cfg, first, _ = _stubbed_run(tmp_path, monkeypatch)
+    assert "plan-local" in first.stages_run
+    stages = {p.name.rsplit("-", 1)[0]: p for p in (tmp_path / "run" / "stages").iterdir()}
+    (stages["plan-local"] / "_stage.json").write_text("{not json")
+    (stages["student-local"] / "_distill.out").unlink()
+    flipped = bytearray((stages["bundle-local"] / "_export.out").read_bytes())
+    flipped[:4] = b"XXXX"
+    (stages["bundle-local"] / "_export.out").write_bytes(bytes(flipped))
+
+    dry = _invoke(["pipeline", "--dry-run", "--devices", "local", "--task", "digits",
+                   "--quick", "--baseline", "none", "--out", tmp_path / "run", "--json"])
+    assert dry.exit_code == 0 and "Traceback" not in dry.output, dry.output
+    import json
+
+    status = {s["name"]: s["status"] for s in json.loads(dry.stdout)["stages"]}
+    assert status["plan-local"] == status["student-local"] == status["bundle-local"] == \
+        "damaged (re-runs)"
+    assert status["teacher"] == "cached"
+
+    lines: list[str] = []
+    again = run_mod.run_pipeline(cfg, tmp_path / "run", log=lines.append)
+    assert again.stages_run == ["plan-local", "student-local", "bundle-local"]
+    text = "\n".join(lines)
+    assert "plan-local: its _stage.json is damaged; re-running" in text
+    assert "student-local: its output _distill.out is missing; re-running" in text
+    assert "bundle-local: its output _export.out changed since the stage wrote it" in text
+    assert (stages["plan-local"] / "plan.json").is_file()

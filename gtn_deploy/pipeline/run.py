@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from gtn_deploy import __version__
 from gtn_deploy.arch import ArchConfig
+from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.lock import RunLock
@@ -68,12 +69,10 @@ class PipelineRun:
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
                  ) -> PipelineRun:
     """Run (or continue) the pipeline in ``out``; returns what every stage produced."""
-    space = cfg.search_space()
-    # Every device resolves before anything is trained or written.
-    branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
+    space, branches = prepare(cfg, out)
     run = PipelineRun(cfg, Path(out), branches, log=log)
     with RunLock(run.out), StageList(_stage_names(cfg, branches)) as run.stages:
-        store = StageStore(run.out)
+        store = StageStore(run.out, log=run.log)
         store.sweep()
         atomic_write_json(run.out / "config.json", {"schema_version": 1,
                                                     "kind": "gtn_deploy.pipeline_config",
@@ -91,6 +90,32 @@ def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = pr
 
         write_report(run)
     return run
+
+
+def prepare(cfg: PipelineConfig, out: Path) -> tuple[Any, list[DeviceBranch]]:
+    """Everything the run checks before its first stage, shared with the dry run so that it
+    says "go" only for a run that can start: the run folder, every device (each once, by
+    id: an alias names the same device), the teacher. Returns (space, branches)."""
+    from gtn_deploy.io_utils import check_output_file
+
+    check_output_file(out, folder=True)
+    space = cfg.search_space()
+    branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
+    seen: dict[str, str] = {}
+    for b in branches:
+        if b.id in seen:
+            raise UsageError(f"devices '{seen[b.id]}' and '{b.target.device}' are the same "
+                             f"device ({b.id}); name it once")
+        seen[b.id] = b.target.device
+    _check_teacher(cfg.teacher)
+    return space, branches
+
+
+def _check_teacher(name: str | None) -> None:
+    from gtn_deploy.models.registry import TEACHERS
+
+    if name is not None and name not in TEACHERS:
+        raise UsageError(f"unknown teacher '{name}'; valid teachers: {', '.join(TEACHERS)}")
 
 
 Step = Callable[..., StageResult]  # (name, inputs, build, resumable=False) -> StageResult
