@@ -124,6 +124,9 @@ def validate_manifest(data: Any, where: str = MANIFEST) -> dict[str, Any]:
     device_id = data["device"].get("id")
     if device_id is not None and not isinstance(device_id, str):
         raise BundleError(f"{where}: device.id must be a string")
+    if not any(data["models"].get(k) for k in ("fp32", "int8")):
+        raise BundleError(f"{where}: names no model (models.fp32 and models.int8 are both "
+                          "empty); a bundle holds at least one")
     for field, file in [("models.fp32", data["models"].get("fp32")),
                         ("models.int8", data["models"].get("int8")),
                         ("recommended_model", data["recommended_model"])]:

@@ -534,3 +534,117 @@ def test_damaged_stages_are_rebuilt_and_named(tmp_path, monkeypatch):
     assert "student-local: its output _distill.out is missing; re-running" in text
     assert "bundle-local: its output _export.out changed since the stage wrote it" in text
     assert (stages["plan-local"] / "plan.json").is_file()
+
+
+# -- 12: smaller silent wrongs ----------------------------------------------------------------
+
+def _edited_bundle(tmp: Path, edit) -> Path:
+    """A copy of the committed bundle with its manifest edited and re-hashed, so only the
+    edit is wrong."""
+    import json
+
+    from gtn_deploy.manifest import manifest_digest
+
+    folder = _bundle_copy(tmp)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _plan_doc(tmp: Path, arch: dict | None = None, **edits) -> Path:
+    import json
+
+    from gtn_deploy.arch import get_space
+
+    space = get_space("digits")
+    doc = {"schema_version": 1, "kind": "gtn_deploy.plan", "task": "digits", "space": "digits",
+           "devices": [{"device": "dev-a",
+                        "candidates": [{"arch": arch or space.min_arch().to_dict()}]}]}
+    doc.update(edits)
+    (tmp / "plan.json").write_text(json.dumps(doc))
+    return tmp / "plan.json"
+
+
+def _ofa(**edits) -> dict:
+    from gtn_deploy.arch import get_space
+
+    space = get_space("digits")
+    arch = space.max_arch().to_ofa(max(space.depth_choices))
+    arch.pop("r")
+    arch.update(edits)
+    return arch
+
+
+def _predictor(tmp: Path, **edits) -> Path:
+    import json
+
+    from gtn_deploy.arch import get_space
+    from gtn_deploy.search.predictor import PREDICTOR_KIND, encoding_size
+
+    n = encoding_size(get_space("digits"))
+    doc = {"kind": PREDICTOR_KIND, "space": "digits", "task": "digits", "mean": [0.5] * n,
+           "scale": [0.5] * n, "weights": [0.1] * n, "bias": 90.0, "alpha": 1.0}
+    # a number for an array fills it
+    doc.update({k: [v] * n if k in ("mean", "scale", "weights") else v
+                for k, v in edits.items()})
+    (tmp / "pred.json").write_text(json.dumps(doc))
+    return tmp / "pred.json"
+
+
+def _distill_plan(tmp: Path, plan: Path, *extra) -> list:
+    return ["distill", "--plan", plan, "--teacher", "none", "--out", tmp / "kd", "--device",
+            "cpu", "--no-progress", *extra]
+
+
+SILENT_CASES = [
+    ("bench-output-shape-differs",
+     lambda t: ["bench", _edited_bundle(t, lambda m: m["output"].update(shape=[1, 1000])),
+                "--iters", "5"], "the manifest declares (1, 1000)"),
+    ("verify-no-model",
+     lambda t: ["bundle", "verify",
+                _edited_bundle(t, lambda m: m["models"].update(fp32=None, int8=None))],
+     "names no model"),
+    ("bench-missing-precision-names-what-is-there",
+     lambda t: ["bench", _edited_bundle(t, lambda m: m.update(
+         models={"fp32": None, "int8": "model.onnx"}, recommended_precision="int8")),
+         "--precision", "fp32", "--iters", "5", "--force"], "valid here: int8"),
+    ("plan-predictor-nan",
+     lambda t: ["plan", "--device", "rpi5", "--task", "digits", "--predictor",
+                _predictor(t, bias=float("nan"))], "bias holds a value that is not finite"),
+    ("plan-predictor-zero-scale",
+     lambda t: ["plan", "--device", "rpi5", "--task", "digits", "--predictor",
+                _predictor(t, scale=0.0)],
+     "scale holds a value <= 0"),
+    ("plan-predictor-1e308",
+     lambda t: ["plan", "--device", "rpi5", "--task", "digits", "--predictor",
+                _predictor(t, bias=1e308)], "beyond"),
+    ("distill-dkd-without-teacher",
+     lambda t: _distill_plan(t, _plan_doc(t), "--kd-loss", "dkd"), "needs a teacher"),
+    ("plan-family-transformer",
+     lambda t: _distill_plan(t, _plan_doc(t, family="transformer")),
+     "family 'transformer' is not one"),
+    ("ofa-arch-unknown-key",
+     lambda t: _distill_plan(t, _plan_doc(t, arch=_ofa(r=[28], img_size=[28]))),
+     "unknown keys ['img_size']"),
+    ("ofa-arch-resolutions-disagree",
+     lambda t: _distill_plan(t, _plan_doc(t, arch=_ofa(r=[28], image_size=[224]))),
+     "disagree on the resolution"),
+]
+
+
+@pytest.mark.parametrize("build,needle", [pytest.param(*c[1:], id=c[0]) for c in SILENT_CASES])
+def test_silent_wrongs_are_one_error_line(tmp_path, monkeypatch, build, needle):
+    monkeypatch.chdir(tmp_path)
+    argv = build(tmp_path)
+    before = _listing(tmp_path)
+    assert_one_error(_invoke(argv), needle)
+    assert _listing(tmp_path) == before
+
+
+def test_ofa_image_size_is_the_resolution():
+    from gtn_deploy.arch import ArchConfig
+
+    assert ArchConfig.from_dict(_ofa(image_size=[28])).resolution == 28
+    assert ArchConfig.from_dict(_ofa(image_size=28, r=[28])).resolution == 28

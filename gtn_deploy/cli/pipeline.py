@@ -32,7 +32,7 @@ def pipeline(
     int8: Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="INT8 bundles; default: where the profile lists int8.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every stage.")] = None,
     baseline: Annotated[Optional[str], choice(BASELINES, "ce (default): also train each student with plain CE to measure what KD adds; none: do not.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="KD weight of the teacher term (default 0.9).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="KD weight of the teacher term (default 0.9; 1-alpha: CE). torchdistill's alpha weights CE instead (our 0.9 = its 0.1), and its alpha 0 drops T^2; ours keeps it.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="KD temperature (default 4).")] = None,
     kd_loss: Annotated[Optional[str], choice(KD_LOSSES, "KD loss: kd (default) or dkd (Decoupled KD).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder override.")] = None,
