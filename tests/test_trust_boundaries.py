@@ -648,3 +648,85 @@ def test_ofa_image_size_is_the_resolution():
 
     assert ArchConfig.from_dict(_ofa(image_size=[28])).resolution == 28
     assert ArchConfig.from_dict(_ofa(image_size=28, r=[28])).resolution == 28
+
+
+# -- 8, 6: ImageFolder data is checked as it is read -----------------------------------------
+
+def _image_tree(root: Path, layout: dict[str, dict[str, int]]) -> Path:
+    """``root/<split>/<class>/<i>.png`` with ``layout[split][class]`` 8x8 images each."""
+    from PIL import Image
+
+    for split, classes in layout.items():
+        for name, n in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8), (i * 7 % 255, 0, 0)).save(folder / f"{i}.png")
+    return root
+
+
+def _teacher_on(tmp: Path, data: Path) -> list:
+    return ["teacher", "train", "--task", "imagenet", "--data-dir", data, "--out",
+            tmp / "run", "--method", "vanilla", "--epochs", "1", "--batch-size", "16",
+            "--no-progress", "--device", "cpu"]
+
+
+def _nested(tmp: Path) -> Path:
+    root = _image_tree(tmp / "data", {"train": {"a": 12, "b": 12}, "val": {"a": 2, "b": 2}})
+    (root / "train" / "b" / "sub").mkdir()
+    for p in (root / "train" / "b").glob("*.png"):
+        p.rename(root / "train" / "b" / "sub" / p.name)
+    return root
+
+
+def _linked(tmp: Path) -> Path:
+    root = _image_tree(tmp / "data", {"train": {"a": 12, "b": 12}, "val": {"a": 2, "b": 2}})
+    os.symlink(".", root / "train" / "c")
+    return root
+
+
+def _bomb(tmp: Path) -> Path:
+    """A PNG that says it has 20000 x 20000 pixels (a decompression bomb), a few KB big."""
+    import struct
+    import zlib
+
+    root = _image_tree(tmp / "data", {"train": {"a": 12, "b": 12}})
+    side = 20000
+    raw = zlib.compress(b"\0" * (side + 1) * 64)  # the first rows; the rest never decode
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0,
+                                                           0, 0)) + \
+        chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    (root / "train" / "a" / "bomb.png").write_bytes(png)
+    return root
+
+
+IMAGE_CASES = [
+    ("one-class", lambda t: _image_tree(t / "data", {"train": {"a": 20}}),
+     "1 class folder(s) (a); a classifier needs at least 2"),
+    ("val-split-empty", lambda t: _image_tree(t / "data", {"train": {"a": 4, "b": 4}}),
+     "the validation split is empty"),
+    ("class-in-subfolder", _nested, "12 images sit in its subfolders"),
+    ("val-class-missing",
+     lambda t: _image_tree(t / "data", {"train": {"a": 12, "b": 12, "c": 12},
+                                        "val": {"a": 2, "b": 2}}),
+     "lacks 1 of train's classes (c)"),
+    ("class-linked-to-dot", _linked, "is a symbolic link"),
+    ("decompression-bomb", _bomb, "bomb.png is too large to decode"),
+]
+
+
+@pytest.mark.parametrize("build,needle", [pytest.param(*c[1:], id=c[0]) for c in IMAGE_CASES])
+def test_imagefolder_data_is_checked(tmp_path, monkeypatch, build, needle):
+    monkeypatch.chdir(tmp_path)
+    data = build(tmp_path)
+    before = _listing(tmp_path)
+    assert_one_error(_invoke(_teacher_on(tmp_path, data)), needle)
+    # the run folder is made (checked writable) before the data is read: it stays empty
+    after = {k: v for k, v in _listing(tmp_path).items() if k.split("/")[0] != "run"}
+    assert after == before
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
