@@ -730,3 +730,41 @@ def test_imagefolder_data_is_checked(tmp_path, monkeypatch, build, needle):
     after = {k: v for k, v in _listing(tmp_path).items() if k.split("/")[0] != "run"}
     assert after == before
     assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+
+
+# -- 6c, 11: bench threads; the estimate sizes what the run trains -----------------------------
+
+def test_bench_threads_are_capped_by_the_cores(tmp_path):
+    assert_one_error(_invoke(["bench", FIXTURES / "bundle_min", "--threads", "100000"]),
+                     "--threads 100000: more than 4 per core")
+    assert_one_error(_invoke(["bench", FIXTURES / "bundle_min", "--host", "me@board",
+                              "--threads", "100000"]), "more than 4 per core")
+
+
+def test_dry_run_estimate_sizes_teacher_and_students_as_the_run_does(tmp_path, monkeypatch):
+    from gtn_deploy.data import load_task_data
+    from gtn_deploy.pipeline import dry_run as dry
+    from gtn_deploy.pipeline.config import load_config
+
+    seen = {}
+
+    def probe(cfg, archs, train_images, student_images):  # the timed steps, not under test
+        seen.update(teacher=train_images, students=student_images)
+        return {"teacher_s": 1.0, "student_run_s": {k: 1.0 for k in archs}}
+
+    monkeypatch.setattr("gtn_deploy.pipeline.estimate.probe", probe)
+    full = len(load_task_data("digits").train)
+    cfg = load_config(None, {"devices": "local", "task": "digits", "quick": True,
+                             "limit_train": 200, "distill_limit_train": 1000})
+    dry.dry_run(cfg, tmp_path / "run")
+    assert seen == {"teacher": 200, "students": min(1000, full)}
+    cfg = load_config(None, {"devices": "local", "task": "digits", "quick": False,
+                             "limit_train": 200})
+    dry.dry_run(cfg, tmp_path / "run")
+    assert seen == {"teacher": 200, "students": full}  # --full: students see every image
+
+
+def test_limit_train_help_names_each_limit():
+    result = CliRunner().invoke(app, ["pipeline", "--help"], env={"COLUMNS": "400"})
+    assert "teacher trains on a stratified subset" in result.output
+    assert "distill_limit_train" in result.output

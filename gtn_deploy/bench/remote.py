@@ -28,7 +28,7 @@ from typing import Any
 from gtn_deploy.bench import remote_doc
 from gtn_deploy.bench.remote_doc import read_answer
 from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_verdict,
-                                  compare_prediction, verdict_lines)
+                                  check_threads, compare_prediction, verdict_lines)
 from gtn_deploy.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
 from gtn_deploy.machine import cores_text
@@ -42,6 +42,7 @@ _EXPORT_DIR = Path(__file__).resolve().parents[1] / "export"
 OWN_SCRIPTS = {name: _EXPORT_DIR / name for name in ("bundle_io.py", SCRIPT)}
 DEVICE_CHECK = Path(__file__).resolve().with_name("device_check.py")
 CONNECT_TIMEOUT_S = 10
+REMOTE_CORES_MAX = 64  # a bound for --threads before the device's core count is known
 # connecting and starting python there: a device that stalls after its banner fails here
 CHECK_TIMEOUT_S = CONNECT_TIMEOUT_S + 20.0
 # exit statuses of the remote wrapper itself (the script exits 0, 1 or 2; ssh 255)
@@ -276,6 +277,7 @@ def bench_remote(path: str | Path, target: SshTarget, remote_python: str = "pyth
 
     if warmup < 0 or (iters is not None and iters < 1) or (threads is not None and threads < 1):
         raise UsageError("--warmup must be >= 0, --iters and --threads >= 1")
+    check_threads(threads, REMOTE_CORES_MAX)  # the device's cores are not known yet
     with open_bundle(path) as bundle_dir:
         manifest = load_manifest(bundle_dir)
         problems = verify_files(bundle_dir)

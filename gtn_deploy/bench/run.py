@@ -138,6 +138,18 @@ def _input_batch(manifest: BundleManifest, batch_size: int, seed: int = 0) -> np
     return np.random.default_rng(seed).standard_normal([batch_size, *rest]).astype(np.float32)
 
 
+# each runtime thread holds its own buffers: 100,000 of them took 7 GB; past a few per
+# core a bench measures contention, not the model
+THREADS_PER_CORE = 4
+
+
+def check_threads(threads: int | None, cores: int) -> None:
+    """--threads at most THREADS_PER_CORE x the cores that run the bench."""
+    if threads is not None and threads > THREADS_PER_CORE * cores:
+        raise UsageError(f"--threads {threads}: more than {THREADS_PER_CORE} per core "
+                         f"({cores} cores there, so at most {THREADS_PER_CORE * cores})")
+
+
 def _check_output(out: Any, manifest: BundleManifest, batch_size: int,
                   bundle_dir: Path) -> None:
     """The model's output has the shape its manifest declares: timing a model that is not
@@ -181,6 +193,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
     check_loop(warmup, iters, seconds, rounds)
     if batch_size < 1 or (threads is not None and threads < 1):
         raise UsageError("--batch-size and --threads must be >= 1")
+    check_threads(threads, os.cpu_count() or 1)
     with open_bundle(path) as bundle_dir:
         manifest = load_manifest(bundle_dir)
         recommended = manifest.recommended_precision

@@ -28,7 +28,7 @@ def pipeline(
     teacher_epochs: Annotated[Optional[int], typer.Option(help="GTN teacher epochs.")] = None,
     distill_epochs: Annotated[Optional[int], typer.Option(help="KD epochs per student.")] = None,
     sampler: Annotated[Optional[str], choice(SAMPLERS, "GTN sampler (default learned: the planned pool as a prior).", label="SAMPLER")] = None,
-    limit_train: Annotated[Optional[int], typer.Option(help="Train on a stratified subset of N images.")] = None,
+    limit_train: Annotated[Optional[int], typer.Option(help="The GTN teacher trains on a stratified subset of N images. The students' own limit is distill_limit_train in a run file (--quick: 24000; --full: every image).")] = None,
     int8: Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="INT8 bundles; default: where the profile lists int8.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every stage.")] = None,
     baseline: Annotated[Optional[str], choice(BASELINES, "ce (default): also train each student with plain CE to measure what KD adds; none: do not.")] = None,

@@ -157,9 +157,12 @@ def estimate_training(cfg: PipelineConfig, space, branches: list[DeviceBranch]) 
     from gtn_deploy.data import load_space_data
     from gtn_deploy.pipeline.estimate import probe
 
-    data = load_space_data(space, cfg.data_dir, limit_train=cfg.limit_train)
-    students = min(len(data.train), cfg.distill_limit_train or len(data.train))
-    return probe(cfg, {b.id: b.arch() for b in branches}, len(data.train), students)
+    # the sizes the stages will use: the teacher's limit_train and the students'
+    # distill_limit_train each cut the same full training split
+    full = len(load_space_data(space, cfg.data_dir).train)
+    teacher = min(full, cfg.limit_train or full)
+    students = min(full, cfg.distill_limit_train or full)
+    return probe(cfg, {b.id: b.arch() for b in branches}, teacher, students)
 
 
 def _stage_names(cfg: PipelineConfig, branches: list[DeviceBranch]) -> list[str]:
