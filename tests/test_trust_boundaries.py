@@ -768,3 +768,37 @@ def test_limit_train_help_names_each_limit():
     result = CliRunner().invoke(app, ["pipeline", "--help"], env={"COLUMNS": "400"})
     assert "teacher trains on a stratified subset" in result.output
     assert "distill_limit_train" in result.output
+
+
+# -- 15: a piped pipeline prints progress lines in its training stages -------------------------
+
+def test_off_a_terminal_a_line_every_interval_whatever_the_step_rate(monkeypatch):
+    import io
+
+    from gtn_deploy import progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    stream = io.StringIO()
+    with progress.StepProgress(100, stream=stream, description="teacher", every_s=30) as bar:
+        for step in range(1, 101):
+            now[0] += 1.0  # one second a step: a line every 30 steps
+            bar.update(step, 0, 128, loss=1.0, acc=50.0)
+    lines = stream.getvalue().splitlines()
+    assert [ln.split()[4] for ln in lines] == ["1/100", "31/100", "61/100", "91/100",
+                                              "100/100"], lines
+    assert all(ln.startswith("teacher: epoch 1 step ") and "img/s" in ln and "eta" in ln
+               and "loss 1.0000" in ln for ln in lines)
+
+
+def test_pipeline_training_stages_report_progress_when_piped(tmp_path):
+    from gtn_deploy.pipeline import run as run_mod
+    from gtn_deploy.pipeline.config import load_config
+
+    cfg = load_config(None, {"devices": "local", "task": "digits", "quick": True})
+    teacher = run_mod._teacher_config(cfg, [])
+    kd = run_mod._kd_config(cfg, True)
+    assert teacher.progress and kd.progress  # CliRunner is not a terminal: lines, not bars
+    assert teacher.progress_every_s == kd.progress_every_s == run_mod.PROGRESS_EVERY_S
+    # display only: the stage keys (and so every cached stage) do not change
+    assert "progress_every_s" not in run_mod._teacher_inputs(cfg, [])

@@ -26,7 +26,7 @@ from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
 from gtn_deploy.plan_file import DevicePlan, load_plan, parse_plan
 from gtn_deploy.profiles import load_profile
-from gtn_deploy.progress import StageList, interactive
+from gtn_deploy.progress import StageList, quiet
 from gtn_deploy.spaces import family_free
 
 
@@ -195,9 +195,15 @@ def _stage(run: PipelineRun, store: StageStore, name: str, inputs: dict,
     return result
 
 
-def _live() -> bool:
-    """Training progress bars on an interactive terminal only (they are not in any key)."""
-    return interactive()
+# off a terminal (a pipe, a log file) each training stage prints a plain progress line this
+# often: a --full teacher is an hour, which must not be an hour of silence
+PROGRESS_EVERY_S = 30.0
+
+
+def _progress() -> bool:
+    """Progress in every stage (not in any key): bars on a terminal, plain lines off one
+    (``progress.StepProgress``); ``gtnd -q`` silences both."""
+    return not quiet()
 
 
 def _key(result: StageResult) -> str:
@@ -262,7 +268,8 @@ def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch]):
         epochs=cfg.teacher_epochs, sampler=cfg.sampler, pool=tuple(_pool(branches)),
         batch_size=cfg.batch_size,
         seed=cfg.seed, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
-        data_dir=cfg.data_dir, augment=cfg.augment, progress=_live(),
+        data_dir=cfg.data_dir, augment=cfg.augment, progress=_progress(),
+        progress_every_s=PROGRESS_EVERY_S,
         sources={"pool": "pipeline plan", "devices": [b.id for b in branches]})
 
 
@@ -270,7 +277,7 @@ def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch]) -> dict:
     """The key is the config actually trained, less the pool unless the sampler draws only
     from it (a generic teacher is reused when a device is added) and the display fields."""
     inputs = _teacher_config(cfg, branches).to_dict()
-    for display in ("sources", "progress", "log_every"):
+    for display in ("sources", "progress", "log_every", "progress_every_s"):
         inputs.pop(display)
     if cfg.sampler != "pool":
         inputs.pop("pool")
@@ -297,13 +304,13 @@ def _kd_config(cfg: PipelineConfig, with_teacher: bool):
                     batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
                     limit_train=cfg.distill_limit_train,
                     limit_val=cfg.limit_val, data_dir=cfg.data_dir, augment=cfg.augment,
-                    progress=_live())
+                    progress=_progress(), progress_every_s=PROGRESS_EVERY_S)
 
 
 def _student_inputs(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch,
                     with_teacher: bool = True) -> dict:
     kd = _kd_config(cfg, with_teacher).to_dict()
-    for display in ("progress", "log_every"):
+    for display in ("progress", "log_every", "progress_every_s"):
         kd.pop(display)
     return {"kd": kd, "arch": b.arch().to_dict(), "teacher": _key(run.teacher),
             "method": "kd" if with_teacher else "ce", "tool": __version__}
@@ -345,7 +352,7 @@ def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
     from gtn_deploy.export.bundle import export_student
 
     result = export_student(b.student.path, b.profile, folder, _export_options(cfg, b),
-                            progress=_live())
+                            progress=_progress())
     m = result.manifest
     return {"fp32_top1": m.metrics["fp32_top1"], "int8_top1": m.metrics.get("int8_top1"),
             "recommended_precision": m.recommended_precision,
