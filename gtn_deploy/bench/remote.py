@@ -1,12 +1,15 @@
 """``gtnd bench BUNDLE --host user@device[:port]``: time a bundle on another machine over SSH.
 
-The system ``ssh`` carries everything in one connection: the files the bundle's own
-``run_onnx.py`` needs go in as a tar stream on stdin, unpack into a fresh temporary folder
-there, the script prints one JSON line (timing and the machine's fingerprint), and a shell
-trap removes the folder however the run ends. The device needs python3, numpy and
-onnxruntime, never gtn_deploy. Host keys are checked against known_hosts unless the caller
-turns that off explicitly, and the result records which it was. ``gtnd calibrate --host``
-(``bench.remote_calibrate``) sends its subnets and script through the same machinery.
+The system ``ssh`` carries everything in one connection: the files ``run_onnx.py`` needs
+(the scripts from this installation, never the bundle's copies) go in as a tar stream on
+stdin, unpack into a fresh temporary folder there, the script prints one JSON line (timing
+and the machine's fingerprint), and a shell trap removes the folder however the run ends.
+The device needs python3, numpy and onnxruntime, never gtn_deploy; a first short connection
+(``device_check.py``) checks them before anything else is sent. Host keys are checked
+against known_hosts unless the caller turns that off explicitly, and the result records
+which it was. Only the ssh options in SSH_OPTIONS pass; keep-alives and a bound that scales
+with the work end a stalled exchange; every answer is checked by ``bench.remote_doc``.
+``gtnd calibrate --host`` (``bench.remote_calibrate``) uses the same machinery.
 """
 
 from __future__ import annotations
