@@ -802,3 +802,10 @@ def test_pipeline_training_stages_report_progress_when_piped(tmp_path):
     assert teacher.progress_every_s == kd.progress_every_s == run_mod.PROGRESS_EVERY_S
     # display only: the stage keys (and so every cached stage) do not change
     assert "progress_every_s" not in run_mod._teacher_inputs(cfg, [])
+
+
+def test_readme_lists_the_ssh_option_allow_list():
+    from gtn_deploy.bench.remote import SSH_OPTIONS
+
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert ", ".join(SSH_OPTIONS) in readme

@@ -250,11 +250,9 @@ def check_device(target: SshTarget, remote_python: str) -> dict[str, Any]:
     """Connect, and check the python, numpy and onnxruntime there, within a short bound:
     a refused connection, a stalled device or a missing runtime fails here, before any
     export or transfer."""
-    with tempfile.TemporaryDirectory(prefix="gtnd-check-") as tmp:
-        shutil.copyfile(DEVICE_CHECK, Path(tmp) / DEVICE_CHECK.name)
-        with pack(Path(tmp), [DEVICE_CHECK.name]) as tar:
-            stdout = run_over_ssh(target, remote_command(remote_python, DEVICE_CHECK.name, []),
-                                  tar, CHECK_TIMEOUT_S)
+    with pack(DEVICE_CHECK.parent, [DEVICE_CHECK.name]) as tar:
+        stdout = run_over_ssh(target, remote_command(remote_python, DEVICE_CHECK.name, []),
+                              tar, CHECK_TIMEOUT_S)
     doc = remote_doc.check_device(target.label, read_answer(
         target.label, stdout, "gtn_deploy.device_check", DEVICE_CHECK.name))
     if tuple(int(x) for x in re.findall(r"\d+", doc["python"])[:2]) < (3, 8):
