@@ -69,7 +69,9 @@ def distill(
                    calib_images=calib_images, checkpoint_every=checkpoint_every,
                    progress=progress)
     source = None if teacher.lower() == "none" else teacher
-    if source is None and kd_loss != "kd":  # it would be ignored without a word
+    # a valid loss other than kd would be ignored without a word (a bad name is refused
+    # later, naming the valid ones)
+    if source is None and kd_loss != "kd" and kd_loss in KD_LOSSES:
         raise UsageError(f"--kd-loss {kd_loss} needs a teacher; with --teacher none the "
                          "students train with plain CE")
     with stdout_to_stderr(as_json):
