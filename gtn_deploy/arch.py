@@ -235,6 +235,10 @@ class SearchSpace:
         return dataclasses.asdict(self)
 
 
+# the names OFA's arch dicts and configs give the input resolution
+_OFA_RESOLUTION = ("r", "resolution", "image_size")
+
+
 def check_arch_keys(data: dict[str, Any], required: set[str], optional: set[str],
                     where: str) -> None:
     """An arch dict has every required key and nothing unknown (any family's arch type)."""
@@ -347,6 +351,14 @@ class ArchConfig:
         OFA lists a kernel and expand ratio for every block slot (stages x max depth) and
         ignores the slots past each stage's depth; we keep only the active ones.
         """
+        # every key OFA writes, under each of its names; anything else is an error (an
+        # unknown resolution key would silently leave the default 224)
+        check_arch_keys(data, {"ks", "e", "d"}, set(_OFA_RESOLUTION) | {"w", "width_mult"},
+                        where)
+        given = {k: data[k][0] if isinstance(data[k], (list, tuple)) and data[k] else data[k]
+                 for k in _OFA_RESOLUTION if k in data}
+        if len({json.dumps(v) for v in given.values()}) > 1:
+            raise ArchError(f"{where}: {' and '.join(given)} disagree on the resolution")
         depths = [int(d) for d in data["d"]]
         ks, es = list(data["ks"]), list(data["e"])
         if len(ks) % len(depths) or len(ks) != len(es):
@@ -357,8 +369,7 @@ class ArchConfig:
         for stage, d in enumerate(depths):
             k_active += ks[stage * slots: stage * slots + d]
             e_active += es[stage * slots: stage * slots + d]
-        res = data.get("r", data.get("resolution", 224))
-        res = res[0] if isinstance(res, (list, tuple)) else res
+        res = next(iter(given.values()), 224)
         return cls(tuple(depths), tuple(k_active), tuple(e_active), int(res),
                    float(data.get("w", data.get("width_mult", 1.0))))
 

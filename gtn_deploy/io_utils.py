@@ -16,7 +16,7 @@ import stat
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from gtn_deploy.errors import GtnError, PathError
 
@@ -61,6 +61,27 @@ def _write_error(path: Path, exc: OSError) -> PathError:
 def _check_not_folder(path: Path) -> None:
     if path.is_dir():
         raise PathError(f"cannot write {path}: it is a folder; give a file name")
+
+
+def open_plain_file(path: str | os.PathLike, flags: int, what: str = "file") -> int:
+    """``os.open`` a file that is written in place (a lock, an append-only log) and refuse
+    anything but a plain regular file of its own: a planted symbolic link, hard link, FIFO
+    or device would make the write land outside the folder (or hang). Returns the fd."""
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PathError(f"{path} is a symbolic link; the {what} must be a regular file "
+                            "(remove the link)") from None
+        raise _write_error(path, exc) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else \
+            "not a regular file"
+        raise PathError(f"{path} is {kind}; the {what} must be a plain file (remove it)")
+    return fd
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -204,3 +225,43 @@ def check_output_file(path: str | os.PathLike | None, folder: bool = False) -> N
             if not ancestor.is_dir():
                 raise PathError(f"cannot write {path}: {ancestor} is a file, not a folder")
             return
+
+
+def _same_or_inside(out: Path, source: Path) -> bool:
+    """``out`` is ``source`` (through any link) or lies inside the folder ``source``."""
+    out_real, src_real = Path(os.path.realpath(out)), Path(os.path.realpath(source))
+    return out_real == src_real or (src_real.is_dir() and src_real in out_real.parents)
+
+
+def check_outputs_apart(outputs: dict[str, str | os.PathLike | None],
+                        inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse an output that is one of the command's inputs (or inside an input folder, such
+    as a bundle), or two outputs naming one file: writing it would destroy what was read,
+    or the second write would replace the first."""
+    given = {flag: Path(p) for flag, p in outputs.items() if p is not None}
+    for flag, out in given.items():
+        for what, source in inputs.items():
+            if source is not None and Path(source).exists() and _same_or_inside(out, Path(source)):
+                raise PathError(f"{flag} {out} would overwrite {what} {source}, an input of "
+                                "this command; write it elsewhere")
+    flags = list(given)
+    for i, a in enumerate(flags):
+        for b in flags[i + 1:]:
+            if os.path.realpath(given[a]) == os.path.realpath(given[b]):
+                raise PathError(f"{a} and {b} name the same file {given[a]}; give two paths")
+
+
+def check_replaces_own_kind(path: str | os.PathLike | None, flag: str, what: str,
+                            is_kind: Callable[[Any], bool]) -> None:
+    """Refuse to replace an existing file that is not ``what`` (``is_kind`` of its JSON is
+    false): a stray path would lose someone's file. An empty file may be replaced."""
+    if path is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(64 << 20))
+    except (OSError, ValueError, RecursionError):
+        doc = None
+    if not is_kind(doc):
+        raise PathError(f"{flag} {path} exists and is not {what}; refusing to replace it "
+                        "(remove it or choose another path)")

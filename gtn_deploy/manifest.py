@@ -17,6 +17,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
@@ -123,6 +124,9 @@ def validate_manifest(data: Any, where: str = MANIFEST) -> dict[str, Any]:
     device_id = data["device"].get("id")
     if device_id is not None and not isinstance(device_id, str):
         raise BundleError(f"{where}: device.id must be a string")
+    if not any(data["models"].get(k) for k in ("fp32", "int8")):
+        raise BundleError(f"{where}: names no model (models.fp32 and models.int8 are both "
+                          "empty); a bundle holds at least one")
     for field, file in [("models.fp32", data["models"].get("fp32")),
                         ("models.int8", data["models"].get("int8")),
                         ("recommended_model", data["recommended_model"])]:
@@ -217,8 +221,10 @@ def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
         raise BundleError(f"{path}: no such bundle archive")
     try:
         with tarfile.open(path, "r:gz") as tar:
+            _check_archive_size(tar, path)
+            _check_nothing_after_the_end(tar, path)
             yield tar
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(f"{path}: not a readable .tar.gz ({exc})") from None
 
 
@@ -281,19 +287,54 @@ MAX_ARCHIVE_MEMBERS = 1000
 MAX_COMPRESSION_RATIO = 100
 
 
+MAX_TRAILING_ZEROS = 1 << 20  # tarfile pads to 10 KiB records; GNU tar to 10 KiB too
+
+
 def _check_archive_size(tar: tarfile.TarFile, tar_path: Path) -> None:
-    members = tar.getmembers()  # reads the headers through the stream; writes nothing
-    total = sum(m.size for m in members if m.isfile())
+    total = count = 0
+    for member in tar:  # headers read one at a time: a million empty ones stop at the limit
+        count += 1
+        if count > MAX_ARCHIVE_MEMBERS:
+            raise BundleError(f"{tar_path}: more than a bundle's {MAX_ARCHIVE_MEMBERS} "
+                              "members; refused")
+        total += member.size if member.isfile() else 0
     packed = max(1, tar_path.stat().st_size)
-    if len(members) > MAX_ARCHIVE_MEMBERS:
-        raise BundleError(f"{tar_path}: {len(members)} members, more than a bundle's "
-                          f"{MAX_ARCHIVE_MEMBERS}; refused")
     if total > MAX_ARCHIVE_BYTES:
         raise BundleError(f"{tar_path}: unpacks to {total / 2**20:.0f} MiB, more than "
                           f"{MAX_ARCHIVE_BYTES / 2**20:.0f} MiB; refused")
     if total / packed > MAX_COMPRESSION_RATIO and total > 64 * 2**20:
         raise BundleError(f"{tar_path}: unpacks {total / packed:.0f}x its size (a bundle's "
                           f"models barely compress); refused as a likely archive bomb")
+
+
+def _check_nothing_after_the_end(tar: tarfile.TarFile, tar_path: Path) -> None:
+    """Refuse data after the archive's end: a second gzip member or tar appended to a bundle
+    is invisible here but extracted by ``tar -i`` (a hidden member), so only zero padding
+    may follow the last member, in one gzip stream."""
+    stream = tar.fileobj
+    stream.seek(tar.offset)  # the end of the last member, where the zero blocks start
+    seen = 0
+    while block := stream.read(1 << 16):
+        seen += len(block)
+        if block.count(0) != len(block) or seen > MAX_TRAILING_ZEROS:
+            raise BundleError(f"{tar_path}: data after the end of the archive (another "
+                              "archive appended?); refused")
+    _check_single_gzip_member(tar_path)
+
+
+def _check_single_gzip_member(tar_path: Path) -> None:
+    """One gzip member and nothing after it (a second member of zeros is still a second)."""
+    inflate = zlib.decompressobj(wbits=31)
+    with open(tar_path, "rb") as fh:
+        while not inflate.eof:
+            chunk = inflate.unconsumed_tail or fh.read(1 << 16)
+            if not chunk:
+                break
+            inflate.decompress(chunk, 1 << 20)  # output bounded, then dropped
+        trailing = inflate.unused_data + fh.read(1)
+    if trailing:
+        raise BundleError(f"{tar_path}: data after the end of the gzip stream (another "
+                          "archive appended?); refused")
 
 
 def safe_extract(tar_path: str | Path, dest: str | Path) -> Path:
@@ -307,8 +348,7 @@ def safe_extract(tar_path: str | Path, dest: str | Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=dest))
     try:
-        with _open_tar(tar_path) as tar:
-            _check_archive_size(tar, tar_path)
+        with _open_tar(tar_path) as tar:  # sizes, counts and trailing data checked
             roots = _extract_members(tar, tar_path, staging)
         if len(roots) != 1 or not (staging / next(iter(roots))).is_dir():
             raise BundleError(f"{tar_path}: a bundle archive holds exactly one top folder "

@@ -17,7 +17,7 @@ from typing import Any
 from gtn_deploy.arch import ArchConfig
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.io_utils import read_regular_file
-from gtn_deploy.spaces import DEFAULT_FAMILY, create_space, space_by_name
+from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, space_by_name
 
 PLAN_KIND = "gtn_deploy.plan"
 PLAN_SCHEMA_VERSION = 1
@@ -80,8 +80,12 @@ def parse_plan(doc: Any, where: str = "plan") -> Plan:
     if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
         raise CheckpointError(f"{where} is not a gtn_deploy plan (kind must be '{PLAN_KIND}')")
     _check_version(doc.get("schema_version"), where)
+    family = str(doc.get("family", DEFAULT_FAMILY))
+    if family not in FAMILIES:  # the plan's own field, not a flag the user gave
+        raise CheckpointError(f"{where}: family '{family}' is not one this gtn_deploy knows "
+                              f"(valid: {', '.join(FAMILIES)})")
     try:  # plans from before the second family name none: theirs is the first
-        space = create_space(str(doc.get("family", DEFAULT_FAMILY)), str(doc.get("task")))
+        space = create_space(family, str(doc.get("task")))
     except UsageError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     space = _named_space(doc.get("space", space.name), space)

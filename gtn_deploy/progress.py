@@ -159,10 +159,14 @@ class StepProgress:
     """
 
     def __init__(self, total_steps: int, enabled: bool = True, every: int = 20, stream=None,
-                 description: str = "train", cycle: str = "epoch", item: str = "img"):
+                 description: str = "train", cycle: str = "epoch", item: str = "img",
+                 every_s: float | None = None):
         """``cycle`` and ``item`` name what ``update`` counts: epochs of images when
-        training, rounds of calls when calibrate times subnets."""
-        self.total, self.every = total_steps, max(1, every)
+        training, rounds of calls when calibrate times subnets. ``every_s``: off a
+        terminal, a line (named by ``description``) at the first step, then every
+        ``every_s`` seconds whatever the steps take, instead of every ``every`` steps."""
+        self.total, self.every, self.every_s = total_steps, max(1, every), every_s
+        self._last_line: float | None = None
         self.cycle, self.item = cycle, item
         self.enabled = enabled and not quiet()
         self.stream = stream
@@ -199,12 +203,26 @@ class StepProgress:
             if step >= self.total:
                 self.close()
             return
-        if step % self.every and step < self.total:
+        if not self._line_due(step):
             return
         done = step - self.done_at_start
         eta = (self.total - step) * elapsed / done if done > 0 else 0.0
-        self._write(f"{self.cycle} {epoch + 1} step {step}/{self.total} {shown} {rate} "
+        name = f"{self.description}: " if self.every_s is not None else ""
+        self._write(f"{name}{self.cycle} {epoch + 1} step {step}/{self.total} {shown} {rate} "
                     f"elapsed {_clock(elapsed)} eta {_clock(eta)}")
+
+    def _line_due(self, step: int) -> bool:
+        """Off a terminal: the last step always; else every ``every`` steps, or with
+        ``every_s`` the first step and then one line per ``every_s`` seconds."""
+        if step >= self.total:
+            return True
+        if self.every_s is None:
+            return step % self.every == 0
+        now = time.perf_counter()
+        if self._last_line is not None and now - self._last_line < self.every_s:
+            return False
+        self._last_line = now
+        return True
 
     def message(self, text: str) -> None:
         """A line above the bar (or a plain line)."""

@@ -34,8 +34,21 @@ class UniqueKeyLoader(_Base):  # type: ignore[misc, valid-type]
 
 
 def load_yaml(data: bytes | str) -> Any:
-    """Parse YAML data (safe types only); a duplicate key raises a yaml.YAMLError."""
+    """Parse YAML data (safe types only); a duplicate key or an alias raises a
+    yaml.YAMLError."""
+    _refuse_aliases(data)
     return yaml.load(data, Loader=UniqueKeyLoader)
+
+
+def _refuse_aliases(data: bytes | str) -> None:
+    """Aliases are refused: a few nested ones expand a 1 MB file into billions of nodes (an
+    alias bomb), and profiles and run files have no use for them. The event scan (the C
+    parser) sees an alias before anything is expanded."""
+    for event in yaml.parse(data, Loader=_Base):
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"alias '*{event.anchor}' is not supported (write the value out)",
+                event.start_mark)
 
 
 def yaml_error_line(exc: yaml.YAMLError, where: str) -> str:

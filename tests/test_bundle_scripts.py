@@ -260,8 +260,10 @@ def test_bundle_scripts_run_on_python_3_8(bundles):
 
 
 def test_calibration_device_script_runs_on_python_3_8():
-    """What gtnd calibrate --host sends to the device: time_subnets.py and bundle_io.py."""
+    """What gtnd calibrate --host sends to the device: time_subnets.py and bundle_io.py,
+    and device_check.py, which bench --host sends too."""
     check_python_3_8([ROOT / "gtn_deploy" / "bench" / "time_subnets.py",
+                      ROOT / "gtn_deploy" / "bench" / "device_check.py",
                       ROOT / "gtn_deploy" / "export" / "bundle_io.py"])
 
 

@@ -1,21 +1,26 @@
 """``gtnd bench BUNDLE --host user@device[:port]``: time a bundle on another machine over SSH.
 
-The system ``ssh`` carries everything in one connection: the files the bundle's own
-``run_onnx.py`` needs go in as a tar stream on stdin, unpack into a fresh temporary folder
-there, the script prints one JSON line (timing and the machine's fingerprint), and a shell
-trap removes the folder however the run ends. The device needs python3, numpy and
-onnxruntime, never gtn_deploy. Host keys are checked against known_hosts unless the caller
-turns that off explicitly, and the result records which it was. ``gtnd calibrate --host``
-(``bench.remote_calibrate``) sends its subnets and script through the same machinery.
+The system ``ssh`` carries everything in one connection: the files ``run_onnx.py`` needs
+(the scripts from this installation, never the bundle's copies) go in as a tar stream on
+stdin, unpack into a fresh temporary folder there, the script prints one JSON line (timing
+and the machine's fingerprint), and a shell trap removes the folder however the run ends.
+The device needs python3, numpy and onnxruntime, never gtn_deploy; a first short connection
+(``device_check.py``) checks them before anything else is sent. Host keys are checked
+against known_hosts unless the caller turns that off explicitly, and the result records
+which it was. Only the ssh options in SSH_OPTIONS pass; keep-alives and a bound that scales
+with the work end a stalled exchange; every answer is checked by ``bench.remote_doc``.
+``gtnd calibrate --host`` (``bench.remote_calibrate``) uses the same machinery.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -23,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gtn_deploy.bench import remote_doc
+from gtn_deploy.bench.remote_doc import read_answer
 from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_verdict,
-                                  compare_prediction, verdict_lines)
+                                  check_threads, compare_prediction, verdict_lines)
 from gtn_deploy.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
 from gtn_deploy.machine import cores_text
@@ -32,10 +39,35 @@ from gtn_deploy.manifest import BundleManifest
 
 SCRIPT = "run_onnx.py"
 SUPPORT_FILES = ("manifest.json", "bundle_io.py", SCRIPT, "labels.txt")
+# the scripts that run on the device come from this installation (export/ writes the same
+# files into bundles), never from the bundle
+_EXPORT_DIR = Path(__file__).resolve().parents[1] / "export"
+OWN_SCRIPTS = {name: _EXPORT_DIR / name for name in ("bundle_io.py", SCRIPT)}
+DEVICE_CHECK = Path(__file__).resolve().with_name("device_check.py")
 CONNECT_TIMEOUT_S = 10
+REMOTE_CORES_MAX = 64  # a bound for --threads before the device's core count is known
+# connecting and starting python there: a device that stalls after its banner fails here
+CHECK_TIMEOUT_S = CONNECT_TIMEOUT_S + 20.0
 # exit statuses of the remote wrapper itself (the script exits 0, 1 or 2; ssh 255)
 _NO_TEMP, _NO_UNPACK = 97, 98
-_HOST_RE = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<name>[A-Za-z0-9._-]+)(?::(?P<port>\d+))?$")
+# A user name as useradd allows it (no leading '-': ssh would read an option); a host name,
+# IPv4 address or a bracketed IPv6 literal ("user@[::1]:22").
+_HOST_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31})@)?"
+                      r"(?:(?P<name>[A-Za-z0-9._-]+)|\[(?P<v6>[0-9A-Fa-f:.]+)\])"
+                      r"(?::(?P<port>\d+))?$")
+# What a remote run may set with --ssh-option: where and as whom to connect, which keys,
+# and timeouts. Anything else (ProxyCommand, LocalCommand, KnownHostsCommand, Include, ...)
+# could run a command here, so it is refused.
+SSH_OPTIONS = ("AddressFamily", "BindAddress", "CheckHostIP", "Ciphers", "Compression",
+               "ConnectionAttempts", "ConnectTimeout", "GlobalKnownHostsFile",
+               "HostKeyAlgorithms", "HostKeyAlias", "HostName", "IdentitiesOnly",
+               "IdentityFile", "IPQoS", "KexAlgorithms", "MACs", "Port",
+               "PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes", "ServerAliveCountMax",
+               "ServerAliveInterval", "StrictHostKeyChecking", "TCPKeepAlive", "User",
+               "UserKnownHostsFile")
+_OPTION_RE = re.compile(r"^\s*(?P<key>[A-Za-z]+)\s*(?:=|\s)\s*(?P<value>\S.*)$")
+# a stalled connection is dropped after SERVER_ALIVE_S * SERVER_ALIVE_COUNT seconds
+SERVER_ALIVE_S, SERVER_ALIVE_COUNT = 5, 3
 
 
 @dataclass(frozen=True)
@@ -53,16 +85,20 @@ class SshTarget:
     def parse(cls, spec: str, **kwargs: Any) -> "SshTarget":
         """``[user@]host[:port]``; anything else is a UsageError."""
         m = _HOST_RE.match(spec.strip())
-        if not m or m["name"].startswith("-"):
-            raise UsageError(f"--host {spec!r}: expected user@host or user@host:port")
+        if not m or (m["name"] or "").startswith("-"):
+            raise UsageError(f"--host {spec!r}: expected user@host[:port] (user and host of "
+                             "letters, digits, '.', '_', '-'; an IPv6 address in brackets: "
+                             "user@[::1]:22)")
         port = int(m["port"]) if m["port"] else None
         if port is not None and not 0 < port < 65536:
             raise UsageError(f"--host {spec!r}: port must be 1..65535")
-        return cls(m["name"], m["user"], port, **kwargs)
+        options = tuple(check_ssh_option(o) for o in kwargs.pop("options", ()))
+        return cls(m["name"] or m["v6"], m["user"], port, options=options, **kwargs)
 
     @property
     def label(self) -> str:
-        return (f"{self.user}@" if self.user else "") + self.name + (
+        name = f"[{self.name}]" if ":" in self.name else self.name
+        return (f"{self.user}@" if self.user else "") + name + (
             f":{self.port}" if self.port else "")
 
     def argv(self, command: str) -> list[str]:
@@ -81,11 +117,26 @@ class SshTarget:
             argv += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
         for opt in self.options:
             argv += ["-o", opt]
+        # after the user's (ssh keeps an option's first value): a device that stops
+        # answering mid-run is dropped instead of holding the run until its timeout
+        argv += ["-o", f"ServerAliveInterval={SERVER_ALIVE_S}",
+                 "-o", f"ServerAliveCountMax={SERVER_ALIVE_COUNT}"]
         if self.port:
             argv += ["-p", str(self.port)]
         if self.user:
             argv += ["-l", self.user]
         return [*argv, "--", self.name, command]
+
+
+def check_ssh_option(option: str) -> str:
+    """``option`` as ``Key=value`` if its key is in SSH_OPTIONS, else a UsageError."""
+    m = _OPTION_RE.match(option)
+    allowed = {k.lower(): k for k in SSH_OPTIONS}
+    if not m or m["key"].lower() not in allowed or any(ord(c) < 32 for c in option):
+        key = m["key"] if m else option.split("=")[0][:40]
+        raise UsageError(f"--ssh-option {key!r} is not allowed; allowed: "
+                         f"{', '.join(SSH_OPTIONS)} (as KEY=VALUE)")
+    return f"{allowed[m['key'].lower()]}={m['value'].strip()}"
 
 
 def needed_files(manifest: BundleManifest, model: str) -> list[str]:
@@ -99,12 +150,13 @@ def needed_files(manifest: BundleManifest, model: str) -> list[str]:
     return [model, *extra, *SUPPORT_FILES]
 
 
-def pack(bundle_dir: Path, names: list[str]):
-    """The files as an uncompressed tar (models do not compress), rewound for reading."""
+def pack(bundle_dir: Path, names: list[str], own: dict[str, Path] | None = None):
+    """The files as an uncompressed tar (models do not compress), rewound for reading;
+    a name in ``own`` is sent from that path instead of the folder."""
     buf = tempfile.TemporaryFile()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name in names:
-            tar.add(bundle_dir / name, arcname=name, recursive=False)
+            tar.add((own or {}).get(name, bundle_dir / name), arcname=name, recursive=False)
     buf.seek(0)
     return buf
 
@@ -130,6 +182,9 @@ def ssh_problem(target: SshTarget, stderr: str) -> str:
         return f"{where}: unknown host (the name does not resolve)"
     if "Connection refused" in text:
         return f"{where}: connection refused (is sshd running on that port?)"
+    if "not responding" in text:
+        return (f"{where}: stopped answering mid-run (no reply to keep-alives for "
+                f"{SERVER_ALIVE_S * SERVER_ALIVE_COUNT} s)")
     if "timed out" in text:
         return f"{where}: no answer within {CONNECT_TIMEOUT_S} s (host down or port filtered)"
     if "Permission denied" in text:
@@ -158,44 +213,72 @@ def remote_problem(target: SshTarget, rc: int, stderr: str) -> str:
 
 def run_over_ssh(target: SshTarget, command: str, stdin, timeout_s: float) -> str:
     """Run ``command`` there with ``stdin``; its stdout, or a one-line BenchError."""
+    # a session of its own: on a timeout the whole group goes (a ProxyJump or an ssh
+    # helper holding the pipes would otherwise keep communicate() waiting)
+    proc = subprocess.Popen(target.argv(command), stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        proc = subprocess.run(target.argv(command), stdin=stdin, capture_output=True,
-                              text=True, timeout=timeout_s)
+        stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise BenchError(f"{target.label}: no result within {timeout_s:.0f} s") from None
+        _kill_group(proc)
+        raise BenchError(f"{target.label}: no result within {timeout_s:.0f} s (the device "
+                         "stopped answering, or the work took far longer than expected)"
+                         ) from None
+    except BaseException:
+        _kill_group(proc)
+        raise
     if proc.returncode == 255:
-        raise BenchError(ssh_problem(target, proc.stderr))
+        raise BenchError(ssh_problem(target, stderr))
     if proc.returncode != 0:
-        raise BenchError(remote_problem(target, proc.returncode, proc.stderr))
-    return proc.stdout
+        raise BenchError(remote_problem(target, proc.returncode, stderr))
+    return stdout
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
 
 
 def parse_output(target: SshTarget, stdout: str, kind: str = "gtn_deploy.bundle_timing",
                  script: str = f"bundle's {SCRIPT}") -> dict[str, Any]:
-    """The script's JSON line of ``kind`` (a login banner or shell chatter may come before
-    it)."""
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                break
-            if isinstance(doc, dict) and doc.get("kind") == kind:
-                return doc
-            break
-    raise BenchError(f"{target.label}: the remote run printed no result (is the {script} "
-                     "from this gtn_deploy version?)")
+    """The script's JSON line of ``kind``, read without trusting its size or depth."""
+    return read_answer(target.label, stdout, kind, script)
+
+
+def check_device(target: SshTarget, remote_python: str) -> dict[str, Any]:
+    """Connect, and check the python, numpy and onnxruntime there, within a short bound:
+    a refused connection, a stalled device or a missing runtime fails here, before any
+    export or transfer."""
+    with pack(DEVICE_CHECK.parent, [DEVICE_CHECK.name]) as tar:
+        stdout = run_over_ssh(target, remote_command(remote_python, DEVICE_CHECK.name, []),
+                              tar, CHECK_TIMEOUT_S)
+    doc = remote_doc.check_device(target.label, read_answer(
+        target.label, stdout, "gtn_deploy.device_check", DEVICE_CHECK.name))
+    if tuple(int(x) for x in re.findall(r"\d+", doc["python"])[:2]) < (3, 8):
+        raise BenchError(f"{target.label}: python {doc['python']} there; the scripts need "
+                         "3.8 or newer (--remote-python)")
+    return doc
+
+
+def bench_timeout_s(size_bytes: int, calls: int, predicted_ms: float | None) -> float:
+    """A bound on one bench exchange that scales with the work: connecting, sending the
+    files at a slow 1 MB/s, and each call at 50x its predicted latency (at least 0.2 s)."""
+    per_call_s = max(0.2, 50 * (predicted_ms or 0) / 1e3)
+    return CONNECT_TIMEOUT_S + 30 + size_bytes / 1e6 + calls * per_call_s
 
 
 def bench_remote(path: str | Path, target: SshTarget, remote_python: str = "python3",
                  precision: str | None = None, threads: int | None = None,
                  warmup: int = 10, iters: int | None = None, force: bool = False,
-                 timeout_s: float = 600.0) -> dict[str, Any]:
-    """Time a bundle on ``target`` with its own run_onnx.py; the results document."""
+                 timeout_s: float | None = None) -> dict[str, Any]:
+    """Time a bundle on ``target`` with gtn_deploy's run_onnx.py; the results document.
+    ``timeout_s``: None scales the bound with the work (``bench_timeout_s``)."""
     from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
 
     if warmup < 0 or (iters is not None and iters < 1) or (threads is not None and threads < 1):
         raise UsageError("--warmup must be >= 0, --iters and --threads >= 1")
+    check_threads(threads, REMOTE_CORES_MAX)  # the device's cores are not known yet
     with open_bundle(path) as bundle_dir:
         manifest = load_manifest(bundle_dir)
         problems = verify_files(bundle_dir)
@@ -205,9 +288,18 @@ def bench_remote(path: str | Path, target: SshTarget, remote_python: str = "pyth
         args = ["--json", "--model", model, "--warmup", str(warmup)]
         args += ["--runs", str(iters)] if iters else []
         args += ["--threads", str(threads)] if threads else []
-        with pack(bundle_dir, needed_files(manifest, model)) as tar:
-            doc = parse_output(target, run_over_ssh(
-                target, remote_command(remote_python, SCRIPT, args), tar, timeout_s))
+        names = needed_files(manifest, model)
+        check_device(target, remote_python)
+        if timeout_s is None:
+            timeout_s = bench_timeout_s(
+                sum((bundle_dir / n).stat().st_size for n in names), warmup + (iters or 100),
+                (manifest.latency_prediction or {}).get("latency_ms"))
+        # our own scripts run there, never the bundle's: a bundle from elsewhere must not
+        # run its author's Python on the device
+        with pack(bundle_dir, names, own=OWN_SCRIPTS) as tar:
+            doc = remote_doc.check_bundle_timing(target.label, parse_output(
+                target, run_over_ssh(target, remote_command(remote_python, SCRIPT, args), tar,
+                                     timeout_s)), iters)
     return _result(path, manifest, target, remote_python, precision, threads, doc, problems)
 
 

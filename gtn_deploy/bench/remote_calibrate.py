@@ -25,12 +25,12 @@ from typing import Any, Sequence
 from gtn_deploy.arch import ArchConfig, SearchSpace
 from gtn_deploy.bench.calibration import Measurement
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner
-from gtn_deploy.bench.remote import (SshTarget, pack, parse_output, remote_command,
-                                     run_over_ssh)
+from gtn_deploy.bench.remote import (SshTarget, check_device, pack, parse_output,
+                                     remote_command, run_over_ssh)
+from gtn_deploy.bench.remote_doc import check_subnet_timing
 from gtn_deploy.rounds import RoundPlan, RoundsResult
 from gtn_deploy.bench.subnets import SubnetTiming, _block_times, export_all
 from gtn_deploy.fingerprint import current_fingerprint
-from gtn_deploy.errors import BenchError
 from gtn_deploy.machine import cpu_name
 from gtn_deploy.progress import StepProgress
 
@@ -61,6 +61,7 @@ class RemoteSite:
                 runner: CalibrationRunner) -> Measurement:
         """Export ``archs`` here, time (and profile the first ``profiled``) there."""
         start = time.perf_counter()
+        check_device(self.target, self.remote_python)  # before minutes of exporting
         with tempfile.TemporaryDirectory(prefix="gtnd-calib-") as tmp:
             folder = Path(tmp)
             paths = export_all(space, archs, folder)
@@ -76,9 +77,13 @@ class RemoteSite:
                 f"live progress: at least {max(plan.min_rounds, 2)} rounds, up to "
                 f"{plan.budget_s:g} s{then})")
             command = remote_command(self.remote_python, SCRIPT, [SPEC])
+            timeout_s = min(self.timeout_s, calibrate_timeout_s(size_mb, len(archs), plan,
+                                                                profile_runs * profiled))
             with pack(folder, names) as tar:
-                stdout = run_over_ssh(self.target, command, tar, self.timeout_s)
-        doc = parse_output(self.target, stdout, KIND, SCRIPT)
+                stdout = run_over_ssh(self.target, command, tar, timeout_s)
+        doc = check_subnet_timing(self.target.label, parse_output(self.target, stdout, KIND,
+                                                                  SCRIPT),
+                                  len(archs), profiled if profile_runs else 0)
         timings, res = _timings(self.target, doc, archs, profiled if profile_runs else 0)
         info = {"seconds": time.perf_counter() - start, "export_s": export_s,
                 "timing_s": res.seconds, "rounds_max": max(len(r) for r in res.rounds),
@@ -87,6 +92,14 @@ class RemoteSite:
         threads_used = threads if runner.runtime == "onnxruntime" else None
         return Measurement(timings, info, fingerprint(doc, runner, threads_used),
                            environment(doc, runner, threads_used))
+
+
+def calibrate_timeout_s(size_mb: float, n_models: int, plan: RoundPlan,
+                        profiled_calls: int) -> float:
+    """A bound on the exchange that scales with the work: sending at a slow 1 MB/s, 20 s to
+    build each session, the rounds' time budget twice over (a round started in time may
+    finish late) and 1 s per profiled call."""
+    return 60.0 + size_mb + 20.0 * n_models + 2 * plan.budget_s + profiled_calls
 
 
 def _write_spec(folder: Path, space: SearchSpace, archs, paths, threads: int,
@@ -107,10 +120,7 @@ def _write_spec(folder: Path, space: SearchSpace, archs, paths, threads: int,
 def _timings(target: SshTarget, doc: dict, archs: Sequence[ArchConfig], profiled: int
              ) -> tuple[list[SubnetTiming], RoundsResult]:
     """The device's raw calls turned into timings by the local protocol's own code."""
-    rounds, nodes = doc.get("rounds") or [], doc.get("nodes") or []
-    if len(rounds) != len(archs) or not all(rounds) or len(nodes) != profiled:
-        raise BenchError(f"{target.label}: {SCRIPT} answered for {len(rounds)} subnets "
-                         f"({len(nodes)} profiled), {len(archs)} ({profiled}) were sent")
+    rounds, nodes = doc["rounds"], doc["nodes"]  # checked by check_subnet_timing
     res = RoundsResult(rounds, doc["order"], doc["stop"], doc["timing_s"])
     timings = [SubnetTiming(a, res.latency_ms(i), [float(median(r)) for r in rounds[i]],
                             spread=res.spread(i)) for i, a in enumerate(archs)]

@@ -138,6 +138,35 @@ def _input_batch(manifest: BundleManifest, batch_size: int, seed: int = 0) -> np
     return np.random.default_rng(seed).standard_normal([batch_size, *rest]).astype(np.float32)
 
 
+# each runtime thread holds its own buffers: 100,000 of them took 7 GB; past a few per
+# core a bench measures contention, not the model
+THREADS_PER_CORE = 4
+
+
+def check_threads(threads: int | None, cores: int) -> None:
+    """--threads at most THREADS_PER_CORE x the cores that run the bench."""
+    if threads is not None and threads > THREADS_PER_CORE * cores:
+        raise UsageError(f"--threads {threads}: more than {THREADS_PER_CORE} per core "
+                         f"({cores} cores there, so at most {THREADS_PER_CORE * cores})")
+
+
+def _check_output(out: Any, manifest: BundleManifest, batch_size: int,
+                  bundle_dir: Path) -> None:
+    """The model's output has the shape its manifest declares: timing a model that is not
+    the one described (1000 classes where the manifest says 10) would measure the wrong
+    thing and say nothing. A runner that returns no host array is not checked."""
+    shape = getattr(out, "shape", None)
+    if shape is None:
+        return
+    declared = manifest.output.get("shape") or []
+    want = [batch_size] + [d if isinstance(d, int) else None for d in declared[1:]]
+    got = [int(d) for d in shape]
+    if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
+        raise BundleError(f"bundle {bundle_dir}: its model outputs {tuple(got)}, the manifest "
+                          f"declares {tuple(declared)} (batch {batch_size}); the model is "
+                          "not the one the manifest describes")
+
+
 @contextlib.contextmanager
 def _runtime_errors(backend: str, bundle_dir: Path):
     """A model the runtime cannot load or run is a one-line BenchError (runtimes raise their
@@ -164,6 +193,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
     check_loop(warmup, iters, seconds, rounds)
     if batch_size < 1 or (threads is not None and threads < 1):
         raise UsageError("--batch-size and --threads must be >= 1")
+    check_threads(threads, os.cpu_count() or 1)
     with open_bundle(path) as bundle_dir:
         manifest = load_manifest(bundle_dir)
         recommended = manifest.recommended_precision
@@ -176,6 +206,7 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
         with _runtime_errors(backend, bundle_dir):
             runner = make_runner(backend, bundle_dir, manifest, precision, batch_size, threads)
             try:
+                _check_output(runner.run(x), manifest, batch_size, bundle_dir)
                 stats = time_calls(lambda: runner.run(x), warmup, iters, seconds, batch_size,
                                    rounds=rounds)
             finally:

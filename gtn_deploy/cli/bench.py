@@ -36,24 +36,29 @@ def bench(
     force: Annotated[bool, typer.Option(help="Run despite hash or device mismatches (recorded).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results document.")] = False,
     host: Annotated[Optional[str], host_option(
-        "Run on this machine over SSH: the bundle's own run_onnx.py, with python3, numpy and "
-        "onnxruntime there (no gtn_deploy).")] = None,
+        "Run on this machine over SSH: gtn_deploy's run_onnx.py (not the bundle's copy), with "
+        "python3, numpy and onnxruntime there (no gtn_deploy).")] = None,
     remote_python: Annotated[str, remote_python_option()] = "python3",
     identity: Annotated[Optional[Path], identity_option()] = None,
     ssh_option: Annotated[Optional[list[str]], ssh_option_option()] = None,
     insecure_host_key: Annotated[bool, insecure_host_key_option()] = False,
 ) -> None:
     """Measure a bundle's latency here (or on --host) and compare it with its prediction."""
-    from gtn_deploy.io_utils import atomic_write_json, check_output_file
+    from gtn_deploy.bench.run import RESULT_KIND
+    from gtn_deploy.io_utils import (atomic_write_json, check_output_file, check_outputs_apart,
+                                     check_replaces_own_kind)
 
     check_output_file(out)
+    check_outputs_apart({"--out": out}, {"the bundle": bundle})
+    check_replaces_own_kind(out, "--out", "a bench result",
+                            lambda d: isinstance(d, dict) and d.get("kind") == RESULT_KIND)
     batch_size = batch_size if batch is None else batch
     if host is not None:
         if rounds is not None:
             from gtn_deploy.errors import UsageError
 
             raise UsageError("--rounds is for a bench on this machine; --host runs the "
-                             "bundle's own run_onnx.py, which times one loop")
+                             "bundle's run_onnx.py, which times one loop")
         result = _bench_remote(bundle, host, backend, batch_size, seconds, remote_python,
                                identity, ssh_option, insecure_host_key, precision, threads,
                                warmup, iters, force)

@@ -57,12 +57,18 @@ def calibrate(
     under half of the held-out subnets within +-10% is written marked untrusted."""
     from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
     from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.io_utils import atomic_write_json, check_output_file
+    from gtn_deploy.io_utils import (atomic_write_json, check_output_file, check_outputs_apart,
+                                     check_replaces_own_kind)
 
     if rounds < 1 or iters < 1:
         raise UsageError("--rounds and --iters must be >= 1")
     holdout = holdout_count(holdout, samples)
     check_output_file(report)
+    # the profile read is an input; --out (checked by calibrate) and --report are outputs
+    check_outputs_apart({"--out": out, "--report": report},
+                        {"--device": Path(device) if Path(device).is_file() else None})
+    check_replaces_own_kind(report, "--report", "a calibration report",
+                            lambda d: isinstance(d, dict) and "validation" in d and "tier1" in d)
     site = None
     if host is not None:
         from gtn_deploy.bench.remote_calibrate import RemoteSite

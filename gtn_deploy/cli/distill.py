@@ -9,6 +9,7 @@ import typer
 
 from gtn_deploy.cli.choices import (INITS, KD_LOSSES, choice, resolve_torch_device,
                                     torch_device_options)
+from gtn_deploy.errors import UsageError
 from gtn_deploy.cli.common import user_errors
 
 
@@ -28,7 +29,7 @@ def distill(
         label="INIT")]
     = "scratch",
     temperature: Annotated[float, typer.Option(help="KD temperature T.")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="Weight of the KD term (1-alpha: CE).")] = 0.9,
+    alpha: Annotated[float, typer.Option(help="Weight of the KD term (1-alpha: CE). torchdistill's alpha weights CE instead (our 0.9 = its 0.1), and its alpha 0 drops T^2; ours keeps it.")] = 0.9,
     kd_loss: Annotated[str, choice(
         KD_LOSSES, "KD loss: kd (Hinton et al.) or dkd (Decoupled KD, Zhao et al. 2022).")]
     = "kd",
@@ -68,6 +69,11 @@ def distill(
                    calib_images=calib_images, checkpoint_every=checkpoint_every,
                    progress=progress)
     source = None if teacher.lower() == "none" else teacher
+    # a valid loss other than kd would be ignored without a word (a bad name is refused
+    # later, naming the valid ones)
+    if source is None and kd_loss != "kd" and kd_loss in KD_LOSSES:
+        raise UsageError(f"--kd-loss {kd_loss} needs a teacher; with --teacher none the "
+                         "students train with plain CE")
     with stdout_to_stderr(as_json):
         result = distill_plan(plan, source, cfg, out, candidate, resume,
                               resolve_torch_device(torch_device, device))

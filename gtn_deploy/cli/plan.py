@@ -36,7 +36,8 @@ def plan(
 ) -> None:
     """Search the supernet for the students that fit each device's budget."""
     from gtn_deploy.cost.latency import check_precision
-    from gtn_deploy.io_utils import atomic_write_json
+    from gtn_deploy.io_utils import atomic_write_json, check_outputs_apart, check_replaces_own_kind
+    from gtn_deploy.plan_file import PLAN_KIND
     from gtn_deploy.profiles import load_profile
     from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
     from gtn_deploy.spaces import create_space, supernet_space
@@ -53,6 +54,10 @@ def plan(
     if precision is not None:
         check_precision(precision)
     profiles = [load_profile(ref) for ref in refs]  # every device resolves before any search
+    check_outputs_apart({"--out": out}, {f"--device {ref}": p.source_path
+                                         for ref, p in zip(refs, profiles)})
+    check_replaces_own_kind(out, "--out", "a plan",
+                            lambda d: isinstance(d, dict) and d.get("kind") == PLAN_KIND)
     objective = _load_objective(predictor, space) if predictor else None
     entries, warnings = [], []
     for profile in profiles:

@@ -118,6 +118,7 @@ def load_task_data(task: TaskSpec | str, data_dir: str | Path | None = None, *,
         test = _to_dataset(raw["test"]) if "test" in raw else None
     train_idx, val_idx = stratified_split(train_full.labels, val_fraction, split_seed)
     train, val = train_full.subset(train_idx), train_full.subset(val_idx)
+    _check_splits(train_full, train, val, val_fraction)
     test = test if test is not None else val
     _check(task, train)
     if limit_train is not None:
@@ -126,6 +127,17 @@ def load_task_data(task: TaskSpec | str, data_dir: str | Path | None = None, *,
         val = val.subset(stratified_subset(val.labels, _positive(limit_val), split_seed + 1))
     classes = raw.get("train", raw.get("all")).classes
     return TaskData(task, train, val, test, classes)
+
+
+def _check_splits(full: Dataset, train: Dataset, val: Dataset, val_fraction: float) -> None:
+    """Neither split may be empty: a 0-image val split reads as 'val top-1 0.00%'."""
+    if len(train) and len(val):
+        return
+    counts = np.bincount(full.labels.numpy())
+    raise DataError(f"the validation split is empty or takes every image: it is "
+                    f"{val_fraction:.0%} of each class of the training images, and the "
+                    f"{len(counts)} classes have {int(counts.min())}-{int(counts.max())} "
+                    f"images; give at least {int(np.ceil(1 / val_fraction))} images per class")
 
 
 def _positive(n: int) -> int:

@@ -160,6 +160,9 @@ def load_image_folder(data_dir: Path | None, size: int, channels: int) -> dict[s
     """``root/train/<class>/*.jpg`` and ``root/val/<class>/...`` (or ``test``), resized.
 
     Images are resized (shorter side) and centre-cropped to ``size`` once, at load time.
+    Each class folder holds its images directly; at least two classes, none empty, and
+    val/ (the test split) has exactly train/'s classes. The validation split used while
+    training is carved from train/ (``load_task_data``'s ``val_fraction``, per class).
     """
     if data_dir is None:
         raise DataError("an ImageFolder task needs --data-dir pointing at a folder with "
@@ -169,15 +172,50 @@ def load_image_folder(data_dir: Path | None, size: int, channels: int) -> dict[s
     if not train_dir.is_dir():
         raise DataError(f"ImageFolder not found: {train_dir} does not exist "
                         "(expected train/<class>/*.jpg and val/<class>/*.jpg)")
-    classes = tuple(sorted(p.name for p in train_dir.iterdir() if p.is_dir()))
-    if not classes:
-        raise DataError(f"{train_dir} has no class subfolders")
+    classes = _class_folders(train_dir)
+    if len(classes) < 2:
+        raise DataError(f"{train_dir} has {len(classes)} class folder(s) "
+                        f"({', '.join(classes) or 'none'}); a classifier needs at least 2")
     out = {"train": _read_tree(train_dir, classes, size, channels)}
     for name in ("val", "test"):
         if (root / name).is_dir():
+            other = _class_folders(root / name)
+            if other != classes:
+                raise DataError(_mismatch(root / name, other, classes))
             out["test"] = _read_tree(root / name, classes, size, channels)
             break
     return out
+
+
+def _class_folders(folder: Path) -> tuple[str, ...]:
+    """The class folders, sorted; a linked one is refused (a link to '.' or to another
+    class would make an empty or a duplicated class)."""
+    names = []
+    for p in sorted(folder.iterdir()):
+        if p.is_symlink() and p.is_dir():
+            raise DataError(f"class folder {p} is a symbolic link; copy the images in (a "
+                            "link can make an empty or a duplicated class)")
+        if p.is_dir():
+            names.append(p.name)
+    return tuple(names)
+
+
+def _mismatch(folder: Path, got: tuple[str, ...], want: tuple[str, ...]) -> str:
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    parts = ([f"lacks {len(missing)} of train's classes ({', '.join(missing[:5])})"]
+             if missing else []) + \
+        ([f"has {len(extra)} classes train/ lacks ({', '.join(extra[:5])})"] if extra else [])
+    return f"{folder}: {'; '.join(parts)}; val/ and train/ must hold the same class folders"
+
+
+def _class_files(cdir: Path) -> list[Path]:
+    """The images directly in a class folder, or a DataError saying where they are."""
+    files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in _IMAGE_EXT and p.is_file())
+    if not files:
+        nested = sum(1 for p in cdir.rglob("*") if p.suffix.lower() in _IMAGE_EXT)
+        where = f" ({nested} images sit in its subfolders; move them up)" if nested else ""
+        raise DataError(f"class folder {cdir} has no images{where}")
+    return files
 
 
 def _read_tree(folder: Path, classes: tuple[str, ...], size: int, channels: int) -> RawSplit:
@@ -187,19 +225,9 @@ def _read_tree(folder: Path, classes: tuple[str, ...], size: int, channels: int)
         raise DataError("ImageFolder datasets need Pillow: pip install pillow") from None
     images, labels = [], []
     for label, name in enumerate(classes):
-        cdir = folder / name
-        files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in _IMAGE_EXT) \
-            if cdir.is_dir() else []
-        for path in files:
-            try:
-                with Image.open(path) as img:
-                    img = img.convert("L" if channels == 1 else "RGB")
-                    images.append(_resize_crop(img, size))
-            except OSError as exc:
-                raise DataError(f"cannot read image {path}: {exc}") from None
+        for path in _class_files(folder / name):
+            images.append(_read_image(Image, path, size, channels))
             labels.append(label)
-    if not images:
-        raise DataError(f"{folder}: no images found in its class folders")
     arr = np.stack(images)
     arr = arr[:, None] if arr.ndim == 3 else arr.transpose(0, 3, 1, 2)
     return RawSplit(np.ascontiguousarray(arr), np.asarray(labels, np.int64), classes)
@@ -226,15 +254,24 @@ def sample_image_folder(data_dir: Path | None, n: int, size: int, channels: int,
 def _read_files(paths: list[Path], size: int, channels: int) -> np.ndarray:
     from PIL import Image
 
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                images.append(_resize_crop(img.convert("L" if channels == 1 else "RGB"), size))
-        except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from None
-    arr = np.stack(images)
+    arr = np.stack([_read_image(Image, path, size, channels) for path in paths])
     return np.ascontiguousarray(arr[:, None] if arr.ndim == 3 else arr.transpose(0, 3, 1, 2))
+
+
+def _read_image(Image, path: Path, size: int, channels: int) -> np.ndarray:
+    """One image, resized; a decompression bomb (a small file of billions of pixels) is
+    refused before it is decoded, like any unreadable file, in one line naming it."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return _resize_crop(img.convert("L" if channels == 1 else "RGB"), size)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise DataError(f"image {path} is too large to decode ({exc})"[:300]) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def _resize_crop(img, size: int) -> np.ndarray:

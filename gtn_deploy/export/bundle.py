@@ -27,7 +27,7 @@ from gtn_deploy.export.data import CLASS_LABELS, ExportData, load_export_data
 from gtn_deploy.export.onnx import DEFAULT_OPSET, InputSpec, check_opset, export_onnx, parity_gate
 from gtn_deploy.export.quantize import PRESETS, measure_fp32
 from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
-from gtn_deploy.manifest import BundleManifest, manifest_digest, verify_files
+from gtn_deploy.manifest import BundleManifest, load_manifest, manifest_digest, verify_files
 from gtn_deploy.progress import Steps
 
 # Scripts copied into bundles; they run on the device without gtn_deploy (Python 3.8, numpy
@@ -101,6 +101,7 @@ def export_student(student_dir: str | Path, profile, out_dir: str | Path,
     """
     from gtn_deploy.supernet import load_student
 
+    bundle_target(student_dir, profile, out_dir, options)  # a bad --name fails before loading
     # the loader resolved the space (its classes too) and checked the arch: the student
     # network, of any family, carries both
     model, doc = load_student(student_dir)
@@ -118,11 +119,8 @@ def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, 
     for name in STUDENT_FILES:
         if not (Path(student_dir) / name).is_file():
             raise UsageError(f"{student_dir}: missing {name} (is it a student folder?)")
-    name = options.name or f"{Path(student_dir).resolve().name}-{profile.id}"
-    final = Path(out_dir) / name
-    sweep_leftovers(Path(out_dir), name)
-    if final.exists() and not options.overwrite:
-        raise ExportError(f"{final} already exists; pass --overwrite or another --out")
+    final = bundle_target(student_dir, profile, out_dir, options)
+    name = final.name
     make_int8 = ("int8" in profile.precisions) if options.int8 is None else options.int8
     spec = InputSpec(space.task.in_channels, arch.resolution, arch.resolution,
                      batch_size=max(1, int(profile.budgets.batch_size)),
@@ -145,6 +143,53 @@ def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, 
                 tarball = write_tarball(final)
                 step.note = f"{tarball.name}, {tarball.stat().st_size / 1e6:.1f} MB"
     return BundleResult(final, tarball, manifest, time.perf_counter() - start)
+
+
+def bundle_target(student_dir: str | Path, profile, out_dir: str | Path,
+                  options: ExportOptions) -> Path:
+    """``out_dir/<name>`` once the name is checked, what a killed export left is swept, and
+    what is there is known to be replaceable."""
+    name = check_bundle_name(options.name or f"{Path(student_dir).resolve().name}-{profile.id}")
+    final = Path(out_dir) / name
+    sweep_leftovers(Path(out_dir), name)
+    check_replaceable(final, options.overwrite)
+    return final
+
+
+# A bundle name is one plain path component: no separators, no "."/"..", no leading dot
+# (that is the temporaries' namespace, which sweep_leftovers deletes), no control characters.
+_BUNDLE_NAME = re.compile(r"^[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,127}$")
+
+
+def check_bundle_name(name: str) -> str:
+    """``name`` if it names a folder directly inside ``--out``, else a UsageError: a name
+    like ``../x`` or ``/abs`` would write, and with --overwrite delete, outside it."""
+    if not _BUNDLE_NAME.match(name) or name.endswith(".tar.gz"):
+        raise UsageError(f"--name {name!r} is not a plain folder name: one path component "
+                         "of 1-128 characters, no '/' or '\\', not starting with '.' and "
+                         "not ending in .tar.gz")
+    return name
+
+
+def check_replaceable(final: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but a bundle: --overwrite deletes ``final`` and its
+    tarball, so both must be what an earlier export wrote."""
+    tarball = final.with_name(final.name + ".tar.gz")
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise ExportError(f"{final} exists and is not a bundle folder; remove it or pick "
+                          "another --name")
+    if tarball.is_symlink() or (tarball.exists() and not tarball.is_file()):
+        raise ExportError(f"{tarball} exists and is not a bundle archive; remove it or pick "
+                          "another --name")
+    if not final.exists():
+        return
+    if not overwrite:
+        raise ExportError(f"{final} already exists; pass --overwrite or another --out")
+    try:
+        load_manifest(final)
+    except GtnError:
+        raise ExportError(f"{final} exists and is not a bundle (no valid manifest.json); "
+                          "--overwrite replaces only bundles") from None
 
 
 def _step_names(options: ExportOptions, make_int8: bool, load_data: bool = True) -> list[str]:

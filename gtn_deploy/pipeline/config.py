@@ -45,6 +45,10 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# each device is a plan, a student, a bundle and a bench: far past this is a mistake
+MAX_DEVICES = 32
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -114,7 +118,16 @@ class PipelineConfig(BaseModel):
     def _devices(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        return [{"device": v} if isinstance(v, str) else v for v in value or []]
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of devices or 'a,b,c', got {value!r:.60}")
+        if len(value) > MAX_DEVICES:
+            raise ValueError(f"{len(value)} devices; a run takes at most {MAX_DEVICES}")
+        value = [{"device": v} if isinstance(v, str) else v for v in value]
+        names = [v.get("device") for v in value if isinstance(v, dict)]
+        twice = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+        if twice:
+            raise ValueError(f"device '{twice[0]}' is named twice; name each device once")
+        return value
 
     def resolved(self) -> "PipelineConfig":
         """Fill every unset mode-dependent setting from the mode's defaults."""

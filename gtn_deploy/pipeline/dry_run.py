@@ -10,7 +10,6 @@ data (``estimate.probe``), which nothing keeps.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,9 +18,8 @@ from gtn_deploy.errors import GtnError
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.estimate import clock
 from gtn_deploy.pipeline.run import (DeviceBranch, PipelineRun, computed_plan,
-                                     estimate_training, plan_inputs, walk_stages)
-from gtn_deploy.pipeline.stages import MARKER, StageResult, StageStore
-from gtn_deploy.profiles import load_profile
+                                     estimate_training, plan_inputs, prepare, walk_stages)
+from gtn_deploy.pipeline.stages import MARKER, StageResult, StageStore, damage, read_marker
 
 TRAINING = ("teacher", "student-", "baseline-", "vanilla-")
 ESTIMATE_NOTE = "a probe of timed steps here; evaluation, export and bench come on top"
@@ -31,7 +29,9 @@ ESTIMATE_NOTE = "a probe of timed steps here; evaluation, export and bench come 
 class StagePlan:
     name: str
     folder: str  # stages/<name>-<hash of its inputs>, in the run folder
-    status: str  # cached | started (a work folder with checkpoints: it resumes) | pending
+    # cached | started (a work folder with checkpoints: it resumes) | pending | damaged
+    # (a finished folder whose marker or outputs changed: the run rebuilds it)
+    status: str
     took_s: float | None = None  # a cached stage's recorded time
     estimated_s: float | None = None  # a training stage still to run
 
@@ -42,8 +42,7 @@ class StagePlan:
 
 def dry_run(cfg: PipelineConfig, out: Path) -> dict[str, Any]:
     """The stage plan of a run of ``cfg`` in ``out``, as a JSON-ready document."""
-    space = cfg.search_space()
-    branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
+    space, branches = prepare(cfg, out)  # what the run checks first, checked the same
     run = PipelineRun(cfg, Path(out), branches, log=lambda line: None)
     store = StageStore(run.out, create=False)
     for b in branches:
@@ -65,9 +64,12 @@ def _look_up(store: StageStore, stages: list[StagePlan]) -> Callable[..., StageR
     def look(name: str, inputs: dict, build, resumable: bool = False) -> StageResult:
         path = store.path(name, inputs)
         row = StagePlan(name, f"stages/{path.name}", "pending")
-        if (path / MARKER).is_file():
+        problem = damage(path) if (path / MARKER).is_file() else None
+        if problem is not None:
+            row.status = "damaged (re-runs)"
+        elif (path / MARKER).is_file():
             row.status = "cached"
-            row.took_s = json.loads((path / MARKER).read_text()).get("seconds")
+            row.took_s = read_marker(path).get("seconds")
         elif resumable and store.work_folder(path).is_dir():
             row.status = "started"
         stages.append(row)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from gtn_deploy.errors import GtnError, PathError
-from gtn_deploy.io_utils import path_problem
+from gtn_deploy.io_utils import open_plain_file, path_problem
 
 
 class RunLocked(GtnError):
@@ -26,11 +26,12 @@ class RunLock:
     def __enter__(self) -> "RunLock":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:  # a read-only mount, a file where the folder belongs, ...
             raise PathError(f"cannot write {self.path.parent}: "
                             f"{path_problem(self.path, exc)} (the run folder holds the "
                             "lock, stages and report)") from None
+        # a planted link must not make us truncate and overwrite a file elsewhere
+        fd = open_plain_file(self.path, os.O_RDWR | os.O_CREAT, "run folder's lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,13 +19,14 @@ from typing import Any, Callable
 
 from gtn_deploy import __version__
 from gtn_deploy.arch import ArchConfig
+from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
 from gtn_deploy.plan_file import DevicePlan, load_plan, parse_plan
 from gtn_deploy.profiles import load_profile
-from gtn_deploy.progress import StageList, interactive
+from gtn_deploy.progress import StageList, quiet
 from gtn_deploy.spaces import family_free
 
 
@@ -70,12 +71,10 @@ class PipelineRun:
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
                  ) -> PipelineRun:
     """Run (or continue) the pipeline in ``out``; returns what every stage produced."""
-    space = cfg.search_space()
-    # Every device resolves before anything is trained or written.
-    branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
+    space, branches = prepare(cfg, out)
     run = PipelineRun(cfg, Path(out), branches, log=log)
     with RunLock(run.out), StageList(_stage_names(cfg, branches)) as run.stages:
-        store = StageStore(run.out)
+        store = StageStore(run.out, log=run.log)
         store.sweep()
         atomic_write_json(run.out / "config.json", {"schema_version": 1,
                                                     "kind": "gtn_deploy.pipeline_config",
@@ -93,6 +92,32 @@ def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = pr
 
         write_report(run)
     return run
+
+
+def prepare(cfg: PipelineConfig, out: Path) -> tuple[Any, list[DeviceBranch]]:
+    """Everything the run checks before its first stage, shared with the dry run so that it
+    says "go" only for a run that can start: the run folder, every device (each once, by
+    id: an alias names the same device), the teacher. Returns (space, branches)."""
+    from gtn_deploy.io_utils import check_output_file
+
+    check_output_file(out, folder=True)
+    space = cfg.search_space()
+    branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
+    seen: dict[str, str] = {}
+    for b in branches:
+        if b.id in seen:
+            raise UsageError(f"devices '{seen[b.id]}' and '{b.target.device}' are the same "
+                             f"device ({b.id}); name it once")
+        seen[b.id] = b.target.device
+    _check_teacher(cfg.teacher)
+    return space, branches
+
+
+def _check_teacher(name: str | None) -> None:
+    from gtn_deploy.models.registry import TEACHERS
+
+    if name is not None and name not in TEACHERS:
+        raise UsageError(f"unknown teacher '{name}'; valid teachers: {', '.join(TEACHERS)}")
 
 
 Step = Callable[..., StageResult]  # (name, inputs, build, resumable=False) -> StageResult
@@ -141,9 +166,12 @@ def estimate_training(cfg: PipelineConfig, space, branches: list[DeviceBranch]) 
     from gtn_deploy.data import load_space_data
     from gtn_deploy.pipeline.estimate import probe
 
-    data = load_space_data(space, cfg.data_dir, limit_train=cfg.limit_train)
-    students = min(len(data.train), cfg.distill_limit_train or len(data.train))
-    return probe(cfg, {b.id: b.arch() for b in branches}, len(data.train), students)
+    # the sizes the stages will use: the teacher's limit_train and the students'
+    # distill_limit_train each cut the same full training split
+    full = len(load_space_data(space, cfg.data_dir).train)
+    teacher = min(full, cfg.limit_train or full)
+    students = min(full, cfg.distill_limit_train or full)
+    return probe(cfg, {b.id: b.arch() for b in branches}, teacher, students)
 
 
 def _stage_names(cfg: PipelineConfig, branches: list[DeviceBranch]) -> list[str]:
@@ -178,9 +206,15 @@ def _stage(run: PipelineRun, store: StageStore, name: str, inputs: dict,
     return result
 
 
-def _live() -> bool:
-    """Training progress bars on an interactive terminal only (they are not in any key)."""
-    return interactive()
+# off a terminal (a pipe, a log file) each training stage prints a plain progress line this
+# often: a --full teacher is an hour, which must not be an hour of silence
+PROGRESS_EVERY_S = 30.0
+
+
+def _progress() -> bool:
+    """Progress in every stage (not in any key): bars on a terminal, plain lines off one
+    (``progress.StepProgress``); ``gtnd -q`` silences both."""
+    return not quiet()
 
 
 def _key(result: StageResult) -> str:
@@ -248,7 +282,8 @@ def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch], method: s
         epochs=cfg.teacher_epochs, sampler=cfg.sampler, pool=pool,
         batch_size=cfg.batch_size,
         seed=cfg.seed, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
-        data_dir=cfg.data_dir, augment=cfg.augment, progress=_live(),
+        data_dir=cfg.data_dir, augment=cfg.augment, progress=_progress(),
+        progress_every_s=PROGRESS_EVERY_S,
         sources={"pool": "pipeline plan", "devices": [b.id for b in branches]})
 
 
@@ -257,7 +292,7 @@ def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch], method: s
     """The key is the config actually trained, less the pool unless the sampler draws only
     from it (a generic teacher is reused when a device is added) and the display fields."""
     inputs = _teacher_config(cfg, branches, method).to_dict()
-    for display in ("sources", "progress", "log_every"):
+    for display in ("sources", "progress", "log_every", "progress_every_s"):
         inputs.pop(display)
     if cfg.sampler != "pool":
         inputs.pop("pool")
@@ -285,7 +320,7 @@ def _kd_config(cfg: PipelineConfig, with_teacher: bool):
                     batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
                     limit_train=cfg.distill_limit_train,
                     limit_val=cfg.limit_val, data_dir=cfg.data_dir, augment=cfg.augment,
-                    progress=_live())
+                    progress=_progress(), progress_every_s=PROGRESS_EVERY_S)
 
 
 _GTN = object()  # the default: the run's GTN teacher
@@ -297,7 +332,7 @@ def _student_inputs(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch,
     stage in every key: every student starts from its supernet (``--init supernet``)."""
     teacher = run.teacher if teacher is _GTN else teacher
     kd = _kd_config(cfg, teacher is not None).to_dict()
-    for display in ("progress", "log_every"):
+    for display in ("progress", "log_every", "progress_every_s"):
         kd.pop(display)
     inputs = {"kd": kd, "arch": b.arch().to_dict(), "teacher": _key(run.teacher),
               "method": "kd" if teacher is not None else "ce", "tool": __version__}
@@ -345,7 +380,7 @@ def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
     from gtn_deploy.export.bundle import export_student
 
     result = export_student(b.student.path, b.profile, folder, _export_options(cfg, b),
-                            progress=_live())
+                            progress=_progress())
     m = result.manifest
     return {"fp32_top1": m.metrics["fp32_top1"], "int8_top1": m.metrics.get("int8_top1"),
             "recommended_precision": m.recommended_precision,

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from gtn_deploy.io_utils import atomic_dir, atomic_write_json
+from gtn_deploy.io_utils import atomic_dir, atomic_write_json, sha256_file
 
 MARKER = "_stage.json"
+MAX_MARKER_BYTES = 16 << 20
 
 
 def input_hash(inputs: dict[str, Any]) -> str:
@@ -38,14 +39,16 @@ class StageResult:
     seconds: float
 
     def marker(self) -> dict:
-        return json.loads((self.path / MARKER).read_text())
+        return read_marker(self.path)
 
 
 class StageStore:
     """The stage folders of one pipeline run: ``<root>/stages/<name>-<hash>/``."""
 
-    def __init__(self, root: Path, create: bool = True):
+    def __init__(self, root: Path, create: bool = True,
+                 log: Callable[[str], None] = lambda line: None):
         self.root = Path(root) / "stages"
+        self.log = log  # where a damaged stage is reported before it re-runs
         if create:  # a dry run only looks: it makes no folder
             self.root.mkdir(parents=True, exist_ok=True)
 
@@ -61,8 +64,9 @@ class StageStore:
         return self.root / f"{name}-{input_hash(inputs)}"
 
     def is_done(self, name: str, inputs: dict[str, Any]) -> bool:
-        marker = self.path(name, inputs) / MARKER
-        return marker.is_file()
+        """The stage finished and its outputs are as it left them."""
+        final = self.path(name, inputs)
+        return (final / MARKER).is_file() and damage(final) is None
 
     @staticmethod
     def work_folder(final: Path) -> Path:
@@ -79,9 +83,11 @@ class StageStore:
         """
         final = self.path(name, inputs)
         if (final / MARKER).is_file():
-            marker = json.loads((final / MARKER).read_text())
-            return StageResult(name, final, False, marker.get("seconds", 0.0))
-        if final.exists():  # a folder without its marker is not a finished stage
+            problem = damage(final)
+            if problem is None:
+                return StageResult(name, final, False, read_marker(final).get("seconds", 0.0))
+            self.log(f"{name}: {problem}; re-running the stage")
+        if final.exists():  # a folder without its (intact) marker is not a finished stage
             shutil.rmtree(final)
         start = time.perf_counter()
         if resumable:
@@ -99,4 +105,41 @@ class StageStore:
                 start: float) -> None:
         atomic_write_json(folder / MARKER, {
             "stage": name, "inputs": inputs, "seconds": round(time.perf_counter() - start, 3),
-            "figures": figures or {}, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            "figures": figures or {}, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "outputs": output_hashes(folder)})
+
+
+def output_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file the stage left (its marker aside), by path in the folder."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
+
+
+def read_marker(final: Path) -> dict[str, Any]:
+    """The stage's marker, or {} when it is not a readable JSON object."""
+    try:
+        doc = json.loads((final / MARKER).read_bytes()[:MAX_MARKER_BYTES])
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def damage(final: Path) -> str | None:
+    """What is wrong with a finished stage folder, or None: a marker that does not read, an
+    output missing or changed since the stage wrote it (markers from before the hashes
+    were recorded are taken as they are)."""
+    marker = read_marker(final)
+    if not marker or not isinstance(marker.get("seconds", 0.0), (int, float)):
+        return f"its {MARKER} is damaged"
+    outputs = marker.get("outputs")
+    if outputs is None:
+        return None
+    if not isinstance(outputs, dict):
+        return f"its {MARKER} is damaged"
+    for rel, digest in sorted(outputs.items()):
+        file = final / rel
+        if file.is_symlink() or not file.is_file():
+            return f"its output {rel} is missing"
+        if sha256_file(file) != digest:
+            return f"its output {rel} changed since the stage wrote it"
+    return None

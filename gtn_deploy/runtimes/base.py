@@ -41,8 +41,9 @@ def model_file(bundle_dir: Path, manifest: BundleManifest, precision: str) -> Pa
     key = "int8" if precision == "int8" else "fp32"
     name = manifest.models.get(key)
     if not name:
+        have = [k for k in ("fp32", "int8") if manifest.models.get(k)]
         raise BenchError(f"bundle {bundle_dir} has no {key} model (manifest models.{key} is "
-                         f"null); valid here: fp32" + (", fp16" if precision == "fp16" else ""))
+                         f"null); valid here: {', '.join(have) or 'none'}")
     return bundle_dir / name
 
 

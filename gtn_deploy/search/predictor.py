@@ -159,6 +159,22 @@ def fit_with_holdout(space: SearchSpace, archs: Sequence[ArchConfig],
     return final
 
 
+# a fitted predictor's numbers (one-hot features standardised, accuracies in points) are
+# far inside this; past it, the objective would overflow to inf or NaN in the search
+MAX_PREDICTOR_VALUE = 1e6
+
+
+def _check_numbers(path: Path, arrays: dict[str, np.ndarray], bias: float) -> None:
+    """Finite, bounded numbers and a positive scale, or one CheckpointError line: a NaN,
+    zero-scale or 1e308 predictor would write NaN objectives into the plan."""
+    for name, values in {**arrays, "bias": np.asarray([bias])}.items():
+        if not np.all(np.isfinite(values)) or np.any(np.abs(values) > MAX_PREDICTOR_VALUE):
+            raise CheckpointError(f"{path}: {name} holds a value that is not finite or beyond "
+                                  f"+-{MAX_PREDICTOR_VALUE:g}; refit the predictor")
+    if np.any(arrays["scale"] <= 0):
+        raise CheckpointError(f"{path}: scale holds a value <= 0; refit the predictor")
+
+
 def load_predictor(path: str | Path, space: SearchSpace) -> AccuracyPredictor:
     """Read a predictor file; it must be for ``space`` (same name and encoding size)."""
     path = Path(path)
@@ -184,5 +200,6 @@ def load_predictor(path: str | Path, space: SearchSpace) -> AccuracyPredictor:
     if any(a.shape != (size,) for a in arrays):
         raise CheckpointError(f"{path}: {len(arrays[2])} features, space '{space.name}' "
                               f"encodes {size}")
+    _check_numbers(path, dict(zip(("mean", "scale", "weights"), arrays)), bias)
     return AccuracyPredictor(space.name, str(doc.get("task")), *arrays, bias, alpha,
                              doc.get("report") or {})

@@ -99,7 +99,7 @@ def load_checkpoint(path: str | Path, expect_config: dict[str, Any] | None = Non
 
 
 # Flags that may change between the interrupted run and its resumption.
-_MAY_DIFFER = {"checkpoint_every", "log_every", "progress"}
+_MAY_DIFFER = {"checkpoint_every", "log_every", "progress", "progress_every_s"}
 
 
 def _check_config(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:

@@ -84,6 +84,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
     log_every: int = 20
     progress: bool = True
+    # off a terminal: a progress line every this many seconds (None: every log_every steps)
+    progress_every_s: float | None = None
     sources: dict = field(default_factory=dict)  # where pool/student came from
 
     def to_dict(self) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class KDConfig:
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
     log_every: int = 20
     progress: bool = True
+    # off a terminal: a progress line every this many seconds (None: every log_every steps)
+    progress_every_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return family_free(json.loads(json.dumps(dataclasses.asdict(self))))
@@ -164,7 +166,7 @@ class StudentDistiller:
         self.loop = RunLoop(
             KDStep(self), LoopConfig(cfg.epochs, cfg.lr, cfg.momentum, cfg.weight_decay, 0.0,
                                      cfg.seed, cfg.augment, cfg.checkpoint_every,
-                                     cfg.log_every, cfg.progress),
+                                     cfg.log_every, cfg.progress, cfg.progress_every_s),
             self.out, self.data, self.task, self.plan, self.info, self.run_config)
 
     @property

@@ -76,6 +76,7 @@ class LoopConfig:
     checkpoint_every: int  # steps; 0: only at the end of each epoch
     log_every: int
     progress: bool
+    progress_every_s: float | None = None
 
 
 class Step(Protocol):
@@ -180,7 +181,8 @@ class RunLoop:
         else:
             log.truncate(0)
         with StepProgress(self.total_steps, self.cfg.progress and self.info.is_main,
-                          self.cfg.log_every, description=self.step_obj.name) as progress:
+                          self.cfg.log_every, description=self.step_obj.name,
+                          every_s=self.cfg.progress_every_s) as progress:
             while epoch < self.cfg.epochs:
                 global_step = self._epoch(epoch, step, global_step, meters, log, progress)
                 epoch, step, meters = epoch + 1, 0, self.step_obj.meters()

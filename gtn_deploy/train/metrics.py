@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gtn_deploy.io_utils import open_plain_file
+
 
 class Meters:
     """Sums over the steps of the current epoch; exact floats, so a resume can restore them."""
@@ -72,14 +74,16 @@ class MetricsLog:
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as fh:
+        fd = open_plain_file(self.path, os.O_RDWR | os.O_CREAT, "metrics log")
+        with os.fdopen(fd, "r+b") as fh:
             # never grow the file: truncate() past the end would pad it with NUL bytes
             fh.truncate(min(size, fh.seek(0, os.SEEK_END)))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as fh:
+        fd = open_plain_file(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, "metrics log")
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -106,7 +106,8 @@ class TeacherTrainer:
         self.loop = RunLoop(
             TeacherStep(self), LoopConfig(cfg.epochs, cfg.lr, cfg.momentum, cfg.weight_decay,
                                           cfg.warmup_frac, cfg.seed, cfg.augment,
-                                          cfg.checkpoint_every, cfg.log_every, cfg.progress),
+                                          cfg.checkpoint_every, cfg.log_every, cfg.progress,
+                                          cfg.progress_every_s),
             self.out, self.data, self.task, self.plan, info, cfg.to_dict())
 
     def _start_from(self, run: str) -> None:
