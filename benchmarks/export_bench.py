@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     args.students, args.train_images, args.epochs, args.eval_images = (
         (3, 6000, 1, 2000) if args.quick else (5, 20000, 2, None))
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.data.sources import load_fashion_mnist
     from gtn_deploy.export.data import load_export_data, normalise
     from gtn_deploy.io_utils import atomic_write_json, atomic_write_text

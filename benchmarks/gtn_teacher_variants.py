@@ -49,7 +49,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.data import load_space_data
     from gtn_deploy.io_utils import atomic_write_text
     from gtn_deploy.train.config import TrainConfig

@@ -58,7 +58,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def students(space) -> dict:
-    from gtn_deploy.arch import ArchConfig
+    from gtn_deploy.spaces.mbconv import ArchConfig
 
     d2 = ArchConfig.from_stage_blocks([[(3, 3)] * 2] * space.num_stages,
                                       max(space.resolutions), space.width_mult)
@@ -140,7 +140,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.data import load_space_data
     from gtn_deploy.io_utils import atomic_write_text
     from gtn_deploy.train.kd_teacher import open_teacher

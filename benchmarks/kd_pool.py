@@ -117,7 +117,7 @@ def parse_args() -> argparse.Namespace:
 
 # -- the pool ----------------------------------------------------------------------------------
 def reference_student(space):
-    from gtn_deploy.arch import ArchConfig
+    from gtn_deploy.spaces.mbconv import ArchConfig
 
     return space.validate(ArchConfig.from_stage_blocks(
         [[(3, 3)] * 2] * space.num_stages, max(space.resolutions), space.width_mult))
@@ -125,7 +125,7 @@ def reference_student(space):
 
 def student_pool(space) -> list[dict]:
     """Three planned students (one per device, distinct) and three random ones."""
-    from gtn_deploy.arch import ArchConfig
+    from gtn_deploy.spaces.mbconv import ArchConfig
     from gtn_deploy.cost.analytic import network_cost
     from gtn_deploy.cost.latency import predict_latency, predict_memory_mb
     from gtn_deploy.profiles import load_profile
@@ -457,7 +457,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.data import load_space_data
     from gtn_deploy.io_utils import atomic_write_text
 

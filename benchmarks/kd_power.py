@@ -144,7 +144,7 @@ def setting(args) -> dict:
 # -- the pool ----------------------------------------------------------------------------------
 def student_pool(space, max_params: int) -> list[dict]:
     """Four planned students (one per device, distinct) and four random ones, all <= max."""
-    from gtn_deploy.arch import ArchConfig
+    from gtn_deploy.spaces.mbconv import ArchConfig
     from gtn_deploy.cost.analytic import network_cost
     from gtn_deploy.cost.latency import predict_latency, predict_memory_mb
     from gtn_deploy.profiles import load_profile
@@ -810,7 +810,7 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.data import load_space_data
     from gtn_deploy.models import create_teacher
 

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, markdown_table, write_results  # noqa: E402
-from gtn_deploy.arch import get_space  # noqa: E402
+from gtn_deploy.spaces.mbconv import get_space  # noqa: E402
 from gtn_deploy.machine import environment  # noqa: E402
 from gtn_deploy import local_probe  # noqa: E402
 from gtn_deploy.local_profile import local_device_profile  # noqa: E402

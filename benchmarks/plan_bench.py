@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import markdown_table, percentiles, write_results  # noqa: E402
-from gtn_deploy.arch import get_space  # noqa: E402
+from gtn_deploy.spaces.mbconv import get_space  # noqa: E402
 from gtn_deploy.cost.analytic import network_cost  # noqa: E402
 from gtn_deploy.cost.roofline import roofline, tier0_ms  # noqa: E402
 from gtn_deploy.profiles import load_profile  # noqa: E402

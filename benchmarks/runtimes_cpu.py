@@ -51,7 +51,7 @@ PLANS = {"quick": dict(min_rounds=6, max_rounds=12, iters=10, budget_s=120.0),
 
 def bundle_specs() -> dict[str, tuple[str, object]]:
     """name -> (space, arch): three sizes."""
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
 
     fm, imagenet = get_space("fashion-mnist"), get_space("imagenet")
     big = dataclasses.replace(imagenet.sample(random.Random(1)), resolution=224)
@@ -77,7 +77,7 @@ def export_one(name: str, space_name: str, arch, work: Path) -> Path:
     """The bundle of ``arch`` for x86-laptop, from the cache or exported now."""
     import torch
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.export.bundle import ExportOptions, export_bundle
     from gtn_deploy.profiles import load_profile
     from gtn_deploy.supernet import build_student, recalibrate_bn, save_student
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.cost.analytic import network_cost
     from gtn_deploy.machine import cpu_model, usable_cores
     from gtn_deploy.runtimes import RUNTIMES as ALL

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import conditions  # noqa: E402
-from gtn_deploy.arch import SPACES, ArchConfig, SearchSpace  # noqa: E402
+from gtn_deploy.spaces.mbconv import SPACES, ArchConfig, SearchSpace  # noqa: E402
 from gtn_deploy.cost.analytic import network_cost  # noqa: E402
 from gtn_deploy.io_utils import atomic_write_json  # noqa: E402
 from gtn_deploy.stats import percentile  # noqa: E402

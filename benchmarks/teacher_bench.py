@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gtn_deploy.arch import get_space  # noqa: E402
+from gtn_deploy.spaces.mbconv import get_space  # noqa: E402
 from gtn_deploy.data import BatchPlan, load_space_data, normalize, train_batches  # noqa: E402
 from gtn_deploy.io_utils import atomic_write_json  # noqa: E402
 from gtn_deploy.models import create_teacher  # noqa: E402

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.arch import ArchConfig
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.io_utils import read_regular_file
-from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, space_by_name
+from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, family_of, space_by_name
 
 PLAN_KIND = "gtn_deploy.plan"
 PLAN_SCHEMA_VERSION = 1
@@ -28,7 +28,7 @@ MAX_PLAN_BYTES = 16 << 20  # a plan of many devices is a few hundred KB
 class PlanCandidate:
     """One candidate of a device's plan: the subnet and what the planner predicted for it."""
 
-    arch: ArchConfig
+    arch: Arch
     latency_ms: float | None  # None in a hand-written plan, which may list archs only
     mflops: float | None
     params: int | None
@@ -57,7 +57,7 @@ class Plan:
     family: str
     devices: tuple[DevicePlan, ...]
 
-    def students(self) -> list[ArchConfig]:
+    def students(self) -> list[Arch]:
         """Every candidate's arch, devices in order, candidates in order."""
         return [c.arch for d in self.devices for c in d.candidates]
 
@@ -111,7 +111,7 @@ def _named_space(name: Any, default):
         named = space_by_name(str(name))
     except UsageError:
         return default  # the caller reports the contradiction
-    same = named.task.name == default.task.name and named.family == default.family
+    same = named.task.name == default.task.name and family_of(named) is family_of(default)
     return named if same else default
 
 

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from gtn_deploy.arch import SPACES, ArchConfig, get_space
+from gtn_deploy.spaces.mbconv import SPACES, ArchConfig, get_space
 from gtn_deploy.errors import ArchError, UsageError
 
 

@@ -23,7 +23,7 @@ RUNNER = CliRunner()
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """A Fashion-MNIST bundle for raspberry-pi-5 (so this x86/other host is the wrong device)."""
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.export.bundle import ExportOptions, export_student
     from gtn_deploy.profiles import load_profile
     from gtn_deploy.supernet import build_student, save_student

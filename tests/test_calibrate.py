@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.cli.main import app
 from gtn_deploy.cost import calibrate as cal
 from gtn_deploy.fingerprint import current_fingerprint, fingerprint_matches

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli_helpers import assert_one_line_error
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.bench import calibration
 from gtn_deploy.bench import calibration_runtime as cr
 from gtn_deploy.bench.subnets import SubnetTiming

@@ -10,7 +10,8 @@ import random
 import pytest
 import torch
 
-from gtn_deploy.arch import SPACES, TASKS
+from gtn_deploy.arch import TASKS
+from gtn_deploy.spaces.mbconv import SPACES
 from gtn_deploy.errors import CheckpointError
 from gtn_deploy.models import create_teacher, load_teacher, save_teacher
 from gtn_deploy.supernet import (Supernet, build_student, load_student, load_supernet,

@@ -169,7 +169,7 @@ def _fake_subnets(monkeypatch, n: int = 10):
     import random
 
     import gtn_deploy.train.kd_subnets as kd_subnets
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
 
     space = get_space("digits")
 

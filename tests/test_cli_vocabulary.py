@@ -66,7 +66,7 @@ def test_predictor_holdout_defaults_to_a_fifth_of_the_samples(monkeypatch, tmp_p
     import random
 
     import gtn_deploy.train.kd_subnets as kd_subnets
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
 
     space = get_space("digits")
 

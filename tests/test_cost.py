@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.spaces.mbconv import ArchConfig, get_space
 from gtn_deploy.cost.analytic import block_keys, network_cost
 from gtn_deploy.cost.latency import predict_latency, predict_memory_mb
 from gtn_deploy.errors import UsageError

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.cli.main import app
 from gtn_deploy.train import losses
 from gtn_deploy.train.losses import distillation_loss

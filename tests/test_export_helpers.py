@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.data.sources import load_fashion_mnist
 from gtn_deploy.export.data import normalise
 from gtn_deploy.export.onnx import torch_threads

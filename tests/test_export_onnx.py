@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.errors import ExportError, UsageError
 from gtn_deploy.export.data import load_export_data
 from gtn_deploy.export.onnx import (InputSpec, compare_logits, export_onnx, parity_gate,

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gtn_deploy.arch import SPACES, ArchConfig, get_space
+from gtn_deploy.spaces.mbconv import SPACES, ArchConfig, get_space
 from gtn_deploy.bench.subnets import random_archs, spanning_archs
 from gtn_deploy.cli.main import app
 from gtn_deploy.errors import UsageError

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.models import create_teacher
 from gtn_deploy.supernet import Supernet
 from gtn_deploy.train.gtn import LossWeights, TeacherObjective

@@ -79,7 +79,7 @@ def _synthetic_units(units, pool, code: str) -> None:
 
 
 def test_the_report_has_every_field_the_results_promise(tmp_path, monkeypatch):
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
 
     monkeypatch.setattr(kd_power, "RESULTS", tmp_path)
     monkeypatch.setattr("benchmarks.common.RESULTS", tmp_path)

@@ -120,7 +120,7 @@ def test_extract_recalibrates_a_supernet_of_another_task(tmp_path):
     """Not only imported supernets: a fashion-mnist one, BN measured on its training split."""
     from pathlib import Path
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.supernet import create_supernet, save_supernet
 
     if not Path("/usr/share/datasets/fashion-mnist").is_dir():

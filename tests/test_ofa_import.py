@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from cli_helpers import assert_one_line_error
 from ofa_helpers import (calibrate_ofa_bn, ofa_arch_dict, ofa_networks, ofa_resnet_arch,
                          random_ofa_mbv3, random_ofa_resnet50, save_as_published)
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.cli.main import app
 from gtn_deploy.io_utils import sha256_file
 from gtn_deploy.supernet import load_supernet

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.pipeline.config import load_config
 from gtn_deploy.pipeline.estimate import describe, probe
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.errors import CheckpointError
 from gtn_deploy.plan_file import PLAN_SCHEMA_VERSION, load_plan
 from gtn_deploy.profiles import load_profile

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.spaces.mbconv import ArchConfig, get_space
 from gtn_deploy.cli.main import app
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.search.predictor import (

@@ -11,7 +11,7 @@ from typing import get_args
 import pytest
 from typer.testing import CliRunner
 
-from gtn_deploy.arch import ArchConfig, get_space
+from gtn_deploy.spaces.mbconv import ArchConfig, get_space
 from gtn_deploy.constants import OP_CLASSES, PRECISIONS
 from gtn_deploy.cost.analytic import Layer
 from gtn_deploy.cost.latency import predict_latency

@@ -104,7 +104,7 @@ def test_teacher_training_keeps_its_progress_flag(capsys, tmp_path):
 
 def test_a_student_bar_is_named_by_its_device_not_its_work_folder(tmp_path):
     pytest.importorskip("torch")
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.train.distill import KDConfig, StudentDistiller
 
     space = get_space("digits")

@@ -79,7 +79,7 @@ def test_validate_names_the_problem(arch, msg):
 
 
 def test_validate_rejects_another_family():
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
 
     with pytest.raises(ArchError, match="ArchConfig, not a ResNetArch"):
         FMNIST.validate(get_space("fashion-mnist").max_arch())

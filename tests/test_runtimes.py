@@ -245,7 +245,7 @@ def test_calibration_subnets_export_as_bundles_do(tmp_path):
     onnx = pytest.importorskip("onnx")
     import torch
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.bench.subnets import SUBNET_OPSET, export_subnet
     from gtn_deploy.export.onnx import DEFAULT_OPSET, InputSpec, export_onnx
     from gtn_deploy.supernet.families import build_student

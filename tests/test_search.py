@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.errors import SearchError
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.search.evolution import Budget, SearchConfig, evolutionary_search

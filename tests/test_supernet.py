@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from gtn_deploy.arch import SPACES
+from gtn_deploy.spaces.mbconv import SPACES
 from gtn_deploy.errors import ArchError, DataError
 from gtn_deploy.supernet import Supernet, StudentNet, build_student, recalibrate_bn
 from gtn_deploy.supernet.ops import DynamicBatchNorm2d, DynamicDepthwiseConv2d

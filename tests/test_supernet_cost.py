@@ -9,7 +9,7 @@ import random
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gtn_deploy.arch import SPACES
+from gtn_deploy.spaces.mbconv import SPACES
 from gtn_deploy.cost.analytic import network_cost
 from gtn_deploy.supernet import build_student
 

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from gtn_deploy.arch import SPACES
+from gtn_deploy.spaces.mbconv import SPACES
 from gtn_deploy.supernet import Supernet
 
 

@@ -14,7 +14,7 @@ def test_build_engine_and_parity(tmp_path):
     pytest.importorskip("polygraphy")
     import torch
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.export.data import load_export_data
     from gtn_deploy.export.onnx import InputSpec, export_onnx, parity_check_engine
     from gtn_deploy.runtimes.tensorrt import build_engine, plan_engine

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gtn_deploy.arch import get_space
+from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.errors import UsageError
 from gtn_deploy.models import create_teacher
 from gtn_deploy.supernet import Supernet

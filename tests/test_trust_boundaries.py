@@ -556,7 +556,7 @@ def _edited_bundle(tmp: Path, edit) -> Path:
 def _plan_doc(tmp: Path, arch: dict | None = None, **edits) -> Path:
     import json
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
 
     space = get_space("digits")
     doc = {"schema_version": 1, "kind": "gtn_deploy.plan", "task": "digits", "space": "digits",
@@ -568,7 +568,7 @@ def _plan_doc(tmp: Path, arch: dict | None = None, **edits) -> Path:
 
 
 def _ofa(**edits) -> dict:
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
 
     space = get_space("digits")
     arch = space.max_arch().to_ofa(max(space.depth_choices))
@@ -580,7 +580,7 @@ def _ofa(**edits) -> dict:
 def _predictor(tmp: Path, **edits) -> Path:
     import json
 
-    from gtn_deploy.arch import get_space
+    from gtn_deploy.spaces.mbconv import get_space
     from gtn_deploy.search.predictor import PREDICTOR_KIND, encoding_size
 
     n = encoding_size(get_space("digits"))
@@ -644,7 +644,7 @@ def test_silent_wrongs_are_one_error_line(tmp_path, monkeypatch, build, needle):
 
 
 def test_ofa_image_size_is_the_resolution():
-    from gtn_deploy.arch import ArchConfig
+    from gtn_deploy.spaces.mbconv import ArchConfig
 
     assert ArchConfig.from_dict(_ofa(image_size=[28])).resolution == 28
     assert ArchConfig.from_dict(_ofa(image_size=28, r=[28])).resolution == 28

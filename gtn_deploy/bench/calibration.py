@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner, calibration_runner
 from gtn_deploy.rounds import RoundPlan
@@ -72,7 +72,7 @@ class Measurement:
 class Site(Protocol):
     """Another machine to measure on (``bench.remote_calibrate.RemoteSite``: over ssh)."""
 
-    def measure(self, space: SearchSpace, archs: Sequence[ArchConfig], threads: int,
+    def measure(self, space: Space, archs: Sequence[Arch], threads: int,
                 plan: RoundPlan, profile_runs: int, profiled: int, seed: int,
                 runner: CalibrationRunner) -> Measurement: ...
 
@@ -121,7 +121,7 @@ class RoundProgress:
                              f"{self.plan.budget_s:g} s)")
 
 
-def measure_here(space: SearchSpace, archs: Sequence[ArchConfig], threads: int,
+def measure_here(space: Space, archs: Sequence[Arch], threads: int,
                  plan: RoundPlan, profile_runs: int, profiled: int, seed: int,
                  runner: CalibrationRunner) -> Measurement:
     """Export, time and profile ``archs`` on this machine with ``runner``."""
@@ -159,7 +159,7 @@ def measurement_summary(timings, info: dict) -> dict[str, Any]:
             "spread_between_rounds_max": round(max(raw), 4)}
 
 
-def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int = 20,
+def run_calibration(profile, space: Space, samples: int = 30, holdout: int = 20,
                     threads: int = 1, rounds: int = 5, iters: int = 40,
                     profile_runs: int = 30, seed: int = 0, budget_s: float = 60.0,
                     runner: CalibrationRunner | None = None,
@@ -211,7 +211,7 @@ def run_calibration(profile, space: SearchSpace, samples: int = 30, holdout: int
     return calibration
 
 
-def fit_and_validate(space: SearchSpace, profile, precision: str, train, held, timings,
+def fit_and_validate(space: Space, profile, precision: str, train, held, timings,
                      tier2: bool = True):
     """Tier 1 (and the tier-2 table where ``tier2``) fitted on the first ``len(train)``
     timings; the accuracy of every tier on the fit and on the held-out subnets."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any, Sequence
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.bench.calibration import Measurement
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner
 from gtn_deploy.bench.remote import (SshTarget, check_device, pack, parse_output,
@@ -56,7 +56,7 @@ class RemoteSite:
         return {"host": self.target.label, "remote_python": self.remote_python,
                 "host_key_checked": not self.target.insecure_host_key}
 
-    def measure(self, space: SearchSpace, archs: Sequence[ArchConfig], threads: int,
+    def measure(self, space: Space, archs: Sequence[Arch], threads: int,
                 plan: RoundPlan, profile_runs: int, profiled: int, seed: int,
                 runner: CalibrationRunner) -> Measurement:
         """Export ``archs`` here, time (and profile the first ``profiled``) there."""
@@ -102,7 +102,7 @@ def calibrate_timeout_s(size_mb: float, n_models: int, plan: RoundPlan,
     return 60.0 + size_mb + 20.0 * n_models + 2 * plan.budget_s + profiled_calls
 
 
-def _write_spec(folder: Path, space: SearchSpace, archs, paths, threads: int,
+def _write_spec(folder: Path, space: Space, archs, paths, threads: int,
                 plan: RoundPlan, profile_runs: int, profiled: int, seed: int,
                 runner: CalibrationRunner) -> None:
     """spec.json and the scripts beside the subnets."""
@@ -117,7 +117,7 @@ def _write_spec(folder: Path, space: SearchSpace, archs, paths, threads: int,
     shutil.copyfile(BUNDLE_IO, folder / BUNDLE_IO.name)
 
 
-def _timings(target: SshTarget, doc: dict, archs: Sequence[ArchConfig], profiled: int
+def _timings(target: SshTarget, doc: dict, archs: Sequence[Arch], profiled: int
              ) -> tuple[list[SubnetTiming], RoundsResult]:
     """The device's raw calls turned into timings by the local protocol's own code."""
     rounds, nodes = doc["rounds"], doc["nodes"]  # checked by check_subnet_timing

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.rounds import RoundPlan, RoundsResult, round_timer, run_rounds
 from gtn_deploy.cost.analytic import network_cost
 from gtn_deploy.runtimes import RUNTIMES, Runner
@@ -42,7 +42,7 @@ class SubnetTiming:
     """One subnet's measured latency (ms, the protocol's p10), how well it reproduced
     (``spread``: first half of the rounds against the second) and in-context block times."""
 
-    arch: ArchConfig
+    arch: Arch
     latency_ms: float
     round_medians_ms: list[float]
     block_us: dict[str, float] = field(default_factory=dict)
@@ -54,11 +54,11 @@ class SubnetTiming:
                 "block_us": self.block_us}
 
 
-def spanning_archs(space: SearchSpace, n: int, rng: random.Random,
-                   resolutions: Sequence[int] | None = None) -> list[ArchConfig]:
+def spanning_archs(space: Space, n: int, rng: random.Random,
+                   resolutions: Sequence[int] | None = None) -> list[Arch]:
     """``n`` distinct subnets spread over the space's FLOPs range: its min and max plus
     random draws picked at evenly spaced FLOPs quantiles of a larger pool."""
-    def draw() -> ArchConfig:
+    def draw() -> Arch:
         arch = space.sample(rng)
         if resolutions:
             arch = dataclasses.replace(arch, resolution=rng.choice(list(resolutions)))
@@ -75,8 +75,8 @@ def spanning_archs(space: SearchSpace, n: int, rng: random.Random,
     return list(dict.fromkeys(ends[:n] + picks))
 
 
-def random_archs(space: SearchSpace, n: int, rng: random.Random, exclude=(),
-                 resolutions: Sequence[int] | None = None) -> list[ArchConfig]:
+def random_archs(space: Space, n: int, rng: random.Random, exclude=(),
+                 resolutions: Sequence[int] | None = None) -> list[Arch]:
     """``n`` distinct uniformly random subnets not in ``exclude`` (held-out sets)."""
     seen, out = set(exclude), []
     while len(out) < n:
@@ -89,7 +89,7 @@ def random_archs(space: SearchSpace, n: int, rng: random.Random, exclude=(),
     return out
 
 
-def export_subnet(space: SearchSpace, arch: ArchConfig, path: Path, seed: int = 0) -> Path:
+def export_subnet(space: Space, arch: Arch, path: Path, seed: int = 0) -> Path:
     """A randomly initialised static student of ``arch`` as ONNX (random weights time the
     same as trained ones: dense kernels do not skip zeros).
 
@@ -118,17 +118,17 @@ def export_subnet(space: SearchSpace, arch: ArchConfig, path: Path, seed: int = 
     return path
 
 
-def export_all(space: SearchSpace, archs: Sequence[ArchConfig], folder: Path) -> list[Path]:
+def export_all(space: Space, archs: Sequence[Arch], folder: Path) -> list[Path]:
     return [export_subnet(space, a, folder / f"subnet_{i:03d}.onnx", seed=i)
             for i, a in enumerate(archs)]
 
 
-def _input(arch: ArchConfig, space: SearchSpace) -> np.ndarray:
+def _input(arch: Arch, space: Space) -> np.ndarray:
     shape = (1, space.task.in_channels, arch.resolution, arch.resolution)
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
-def measure_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
+def measure_interleaved(space: Space, archs: Sequence[Arch],
                         paths: Sequence[Path], threads: int = 1, plan: RoundPlan = RoundPlan(),
                         rng: random.Random | None = None, make_runner: MakeRunner | None = None,
                         on_round: Callable[[int], None] | None = None
@@ -194,7 +194,7 @@ def _block_times(events: list[dict], warmup: int, period: int) -> dict[str, floa
     return blocks
 
 
-def profile_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
+def profile_interleaved(space: Space, archs: Sequence[Arch],
                         paths: Sequence[Path], threads: int = 1, runs: int = 30,
                         rng: random.Random | None = None, per_round: int = 3,
                         warmup: int = 2) -> list[dict[str, float]]:
@@ -214,7 +214,7 @@ def profile_interleaved(space: SearchSpace, archs: Sequence[ArchConfig],
         return [_block_times(node_events(r), warmup, warmup + per_round) for r in runners]
 
 
-def measure_subnets(space: SearchSpace, archs: Sequence[ArchConfig], threads: int = 1,
+def measure_subnets(space: Space, archs: Sequence[Arch], threads: int = 1,
                     plan: RoundPlan = RoundPlan(), profile_runs: int = 30,
                     profiled: int | None = None, seed: int = 0,
                     workdir: str | Path | None = None, make_runner: MakeRunner | None = None,

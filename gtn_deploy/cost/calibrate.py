@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.constants import OP_CLASSES
 from gtn_deploy.cost.analytic import Layer, network_layers
 from gtn_deploy.cost.roofline import roofline
@@ -64,7 +64,7 @@ def _design_row(model: Tier1, layers: Sequence[Layer], batch: int) -> list[float
     return [*flops.values(), traffic, kernels, 1.0]
 
 
-def fit_tier1(space: SearchSpace, archs: Sequence[ArchConfig], measured_ms: Sequence[float],
+def fit_tier1(space: Space, archs: Sequence[Arch], measured_ms: Sequence[float],
               start: Tier1, batch: int = 1, rounds: int = 6) -> Tier1:
     """Non-negative least squares on relative error; re-decide each layer's roofline side
     with the new coefficients and refit, a few rounds."""

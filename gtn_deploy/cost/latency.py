@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.cost.analytic import NetCost, network_cost, network_layers
 from gtn_deploy.cost.calibrate import MIN_BAND
@@ -50,11 +50,11 @@ class LatencyEstimate:
 class LatencyModel(Protocol):
     """Latency of a space's subnets on one device, precision and batch size."""
 
-    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+    def latency_ms(self, arch: Arch, cost: NetCost | None = None) -> float:
         """The prediction alone: the search's fast path (``cost``: the arch's, if known)."""
         ...
 
-    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+    def estimate(self, arch: Arch, breakdown: bool = False) -> LatencyEstimate:
         """The prediction with its error band and tier (and per layer, where it has one)."""
         ...
 
@@ -65,13 +65,13 @@ def _band(ms: float, error: float) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Tier0:
-    space: SearchSpace
+    space: Space
     model: Roofline
 
-    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+    def latency_ms(self, arch: Arch, cost: NetCost | None = None) -> float:
         return tier0_ms(self.space, arch, self.model, cost)
 
-    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+    def estimate(self, arch: Arch, breakdown: bool = False) -> LatencyEstimate:
         ms = self.latency_ms(arch)
         per_layer = ()
         if breakdown:
@@ -82,16 +82,16 @@ class Tier0:
 
 @dataclass(frozen=True)
 class Tier1Model:
-    space: SearchSpace
+    space: Space
     model: Tier1
     batch_size: int
     error: float
     fingerprint: dict
 
-    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+    def latency_ms(self, arch: Arch, cost: NetCost | None = None) -> float:
         return tier1_ms(self.space, arch, self.model, self.batch_size)
 
-    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+    def estimate(self, arch: Arch, breakdown: bool = False) -> LatencyEstimate:
         ms = self.latency_ms(arch)
         return LatencyEstimate(ms, *_band(ms, self.error), 1, (), self.fingerprint)
 
@@ -102,10 +102,10 @@ class Tier2Model:
     tier1: Tier1Model  # for what the table does not cover
     error: float
 
-    def latency_ms(self, arch: ArchConfig, cost: NetCost | None = None) -> float:
+    def latency_ms(self, arch: Arch, cost: NetCost | None = None) -> float:
         return self.estimate(arch).latency_ms
 
-    def estimate(self, arch: ArchConfig, breakdown: bool = False) -> LatencyEstimate:
+    def estimate(self, arch: Arch, breakdown: bool = False) -> LatencyEstimate:
         ms = self.table.predict_ms(self.tier1.space, arch, self.tier1.model)
         if ms is None:
             return self.tier1.estimate(arch)
@@ -131,7 +131,7 @@ def _parsed(profile: "DeviceProfile") -> tuple[Tier1, BlockTable | None]:
     return _PARSED[key]
 
 
-def latency_model(profile: "DeviceProfile", space: SearchSpace, precision: str = "fp32",
+def latency_model(profile: "DeviceProfile", space: Space, precision: str = "fp32",
                   batch_size: int = 1, power_mode: str | None = None) -> LatencyModel:
     """The best tier the profile supports for this space, precision and batch size."""
     check_precision(precision)
@@ -154,7 +154,7 @@ def latency_model(profile: "DeviceProfile", space: SearchSpace, precision: str =
     return fitted
 
 
-def predict_latency(space: SearchSpace, arch: ArchConfig, profile: "DeviceProfile",
+def predict_latency(space: Space, arch: Arch, profile: "DeviceProfile",
                     precision: str = "fp32", batch_size: int = 1,
                     power_mode: str | None = None, breakdown: bool = False) -> LatencyEstimate:
     """Predicted latency of ``arch`` on ``profile``, with the error band of the tier used."""
@@ -162,7 +162,7 @@ def predict_latency(space: SearchSpace, arch: ArchConfig, profile: "DeviceProfil
         arch, breakdown)
 
 
-def predict_memory_mb(space: SearchSpace, arch: ArchConfig, precision: str = "fp32",
+def predict_memory_mb(space: Space, arch: Arch, precision: str = "fp32",
                       batch_size: int = 1, cost: NetCost | None = None) -> float:
     """Model memory at inference: weights plus the peak live activations, in MB."""
     cost = cost or network_cost(space, arch)

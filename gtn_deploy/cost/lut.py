@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Sequence
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.cost.analytic import block_keys, network_layers
 from gtn_deploy.cost.tier1 import Tier1, tier1_block_ms
 
@@ -27,7 +27,7 @@ MIN_COVERAGE = 0.5  # below this share of blocks found in the table, tier 1 is u
 RIDGE = 1e-3
 
 
-def _kernels(space: SearchSpace, arch: ArchConfig) -> int:
+def _kernels(space: Space, arch: Arch) -> int:
     return sum(layer.kernels for layer in network_layers(space, arch))
 
 
@@ -44,7 +44,7 @@ class BlockTable:
     def table(self) -> dict[str, float]:
         return dict(self.lut_us)
 
-    def table_sum(self, space: SearchSpace, arch: ArchConfig,
+    def table_sum(self, space: Space, arch: Arch,
                   tier1: Tier1) -> tuple[float, float]:
         """(table sum in ms with fallbacks, share of blocks not in the table)."""
         total, missing = 0.0, []
@@ -60,11 +60,11 @@ class BlockTable:
             total += sum(fallback[name] for name in missing) * self.fallback_ratio
         return total, share
 
-    def features(self, space: SearchSpace, arch: ArchConfig, tier1: Tier1) -> list[float]:
+    def features(self, space: Space, arch: Arch, tier1: Tier1) -> list[float]:
         total, missing = self.table_sum(space, arch, tier1)
         return [1.0, math.log(total), _kernels(space, arch) / 100.0, missing]
 
-    def predict_ms(self, space: SearchSpace, arch: ArchConfig, tier1: Tier1) -> float | None:
+    def predict_ms(self, space: Space, arch: Arch, tier1: Tier1) -> float | None:
         """Tier-2 latency, or None when too few of the blocks were measured."""
         total, missing = self.table_sum(space, arch, tier1)
         if 1.0 - missing < self.min_coverage:
@@ -85,7 +85,7 @@ class BlockTable:
                    float(d.get("min_coverage", MIN_COVERAGE)))
 
 
-def fit_block_table(space: SearchSpace, archs: Sequence[ArchConfig],
+def fit_block_table(space: Space, archs: Sequence[Arch],
                     block_us: Sequence[dict[str, float]], measured_ms: Sequence[float],
                     tier1: Tier1) -> BlockTable:
     """Median in-context time per key, the tier-1 fallback ratio, then the residual fit."""

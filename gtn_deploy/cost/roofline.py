@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.constants import OP_CLASSES
 from gtn_deploy.cost.analytic import BlockCost, Layer, NetCost, network_costs
 
@@ -67,7 +67,7 @@ def roofline(profile: "DeviceProfile", precision: str, batch_size: int,
     )
 
 
-def tier0_ms(space: SearchSpace, arch: ArchConfig, model: Roofline,
+def tier0_ms(space: Space, arch: Arch, model: Roofline,
              cost: NetCost | None = None) -> float:
     """Tier-0 latency in ms; the search's fast path (block times are cached on ``model``)."""
     blocks = cost.blocks if cost is not None else network_costs(space, arch)

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Sequence
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.cost.analytic import Layer, network_layers
 
 
@@ -60,7 +60,7 @@ def block_seconds(model: Tier1, layers: tuple[Layer, ...], batch: int) -> float:
     return sum(model.layer_seconds(layer, batch) for layer in layers)
 
 
-def _blocks(space: SearchSpace, arch: ArchConfig):
+def _blocks(space: Space, arch: Arch):
     """(block name, its layers) in order."""
     layers = network_layers(space, arch)
     start = 0
@@ -70,12 +70,12 @@ def _blocks(space: SearchSpace, arch: ArchConfig):
             start = end
 
 
-def tier1_ms(space: SearchSpace, arch: ArchConfig, model: Tier1, batch: int = 1) -> float:
+def tier1_ms(space: Space, arch: Arch, model: Tier1, batch: int = 1) -> float:
     """Tier-1 latency in ms."""
     total = sum(block_seconds(model, layers, batch) for _, layers in _blocks(space, arch))
     return (total + model.invoke_s) * 1e3
 
 
-def tier1_block_ms(space: SearchSpace, arch: ArchConfig, model: Tier1) -> dict[str, float]:
+def tier1_block_ms(space: Space, arch: Arch, model: Tier1) -> dict[str, float]:
     """Tier-1 time of every block of ``arch`` (batch 1), ms."""
     return {name: block_seconds(model, layers, 1) * 1e3 for name, layers in _blocks(space, arch)}

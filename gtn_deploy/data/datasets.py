@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gtn_deploy.arch import TASKS, SearchSpace, TaskSpec
+from gtn_deploy.arch import TASKS, TaskSpec
+from gtn_deploy.spaces.base import Space
 from gtn_deploy.data import sources
 from gtn_deploy.errors import DataError, UsageError
 
@@ -157,7 +158,7 @@ def _check(task: TaskSpec, train: Dataset) -> None:
                         f"label {top}")
 
 
-def load_space_data(space: SearchSpace, data_dir: str | Path | None = None, **kwargs) -> TaskData:
+def load_space_data(space: Space, data_dir: str | Path | None = None, **kwargs) -> TaskData:
     """Like ``load_task_data`` with the image size taken from the space's largest resolution."""
     kwargs.setdefault("image_size", max(space.resolutions))
     return load_task_data(space.task, data_dir, **kwargs)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gtn_deploy import __version__
-from gtn_deploy.arch import ArchConfig
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.pipeline.config import PipelineConfig
@@ -52,7 +52,7 @@ class DeviceBranch:
             self.device_plan = load_plan(self.plan.path / "plan.json").devices[0]
         return self.device_plan
 
-    def arch(self) -> ArchConfig:
+    def arch(self) -> Arch:
         return self.planned().best.arch
 
 

@@ -13,13 +13,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.errors import SearchError
 
 
 @dataclass(frozen=True)
 class Candidate:
-    arch: ArchConfig
+    arch: Arch
     objective: float
     latency_ms: float
     memory_mb: float
@@ -64,17 +64,17 @@ class SearchResult:
 class _Memo:
     """Evaluate each architecture once; the search revisits many."""
 
-    def __init__(self, evaluate: Callable[[ArchConfig], Candidate]):
+    def __init__(self, evaluate: Callable[[Arch], Candidate]):
         self.evaluate, self.seen = evaluate, {}
 
-    def __call__(self, arch: ArchConfig) -> Candidate:
+    def __call__(self, arch: Arch) -> Candidate:
         cand = self.seen.get(arch)
         if cand is None:
             cand = self.seen[arch] = self.evaluate(arch)
         return cand
 
 
-def evolutionary_search(space: SearchSpace, evaluate: Callable[[ArchConfig], Candidate],
+def evolutionary_search(space: Space, evaluate: Callable[[Arch], Candidate],
                         budget: Budget, seed: int = 0, top_k: int = 5,
                         config: SearchConfig = SearchConfig()) -> SearchResult:
     """Seeded and deterministic: the same inputs give the same result."""

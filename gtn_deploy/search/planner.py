@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from gtn_deploy import __version__
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces import budget_reference, family_of
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.cost.analytic import network_cost
 from gtn_deploy.cost.latency import (LatencyEstimate, LatencyModel, latency_model,
                                      predict_memory_mb)
@@ -30,7 +31,7 @@ class Objective(Protocol):
 
     name: str
 
-    def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float: ...
+    def __call__(self, arch: Arch, mflops: float, params: int) -> float: ...
 
 
 class CapacityProxy:
@@ -44,14 +45,14 @@ class CapacityProxy:
 
     name = "capacity-proxy"
 
-    def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float:
+    def __call__(self, arch: Arch, mflops: float, params: int) -> float:
         return math.log10(max(mflops, 1e-9)) + 0.5 * math.log10(max(params, 1))
 
 
 @dataclass(frozen=True)
 class PlanRequest:
     profile: "DeviceProfile"
-    space: SearchSpace
+    space: Space
     precision: str
     batch_size: int
     latency_ms: float
@@ -62,7 +63,7 @@ class PlanRequest:
     budget_source: str = "given"  # given, profile or scaled: what --scale-budget would change
 
     @classmethod
-    def for_device(cls, profile: "DeviceProfile", space: SearchSpace, *,
+    def for_device(cls, profile: "DeviceProfile", space: Space, *,
                    precision: str | None = None, batch_size: int | None = None,
                    latency_ms: float | None = None, memory_mb: float | None = None,
                    scale_budget: bool = False, margin: float = 0.1, top_k: int = 5,
@@ -84,7 +85,7 @@ class PlanRequest:
                    margin, top_k, seed, source)
 
 
-def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_ms: float,
+def task_scaled_budget_ms(profile: "DeviceProfile", space: Space, latency_ms: float,
                           precision: str, batch_size: int = 1) -> float:
     """Carry a latency budget set for 224-pixel ImageNet models over to another task.
 
@@ -94,11 +95,10 @@ def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_
     device at the same relative place in its space: a device that fits a quarter of the
     ImageNet max network's latency gets a quarter of the task's max network's latency.
     """
-    from gtn_deploy.arch import get_space
-
-    # The budget is the task's on this device, whatever the family searched: both ends of
-    # the ratio are the first family's (MBConv) spaces, which exist for every task.
-    imagenet, task = get_space("imagenet"), get_space(space.task.name)
+    reference = budget_reference(space.task.name)
+    if reference is None:
+        return latency_ms
+    task, imagenet = reference
     if task.name == imagenet.name:
         return latency_ms
     model = roofline(profile, precision, batch_size)
@@ -107,11 +107,11 @@ def task_scaled_budget_ms(profile: "DeviceProfile", space: SearchSpace, latency_
 
 
 def make_evaluator(req: PlanRequest, objective: Objective,
-                   model: LatencyModel | None = None) -> Callable[[ArchConfig], Candidate]:
+                   model: LatencyModel | None = None) -> Callable[[Arch], Candidate]:
     """One cheap evaluation per architecture: cost model, latency, memory, objective."""
     model = model or request_latency_model(req)
 
-    def evaluate(arch: ArchConfig) -> Candidate:
+    def evaluate(arch: Arch) -> Candidate:
         cost = network_cost(req.space, arch)
         latency = model.latency_ms(arch, cost)
         memory = predict_memory_mb(req.space, arch, req.precision, req.batch_size, cost)
@@ -151,7 +151,7 @@ def budget_binding(req: PlanRequest, budget: Budget, largest: Candidate) -> dict
     if not binds:
         bind_below = largest.latency_ms / (1 - req.margin)
         bigger = next_bigger_space(req.space)
-        if req.space.name != "imagenet" and req.budget_source == "profile":
+        if req.space.task.name != "imagenet" and req.budget_source == "profile":
             space_hint = "--scale-budget (profile budgets are for ImageNet)"
         elif bigger:
             space_hint = f"a bigger space (--task {bigger})"
@@ -164,12 +164,12 @@ def budget_binding(req: PlanRequest, budget: Budget, largest: Candidate) -> dict
     return entry
 
 
-def next_bigger_space(space: SearchSpace) -> str | None:
-    """The registered space whose largest subnet is the next up in MFLOPs, if any."""
-    from gtn_deploy.arch import SPACES
-
+def next_bigger_space(space: Space) -> str | None:
+    """The task (of the same family) whose space's largest subnet is the next up in MFLOPs,
+    if any."""
     own = network_cost(space, space.max_arch()).mflops
-    sizes = sorted((network_cost(s, s.max_arch()).mflops, name) for name, s in SPACES.items())
+    sizes = sorted((network_cost(s, s.max_arch()).mflops, name)
+                   for name, s in family_of(space).task_spaces.items())
     return next((name for mflops, name in sizes if mflops > own * 1.01), None)
 
 
@@ -218,7 +218,7 @@ def _candidate_dict(req: PlanRequest, est: LatencyEstimate, cand: Candidate) -> 
     }
 
 
-def plan_document(space: SearchSpace, devices: list[dict]) -> dict:
+def plan_document(space: Space, devices: list[dict]) -> dict:
     """The plan.json document for one or more devices."""
     return {
         "schema_version": PLAN_SCHEMA_VERSION,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.spaces import space_by_name
 from gtn_deploy.stats import kendall_tau
@@ -35,18 +35,18 @@ RIDGE_ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 @functools.lru_cache(maxsize=64)
-def encoded_decisions(space: SearchSpace) -> tuple[tuple[str, tuple], ...]:
+def encoded_decisions(space: Space) -> tuple[tuple[str, tuple], ...]:
     """The decisions the encoding one-hots, in order: those of ``space.decision_choices()``
     with more than one choice (any family's space: the search calls this per subnet)."""
     return tuple((name, tuple(choices)) for name, choices in space.decision_choices()
                  if len(choices) > 1)
 
 
-def encoding_size(space: SearchSpace) -> int:
+def encoding_size(space: Space) -> int:
     return sum(len(choices) for _, choices in encoded_decisions(space)) + 2
 
 
-def encode(space: SearchSpace, arch: ArchConfig, mflops: float | None = None,
+def encode(space: Space, arch: Arch, mflops: float | None = None,
            params: int | None = None) -> np.ndarray:
     """The feature vector of ``arch`` (cost computed when not given)."""
     if mflops is None or params is None:
@@ -77,14 +77,14 @@ class AccuracyPredictor:
     report: dict = field(default_factory=dict)
     name: str = "accuracy-predictor"
 
-    def __call__(self, arch: ArchConfig, mflops: float, params: int) -> float:
+    def __call__(self, arch: Arch, mflops: float, params: int) -> float:
         return float(self.predict_features(encode(space_by_name(self.space), arch, mflops,
                                                   params)[None])[0])
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
 
-    def predict(self, space: SearchSpace, archs: Sequence[ArchConfig]) -> np.ndarray:
+    def predict(self, space: Space, archs: Sequence[Arch]) -> np.ndarray:
         return self.predict_features(np.stack([encode(space, a) for a in archs]))
 
     def to_json(self) -> dict:
@@ -113,7 +113,7 @@ def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, floa
     return coef[:-1], float(coef[-1]), float(np.mean(resid**2))
 
 
-def fit_predictor(space: SearchSpace, archs: Sequence[ArchConfig], accuracies: Sequence[float],
+def fit_predictor(space: Space, archs: Sequence[Arch], accuracies: Sequence[float],
                   alphas: Sequence[float] = RIDGE_ALPHAS) -> AccuracyPredictor:
     """Ridge regression of top-1 on the encoding; alpha by leave-one-out error."""
     if len(archs) != len(accuracies) or len(archs) < 3:
@@ -133,7 +133,7 @@ def rmse(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
 
 
-def fit_with_holdout(space: SearchSpace, archs: Sequence[ArchConfig],
+def fit_with_holdout(space: Space, archs: Sequence[Arch],
                      accuracies: Sequence[float], holdout: int = 20, seed: int = 0
                      ) -> AccuracyPredictor:
     """Fit on all but a seeded ``holdout`` subnets, report Kendall tau / RMSE on those, then
@@ -175,7 +175,7 @@ def _check_numbers(path: Path, arrays: dict[str, np.ndarray], bias: float) -> No
         raise CheckpointError(f"{path}: scale holds a value <= 0; refit the predictor")
 
 
-def load_predictor(path: str | Path, space: SearchSpace) -> AccuracyPredictor:
+def load_predictor(path: str | Path, space: Space) -> AccuracyPredictor:
     """Read a predictor file; it must be for ``space`` (same name and encoding size)."""
     path = Path(path)
     try:

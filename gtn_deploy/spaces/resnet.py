@@ -34,10 +34,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gtn_deploy.arch import (TASKS, TaskSpec, arch_json, check_arch_keys, conv_out,
-                             make_divisible)
-from gtn_deploy.cost.analytic import BlockCost, BlockShape, Layer, NetCost
+from gtn_deploy.arch import TASKS, TaskSpec
 from gtn_deploy.errors import ArchError, UsageError
+from gtn_deploy.spaces.base import (BlockCost, BlockShape, Layer, NetCost, arch_json,
+                                    check_arch_keys, conv_out, make_divisible, net_cost)
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ class ResNetSpace:
             raise bad(f"resolution {arch.resolution} not in {list(self.resolutions)}")
         return arch
 
-    # -- its cost, in cost.analytic's types (cost.analytic dispatches here by family) -------
+    # -- its cost, in spaces.base's types (the cost model asks the space) -------------------
     def network_costs(self, arch: ResNetArch) -> tuple[BlockCost, ...]:
         return network_costs(self, arch)
 
@@ -296,6 +296,11 @@ class ResNetSpace:
     def arch_from_dict(self, data: dict[str, Any], where: str = "arch") -> ResNetArch:
         """Parse and validate an arch of this space."""
         return self.validate(ResNetArch.from_dict(data, where))
+
+    def with_classes(self, num_classes: int) -> "ResNetSpace":
+        """The same space for another number of classes."""
+        return dataclasses.replace(self, task=dataclasses.replace(self.task,
+                                                                  num_classes=num_classes))
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, **dataclasses.asdict(self)}
@@ -343,7 +348,7 @@ def resnet_space(task: str) -> ResNetSpace:
                          f"{', '.join(RESNET_SPACES)}") from None
 
 
-# -- analytic cost (the layout above; cost.analytic's types and counting rules) -------------------
+# -- analytic cost (the layout above, in spaces.base's types and counting rules) -------------------
 
 def network_blocks(space: ResNetSpace, arch: ResNetArch) -> tuple[BlockShape, ...]:
     """Every block of ``arch`` with its shapes, in execution order.
@@ -438,7 +443,7 @@ _BUILDERS = {"stem": _stem, "ofa_stem": _ofa_stem, "bottleneck": _bottleneck,
 
 
 def _block_peak(layers: tuple[Layer, ...], shape: BlockShape) -> int:
-    """Largest live activation set in a block, per image (``cost.analytic``'s rule): a layer's
+    """Largest live activation set in a block, per image (``spaces.mbconv``'s rule): a layer's
     input and output, plus what the residual holds: the block input while the main branch
     runs, the main branch's output while the shortcut conv runs."""
     if not shape.kind.startswith("bottleneck"):
@@ -474,7 +479,4 @@ def network_layers(space: ResNetSpace, arch: ResNetArch) -> tuple[Layer, ...]:
 
 def network_cost(space: ResNetSpace, arch: ResNetArch) -> NetCost:
     """Totals and the per-layer breakdown of ``arch``."""
-    blocks = network_costs(space, arch)
-    return NetCost(params=sum(b.params for b in blocks), flops=sum(b.flops for b in blocks),
-                   peak_activation_elems=max(b.peak_activation_elems for b in blocks),
-                   blocks=blocks)
+    return net_cost(network_costs(space, arch))

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from gtn_deploy.arch import ArchConfig, SearchSpace, space_with_classes
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.checkpoint_files import (load_tensors, read_sidecar, read_weights,
                                          write_checkpoint)
@@ -27,15 +27,15 @@ STUDENT_WEIGHTS, STUDENT_JSON = "weights.safetensors", "student.json"
 SUPERNET_WEIGHTS, SUPERNET_JSON = "supernet.safetensors", "supernet.json"
 
 
-def _resolve_space(space: str | SearchSpace, num_classes: int) -> SearchSpace:
+def _resolve_space(space: str | Space, num_classes: int) -> Space:
     if isinstance(space, str):
         space = space_by_name(space)
     if space.task.num_classes != num_classes:
-        space = space_with_classes(space, num_classes)
+        space = space.with_classes(num_classes)
     return space
 
 
-def _space_from_doc(doc: dict[str, Any], path: Path) -> SearchSpace:
+def _space_from_doc(doc: dict[str, Any], path: Path) -> Space:
     name, classes = doc.get("space"), doc.get("num_classes")
     if not isinstance(classes, int) or classes < 1:
         raise CheckpointError(f"{path}: num_classes must be a positive integer, got {classes!r}")
@@ -50,8 +50,8 @@ def _num_classes(model: nn.Module) -> int:
 
 
 # -- students -----------------------------------------------------------------------------------
-def save_student(directory: str | Path, model: nn.Module, arch: ArchConfig,
-                 space: str | SearchSpace, meta: dict[str, Any] | None = None) -> Path:
+def save_student(directory: str | Path, model: nn.Module, arch: Arch,
+                 space: str | Space, meta: dict[str, Any] | None = None) -> Path:
     """Write ``weights.safetensors`` + ``student.json``; ``meta['metrics']`` goes on top."""
     space = _resolve_space(space, _num_classes(model))
     space.validate(arch)

@@ -15,7 +15,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from gtn_deploy.arch import ArchConfig, SearchSpace, make_divisible
+from gtn_deploy.spaces.base import make_divisible
+from gtn_deploy.spaces.mbconv import ArchConfig, SearchSpace
 
 
 def make_act(name: str) -> nn.Module:

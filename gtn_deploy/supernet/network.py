@@ -13,10 +13,12 @@ import random
 import torch
 from torch import nn
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.mbconv import ArchConfig, SearchSpace
 from gtn_deploy.supernet.blocks import DynamicMBConv, DynamicStage
-from gtn_deploy.supernet.layers import (FirstBlock, StagedMixin, StudentNet, init_weights,
-                                        make_head, make_stem)
+from gtn_deploy.supernet.layers import (FirstBlock, StagedMixin, StudentNet, build_student,
+                                        init_weights, make_head, make_stem)
+
+__all__ = ["Supernet", "build_supernet", "build_student"]  # the mbconv family's torch side
 
 
 class Supernet(StagedMixin, nn.Module):
@@ -114,3 +116,8 @@ def _slice_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         start = (have - want) // 2 if tensor.dim() == 4 and dim >= 2 else 0
         index.append(slice(start, start + want))
     return tensor[tuple(index)]
+
+
+def build_supernet(space: SearchSpace, kernel_transform: bool = False) -> Supernet:
+    """The mbconv family's supernet (``supernet.families``)."""
+    return Supernet(space, kernel_transform=kernel_transform)

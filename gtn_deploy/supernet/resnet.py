@@ -289,3 +289,9 @@ class ResNetSupernet(_StagedResNet, nn.Module):
 def _leading(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """The first channels of every dim (kernels are not elastic here)."""
     return tensor[tuple(slice(0, n) for n in shape)] if tensor.shape != shape else tensor
+
+
+def build_supernet(space: ResNetSpace, kernel_transform: bool = False) -> ResNetSupernet:
+    """The resnet family's supernet (``supernet.families``; ``kernel_transform`` is
+    MBConv's and does not apply)."""
+    return ResNetSupernet(space)

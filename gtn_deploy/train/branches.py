@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gtn_deploy.arch import conv_out
+from gtn_deploy.spaces.base import conv_out
 
 
 def branch_points(teacher_sizes: list[int], supernet_sizes: list[int]) -> list[tuple[int, int]]:

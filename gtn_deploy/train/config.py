@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.arch import TASKS, ArchConfig
+from gtn_deploy.arch import TASKS
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.checks import MAX_SEED
 from gtn_deploy.errors import UsageError
 from gtn_deploy.plan_file import load_plan
 from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, family_free
+from gtn_deploy.spaces import family as family_entry
 from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
 
@@ -41,8 +43,8 @@ class TrainConfig:
     branches: str = "one"
     branch0: bool = True
     branch_batch: float = 0.5  # share of each batch the branches see (unbiased, cheaper)
-    pool: tuple[dict, ...] = ()  # ArchConfig dicts (from --pool)
-    student: dict | None = None  # ArchConfig dict (sftn, from --student)
+    pool: tuple[dict, ...] = ()  # Arch dicts (from --pool)
+    student: dict | None = None  # Arch dict (sftn, from --student)
     batch_size: int = 128  # global, over all processes
     micro_batches: int = 1  # gradient accumulation: the batch runs in this many pieces
     lr: float = 0.05
@@ -101,11 +103,11 @@ class TrainConfig:
     def uses_branches(self) -> bool:
         return self.method != "vanilla"
 
-    def pool_archs(self) -> list[ArchConfig]:
+    def pool_archs(self) -> list[Arch]:
         space = create_space(self.space, self.task)
         return [space.arch_from_dict(a) for a in self.pool]
 
-    def student_arch(self) -> ArchConfig | None:
+    def student_arch(self) -> Arch | None:
         return create_space(self.space, self.task).arch_from_dict(self.student) \
             if self.student else None
 
@@ -174,19 +176,19 @@ def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
         raise UsageError(f"unknown {flag} '{value}'; valid {flag}s: {', '.join(valid)}")
 
 
-def read_plan(path: str | Path, task: str, family: str = DEFAULT_FAMILY) -> list[ArchConfig]:
+def read_plan(path: str | Path, task: str, family: str = DEFAULT_FAMILY) -> list[Arch]:
     """Every candidate of a plan file, devices in order, candidates in order."""
     plan = load_plan(path)
     if plan.task != task:
         raise UsageError(f"plan {path} is for task '{plan.task}', this run is for "
                          f"task '{task}'")
-    if plan.family != family:
+    if FAMILIES.get(plan.family) is not family_entry(family):
         raise UsageError(f"plan {path} is of the {plan.family} family, this run trains "
                          f"--space {family}")
     return plan.students()
 
 
-def read_student(ref: str, task: str, family: str = DEFAULT_FAMILY) -> ArchConfig:
+def read_student(ref: str, task: str, family: str = DEFAULT_FAMILY) -> Arch:
     """``plan.json:K`` -> the K-th (0-based) candidate over all devices in order."""
     path, sep, index = ref.rpartition(":")
     if sep and not index.isdigit() and Path(path).is_file():
@@ -202,7 +204,7 @@ def read_student(ref: str, task: str, family: str = DEFAULT_FAMILY) -> ArchConfi
     return archs[k]
 
 
-def unique(archs: list[ArchConfig]) -> list[ArchConfig]:
+def unique(archs: list[Arch]) -> list[Arch]:
     seen, out = set(), []
     for arch in archs:
         if arch not in seen:

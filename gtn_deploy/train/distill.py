@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from gtn_deploy.arch import ArchConfig
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.data import (
     BatchPlan,
     TaskData,
@@ -111,7 +111,7 @@ def validate_kd(cfg: KDConfig) -> KDConfig:
 class StudentDistiller:
     """Trains one student against a frozen teacher (or with CE only) and saves it."""
 
-    def __init__(self, cfg: KDConfig, arch: ArchConfig, out: str | Path,
+    def __init__(self, cfg: KDConfig, arch: Arch, out: str | Path,
                  teacher: TeacherSource | None = None, resume: bool = False,
                  device: str = "cpu", data: TaskData | None = None, label: dict | None = None,
                  supernet_from: TeacherSource | None = None):
@@ -278,7 +278,7 @@ class KDStep:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
-def distill_student(cfg: KDConfig, arch: ArchConfig, out: str | Path,
+def distill_student(cfg: KDConfig, arch: Arch, out: str | Path,
                     teacher: TeacherSource | None = None, resume: bool = False,
                     device: str = "cpu", data: TaskData | None = None,
                     label: dict | None = None,

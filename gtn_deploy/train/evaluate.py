@@ -8,7 +8,8 @@ import copy
 import torch
 from torch import nn
 
-from gtn_deploy.arch import ArchConfig, TaskSpec
+from gtn_deploy.arch import TaskSpec
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.data import BatchPlan, Dataset, eval_batches, normalize, train_batches
 from gtn_deploy.train.distributed import DistInfo, all_reduce_sum
 
@@ -57,7 +58,7 @@ def evaluate(model: nn.Module, data: Dataset, task: TaskSpec, info: DistInfo,
 
 
 @torch.no_grad()
-def evaluate_subnet(supernet: nn.Module, arch: ArchConfig, train: Dataset, val: Dataset,
+def evaluate_subnet(supernet: nn.Module, arch: Arch, train: Dataset, val: Dataset,
                     task: TaskSpec, info: DistInfo, calib_images: int = 2000,
                     batch_size: int = 250) -> dict[str, float]:
     """Val top-1 of one subnet after BN recalibration, on a copy (the supernet is untouched)."""

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from gtn_deploy.arch import ArchConfig
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.train import losses
 from gtn_deploy.train.branches import StudentBranches
 
@@ -63,7 +63,7 @@ class TeacherObjective(nn.Module):
     def uses_branches(self) -> bool:
         return self.method != "vanilla"
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, archs: Sequence[ArchConfig] = (),
+    def forward(self, x: torch.Tensor, y: torch.Tensor, archs: Sequence[Arch] = (),
                 branch_scale: float = 1.0, which: Sequence[int] | None = None,
                 teacher_pull: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, stats); stats = [teacher CE, teacher correct, branch loss, KL_a per path].

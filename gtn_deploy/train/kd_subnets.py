@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.arch import ArchConfig
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.data import TaskData, load_space_data
 from gtn_deploy.train.kd_teacher import open_teacher
 
 
-def sample_distinct(space, n: int, seed: int) -> list[ArchConfig]:
+def sample_distinct(space, n: int, seed: int) -> list[Arch]:
     """``n`` distinct architectures, seeded; the largest and smallest first (range anchors)."""
     rng, seen = random.Random(seed), [space.max_arch(), space.min_arch()]
     out = list(dict.fromkeys(seen))[:n]

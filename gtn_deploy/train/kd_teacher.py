@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.arch import ArchConfig, SearchSpace
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.models.checkpoint import TEACHER_JSON
 from gtn_deploy.plan_file import load_plan
@@ -101,7 +101,7 @@ class PlannedStudent:
 
     index: int
     device: str
-    arch: ArchConfig
+    arch: Arch
 
     @property
     def id(self) -> str:
@@ -109,7 +109,7 @@ class PlannedStudent:
 
 
 def plan_students(path: str | Path, teacher: TeacherSource | None,
-                  candidate: str = "all") -> tuple[SearchSpace, list[PlannedStudent]]:
+                  candidate: str = "all") -> tuple[Space, list[PlannedStudent]]:
     """The plan's candidates to distil (``candidate``: ``all`` or K), checked against the
     teacher's task and supernet space."""
     plan = load_plan(path)
