@@ -8,10 +8,7 @@ bandwidth and overheads tier 0 uses, cached per machine), or a policy default;
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
-from pathlib import Path
 from typing import Any
 
 from gtn_deploy import machine as envinfo
@@ -131,13 +128,3 @@ def with_probe(profile: dict[str, Any], result: dict[str, Any] | None,
                                f"probe on {PROBE_THREADS} thread.")
     return profile
 
-
-def local_device_profile():
-    """``local_profile()`` validated into a ``DeviceProfile`` (for ``load_profile('local')``)."""
-    from gtn_deploy.profile_schema import ProfileSpec
-    from gtn_deploy.profiles import DeviceProfile
-
-    data = local_profile()
-    raw = json.dumps(data, sort_keys=True).encode()
-    return DeviceProfile(ProfileSpec.model_validate(data), Path("<local>"),
-                         hashlib.sha256(raw).hexdigest())

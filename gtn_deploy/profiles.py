@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 from gtn_deploy.constants import OP_CLASSES
 from gtn_deploy.errors import ProfileError, UsageError
 from gtn_deploy.io_utils import read_regular_file
+from gtn_deploy.local_profile import local_profile
 from gtn_deploy.profile_schema import ProfileSpec, Sourced, check_spec, validation_message
 from gtn_deploy.yaml_data import load_yaml, yaml_error_line
 
@@ -276,8 +278,6 @@ def load_profile(ref: str) -> DeviceProfile:
     if _is_path(ref):
         return load_profile_file(Path(ref).expanduser())
     if ref.strip().lower() == "local":  # this machine, described on the fly
-        from gtn_deploy.local_profile import local_device_profile
-
         return local_device_profile()
     pid = resolve_alias(ref)
     profile = load_profile_file(profiles_dir() / f"{pid}.yaml")
@@ -285,6 +285,14 @@ def load_profile(ref: str) -> DeviceProfile:
         raise ProfileError(f"{profile.source_path}: id '{profile.id}' does not match the "
                            f"file name '{pid}.yaml'")
     return profile
+
+
+def local_device_profile() -> DeviceProfile:
+    """This machine's profile, described on the fly (``local_profile``) and validated."""
+    data = local_profile()
+    raw = json.dumps(data, sort_keys=True).encode()
+    return DeviceProfile(ProfileSpec.model_validate(data), Path("<local>"),
+                         hashlib.sha256(raw).hexdigest())
 
 
 def list_profiles() -> list[DeviceProfile]:

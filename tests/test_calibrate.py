@@ -32,7 +32,7 @@ def calibrated(tmp_path_factory):
 
 
 def test_local_profile_validates():
-    from gtn_deploy.local_profile import local_device_profile
+    from gtn_deploy.profiles import local_device_profile
 
     p = local_device_profile()
     assert p.id == "local" and p.kind == "cpu" and p.peak_flops("fp32") > 1e9
@@ -73,7 +73,7 @@ def test_fit_beats_tier0_and_profile_predicts(calibrated):
 
 def test_tier1_fit_recovers_known_coefficients():
     """Synthetic latencies from known coefficients: NNLS finds them back."""
-    from gtn_deploy.local_profile import local_device_profile
+    from gtn_deploy.profiles import local_device_profile
     from gtn_deploy.cost.analytic import network_layers
 
     truth = cal.Tier1((("conv", 2e-11), ("pointwise", 3e-11), ("depthwise", 9e-11),

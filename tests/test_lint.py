@@ -38,3 +38,20 @@ def test_ruff_check():
 def test_import_contracts():
     out = _run([_tool("importlinter", "lint-imports"), "--no-cache"])
     assert out.returncode == 0, f"lint-imports: a contract is broken:\n{out.stdout}{out.stderr}"
+
+
+def test_layers_name_every_module():
+    """The layers contract puts every module and package of gtn_deploy in a row, so a new
+    top-level module cannot slip past the layer order (docs/architecture.md)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    layered = {name.strip()
+               for c in config["tool"]["importlinter"]["contracts"]
+               if c.get("containers") == ["gtn_deploy"]
+               for row in c["layers"] for name in row.replace(":", "|").split("|")}
+    package = ROOT / "gtn_deploy"
+    rooms = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | \
+        {p.parent.name for p in package.glob("*/__init__.py")}
+    assert rooms - layered == set(), f"modules in no layer: {sorted(rooms - layered)}"
+    assert layered - rooms == set(), f"layers name missing modules: {sorted(layered - rooms)}"

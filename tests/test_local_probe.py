@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from gtn_deploy import local_probe as lp
-from gtn_deploy.local_profile import local_device_profile, local_profile
+from gtn_deploy.local_profile import local_profile
+from gtn_deploy.profiles import local_device_profile
 
 FAKE_MS = {"invoke": 0.010, "chain": 0.026, "memory": 0.020, "conv": 0.060,
            "pointwise": 0.030, "depthwise": 0.040}

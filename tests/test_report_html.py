@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gtn_deploy.pipeline.report import bundle_link, next_steps, render_markdown, rerender
+from gtn_deploy.pipeline.report import rerender
+from gtn_deploy.pipeline.report_tables import bundle_link, next_steps, render_markdown
 from gtn_deploy.pipeline.report_check import check_page, find_chromium
 from gtn_deploy.pipeline.report_plots import accuracy_points, render_plots
 

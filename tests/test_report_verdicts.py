@@ -1,6 +1,6 @@
 """The report's verdicts: budget (measured p90 first, else predicted) and KD vs CE."""
 
-from gtn_deploy.pipeline.report import budget_verdict, kd_verdict
+from gtn_deploy.pipeline.report_tables import budget_verdict, kd_verdict
 
 
 def test_budget_verdict_prefers_the_measurement_and_states_headroom():

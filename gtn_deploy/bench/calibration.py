@@ -29,6 +29,7 @@ from gtn_deploy.fingerprint import current_fingerprint, fingerprint_id
 from gtn_deploy.cost.roofline import roofline, tier0_ms
 from gtn_deploy.cost.lut import fit_block_table
 from gtn_deploy.errors import BenchError, ProfileError, UsageError
+from gtn_deploy.profiles import load_profile
 from gtn_deploy.spaces import DEFAULT_FAMILY
 
 DEFAULT_DIR = Path("calibrated_profiles")
@@ -37,12 +38,6 @@ TRUST_SHARE = 0.5  # fewer held-out subnets within +-10% than this: written, mar
 
 def load_device(ref: str):
     """A profile by id/alias/path, or ``local`` (this machine, generated)."""
-    if ref == "local":
-        from gtn_deploy.local_profile import local_device_profile
-
-        return local_device_profile()
-    from gtn_deploy.profiles import load_profile
-
     return load_profile(ref)
 
 

@@ -63,7 +63,7 @@ def pipeline(
         else:
             typer.echo(format_dry_run(doc))
         return
-    from gtn_deploy.pipeline.report import terminal_summary
+    from gtn_deploy.pipeline.report_tables import terminal_summary
 
     with stdout_to_stderr(as_json):
         run = run_pipeline(cfg, out, log=logging.getLogger("gtn_deploy.pipeline").info)

@@ -14,6 +14,7 @@ from torch import nn
 
 from gtn_deploy.arch import TaskSpec
 from gtn_deploy.errors import CheckpointError, GtnError
+from gtn_deploy.models.registry import create_teacher
 from gtn_deploy.checkpoint_files import (load_tensors, read_sidecar, read_weights,
                                          write_checkpoint)
 
@@ -41,8 +42,6 @@ def _task_from_doc(data: Any, path: Path) -> TaskSpec:
 
 def load_teacher(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the teacher from ``teacher.json`` and load its weights (eval mode)."""
-    from gtn_deploy.models.registry import create_teacher
-
     directory = Path(directory)
     doc = read_sidecar(directory, TEACHER_JSON, TEACHER_KIND)
     sidecar = directory / TEACHER_JSON

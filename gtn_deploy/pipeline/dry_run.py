@@ -17,7 +17,8 @@ from typing import Any, Callable
 from gtn_deploy.errors import GtnError
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.estimate import clock
-from gtn_deploy.pipeline.run import (DeviceBranch, PipelineRun, computed_plan,
+from gtn_deploy.pipeline.state import DeviceBranch, PipelineRun
+from gtn_deploy.pipeline.run import (computed_plan,
                                      estimate_training, plan_inputs, prepare, walk_stages)
 from gtn_deploy.pipeline.stages import MARKER, StageResult, StageStore, damage, read_marker
 

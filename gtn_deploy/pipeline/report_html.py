@@ -7,7 +7,7 @@ import base64
 import html
 from urllib.parse import quote
 
-from gtn_deploy.pipeline.report import (
+from gtn_deploy.pipeline.report_tables import (
     ACCURACY_NOTE, COST_NOTE, PLOT_NOTE, STEPS_NOTE, Cell, bundle_table, cost_rows, gtn_verdict, kd_verdict, next_steps,
     settings_line, stage_rows, teacher_line, verdict_table)
 

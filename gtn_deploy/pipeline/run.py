@@ -13,59 +13,21 @@ were in it. With sampler ``pool`` the pool is part of the key.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from gtn_deploy import __version__
-from gtn_deploy.spaces.base import Arch
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.lock import RunLock
+from gtn_deploy.pipeline.report import write_report
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
-from gtn_deploy.plan_file import DevicePlan, load_plan, parse_plan
+from gtn_deploy.pipeline.state import DeviceBranch, PipelineRun
+from gtn_deploy.plan_file import DevicePlan, parse_plan
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.progress import StageList, quiet
 from gtn_deploy.spaces import family_free
-
-
-@dataclass
-class DeviceBranch:
-    target: Any  # DeviceTarget
-    profile: Any  # DeviceProfile
-    plan: StageResult | None = None
-    student: StageResult | None = None
-    baseline: StageResult | None = None  # the same student trained with plain CE
-    vanilla: StageResult | None = None  # the same student distilled from a vanilla teacher
-    bundle: StageResult | None = None
-    bench: StageResult | None = None
-    runs_here: bool = False
-    device_plan: DevicePlan | None = None  # the plan's entry: read once, or computed (dry run)
-
-    @property
-    def id(self) -> str:
-        return self.profile.id
-
-    def planned(self) -> DevicePlan:
-        if self.device_plan is None:
-            self.device_plan = load_plan(self.plan.path / "plan.json").devices[0]
-        return self.device_plan
-
-    def arch(self) -> Arch:
-        return self.planned().best.arch
-
-
-@dataclass
-class PipelineRun:
-    cfg: PipelineConfig
-    out: Path
-    branches: list[DeviceBranch]
-    teacher: StageResult | None = None
-    vanilla_teacher: StageResult | None = None  # --baseline vanilla: the control teacher
-    log: Callable[[str], None] = print
-    stages_run: list[str] = field(default_factory=list)
-    stages: Any = None  # progress.StageList: the stage list, live on a terminal
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
@@ -88,8 +50,6 @@ def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = pr
             return _stage(run, store, name, inputs, build, resumable)
 
         walk_stages(run, space, do)
-        from gtn_deploy.pipeline.report import write_report
-
         write_report(run)
     return run
 

@@ -21,6 +21,7 @@ from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.checkpoint_files import (load_tensors, read_sidecar, read_weights,
                                          write_checkpoint)
 from gtn_deploy.spaces import space_by_name
+from gtn_deploy.supernet.families import build_student, create_supernet
 
 STUDENT_KIND, SUPERNET_KIND = "gtn_deploy.student", "gtn_deploy.supernet"
 STUDENT_WEIGHTS, STUDENT_JSON = "weights.safetensors", "student.json"
@@ -67,8 +68,6 @@ def save_student(directory: str | Path, model: nn.Module, arch: Arch,
 
 def load_student(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the student from ``student.json``'s arch and load its weights (eval mode)."""
-    from gtn_deploy.supernet.families import build_student
-
     directory = Path(directory)
     doc = read_sidecar(directory, STUDENT_JSON, STUDENT_KIND)
     sidecar = directory / STUDENT_JSON
@@ -105,8 +104,6 @@ def save_supernet(directory: str | Path, supernet: nn.Module,
 def load_supernet(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the supernet from ``supernet.json`` and load its weights (eval mode, with the
     active arch it was saved with)."""
-    from gtn_deploy.supernet.families import create_supernet
-
     directory = Path(directory)
     doc = read_sidecar(directory, SUPERNET_JSON, SUPERNET_KIND)
     space = _space_from_doc(doc, directory / SUPERNET_JSON)

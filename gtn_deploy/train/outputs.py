@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -16,8 +17,28 @@ from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.train.evaluate import evaluate, evaluate_subnet
 from gtn_deploy.train.metrics import MetricsLog
 
-if TYPE_CHECKING:
-    from gtn_deploy.train.trainer import TeacherTrainer
+
+
+class TeacherTrainer(Protocol):
+    """What the outputs read of a finished ``train.trainer.TeacherTrainer`` (typed here,
+    not imported: the trainer writes its outputs through this module)."""
+
+    cfg: Any  # TrainConfig
+    info: Any  # DistInfo
+    data: Any  # TaskData
+    plan: Any  # BatchPlan
+    task: Any  # TaskSpec
+    space: Any  # spaces.base.Space
+    teacher: torch.nn.Module
+    supernet: torch.nn.Module | None
+    objective: Any  # TeacherObjective
+    sampler: Any  # ArchSampler | None
+    out: Path
+    init_sha256: str
+    total_steps: int
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None: ...
 
 SUMMARY_KIND = "gtn_deploy.teacher_run"
 

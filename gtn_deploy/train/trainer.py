@@ -34,6 +34,7 @@ from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.gtn import LossWeights, TeacherObjective
 from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
 from gtn_deploy.train.metrics import Meters
+from gtn_deploy.train.outputs import finish_run, write_config
 from gtn_deploy.train.sampler import ArchSampler
 
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
@@ -140,8 +141,6 @@ class TeacherTrainer:
 
     def run(self) -> dict[str, Any]:
         """Train (or continue) to the last epoch, then evaluate and write the outputs."""
-        from gtn_deploy.train.outputs import finish_run, write_config
-
         if self.info.is_main:
             write_config(self)
         seconds = self.loop.run(self.resume_state)
