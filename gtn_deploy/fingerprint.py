@@ -11,6 +11,8 @@ import hashlib
 import json
 import platform
 from typing import Any
+from gtn_deploy.machine import cpu_model
+from gtn_deploy.runtimes import runtime_for
 
 # Keys compared between a calibration and the machine at hand; None on either side is skipped.
 FINGERPRINT_KEYS = ("runtime", "runtime_version", "provider", "precision", "threads",
@@ -22,8 +24,6 @@ def current_fingerprint(threads: int | None = None, precision: str | None = None
                         provider: str = "CPUExecutionProvider") -> dict[str, Any]:
     """The runtime fingerprint of this machine (what a calibration here would record)."""
     # versions come from package metadata, not imports: asking for a fingerprint stays light
-    from gtn_deploy.machine import cpu_model
-    from gtn_deploy.runtimes import runtime_for
 
     if runtime == "tensorrt":
         provider = None  # an engine has no execution provider

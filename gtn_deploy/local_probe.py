@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from gtn_deploy import machine as envinfo
+from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.rounds import RoundPlan, round_timer, run_rounds
+from gtn_deploy.runtimes import RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +137,6 @@ def probe_models() -> dict[str, tuple[bytes, tuple[int, ...], float]]:
 def measure(threads: int = PROBE_THREADS, budget_s: float = 1.5,
             seed: int = 0) -> dict[str, float]:
     """p10 ms per call of each probe model (``gtn_deploy.rounds`` protocol, a short plan)."""
-    from gtn_deploy.rounds import RoundPlan, round_timer, run_rounds
-    from gtn_deploy.runtimes import RUNTIMES
-
     plan = RoundPlan(min_rounds=4, max_rounds=12, iters=25, warmup=3, budget_s=budget_s)
     models = probe_models()
     timers = []
@@ -172,8 +173,6 @@ def figures(ms: dict[str, float]) -> dict[str, Any]:
 # -- the cache ---------------------------------------------------------------------------------
 
 def _machine_key() -> dict[str, Any]:
-    from gtn_deploy import machine as envinfo
-
     ort = envinfo.onnxruntime_info() or {}
     return {"probe_version": PROBE_VERSION, "cpu_model": envinfo.cpu_model(),
             "machine": platform.machine(), "cores": envinfo.usable_cores(),
@@ -225,8 +224,6 @@ def probe(refresh: bool = False) -> dict[str, Any] | None:
               "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
               "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cache": str(path)}
     try:
-        from gtn_deploy.io_utils import atomic_write_json
-
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, result)
     except Exception as exc:  # noqa: BLE001 - an unwritable cache only costs a re-probe

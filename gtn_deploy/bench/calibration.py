@@ -31,6 +31,13 @@ from gtn_deploy.cost.lut import fit_block_table
 from gtn_deploy.errors import BenchError, ProfileError, UsageError
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.spaces import DEFAULT_FAMILY
+from gtn_deploy.checks import check_seed
+from gtn_deploy.cost.analytic import network_layers
+from gtn_deploy.io_utils import atomic_write_text, check_output_file
+from gtn_deploy.profiles import load_profile_file, profiles_dir
+from gtn_deploy.progress import StepProgress
+from gtn_deploy.rounds import LOW_QUANTILE, round_spread
+from gtn_deploy.spaces import create_space
 
 DEFAULT_DIR = Path("calibrated_profiles")
 TRUST_SHARE = 0.5  # fewer held-out subnets within +-10% than this: written, marked untrusted
@@ -86,8 +93,6 @@ class RoundProgress:
         self.bar = self._new_bar()
 
     def _new_bar(self):
-        from gtn_deploy.progress import StepProgress
-
         return StepProgress(self.n * self.last_round, every=self.n, description="calibrate",
                             cycle="round", item="call")
 
@@ -139,8 +144,6 @@ def measurement_summary(timings, info: dict) -> dict[str, Any]:
     """How the measurement went: rounds, why it stopped, the achieved spread of the
     statistic and the raw spread between rounds (median and max over subnets)."""
     from statistics import median
-
-    from gtn_deploy.rounds import LOW_QUANTILE, round_spread
 
     spreads = [t.spread for t in timings]
     raw = [round_spread(t.round_medians_ms) for t in timings]
@@ -210,8 +213,6 @@ def fit_and_validate(space: Space, profile, precision: str, train, held, timings
                      tier2: bool = True):
     """Tier 1 (and the tier-2 table where ``tier2``) fitted on the first ``len(train)``
     timings; the accuracy of every tier on the fit and on the held-out subnets."""
-    from gtn_deploy.cost.analytic import network_layers
-
     t_train = timings[:len(train)]
     y_train = [t.latency_ms for t in t_train]
     y_held = [t.latency_ms for t in timings[len(train):]]
@@ -261,8 +262,6 @@ def default_output(profile, calibration: dict[str, Any]) -> Path:
 def _refuse_shipped(out: Path) -> None:
     import yaml
 
-    from gtn_deploy.profiles import profiles_dir
-
     shipped = profiles_dir().resolve()
     if out.resolve().parent == shipped:
         raise ProfileError(f"{out} is in the shipped profiles folder {shipped}; calibrated "
@@ -279,8 +278,6 @@ def _refuse_shipped(out: Path) -> None:
 
 def check_profile_output(out: Path) -> None:
     """Refuse an --out that cannot take the profile, before minutes of measuring."""
-    from gtn_deploy.io_utils import check_output_file
-
     if out.suffix not in (".yaml", ".yml"):
         raise UsageError(f"--out {out}: a profile file ends in .yaml")
     check_output_file(out)
@@ -291,9 +288,6 @@ def write_calibrated_profile(profile, calibration: dict[str, Any],
                              out: str | Path | None = None) -> Path:
     """Write a NEW profile YAML carrying ``calibration``; load it back to validate it."""
     import yaml
-
-    from gtn_deploy.io_utils import atomic_write_text
-    from gtn_deploy.profiles import load_profile_file
 
     out = Path(out) if out else default_output(profile, calibration)
     check_profile_output(out)
@@ -378,9 +372,6 @@ def calibrate(device: str, task: str = "fashion-mnist", samples: int = 30, holdo
     ``on_measured(calibration)`` runs before the profile is written (the CLI prints the
     report there, so a failing write loses no measurement). ``site``: measure there (over
     ssh), with onnxruntime; that machine is taken as the profile's target."""
-    from gtn_deploy.checks import check_seed
-    from gtn_deploy.spaces import create_space
-
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     check_seed(seed)

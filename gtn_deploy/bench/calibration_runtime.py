@@ -32,6 +32,8 @@ from gtn_deploy.errors import MissingDependencyError, UsageError
 from gtn_deploy.runtimes import RUNTIMES, Runner, runtime_for
 from gtn_deploy.runtimes.onnxruntime import CPU, CUDA
 from gtn_deploy.runtimes.tensorrt import INSTALL as _TRT_INSTALL
+from gtn_deploy.machine import tensorrt_version
+from gtn_deploy.runtimes.tensorrt import generation, parse_version
 
 __all__ = ["CPU", "CUDA", "CalibrationRunner", "MEASURED", "NOT_INT8", "OVERRIDES",
            "calibration_runner"]
@@ -169,9 +171,6 @@ def _trt_version_checked(runner: CalibrationRunner, wanted: str) -> CalibrationR
     """TensorRT 11 has no fp16 builder flag (fp16 comes from a ModelOpt AutoCast copy, which
     calibration does not make): refuse rather than time an fp32 engine as fp16. A version
     other than the profile's is measured, and noted."""
-    from gtn_deploy.machine import tensorrt_version
-    from gtn_deploy.runtimes.tensorrt import generation, parse_version
-
     have = tensorrt_version() or "?"
     if generation(have) == 11 and runner.precision == "fp16":
         raise UsageError(f"TensorRT {have} builds fp16 only from a ModelOpt AutoCast copy of "

@@ -36,6 +36,7 @@ from gtn_deploy.timing import NOISY_TAIL_RATIO
 from gtn_deploy.errors import BenchError, BundleError, UsageError
 from gtn_deploy.machine import cores_text
 from gtn_deploy.manifest import BundleManifest
+from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
 
 SCRIPT = "run_onnx.py"
 SUPPORT_FILES = ("manifest.json", "bundle_io.py", SCRIPT, "labels.txt")
@@ -274,8 +275,6 @@ def bench_remote(path: str | Path, target: SshTarget, remote_python: str = "pyth
                  timeout_s: float | None = None) -> dict[str, Any]:
     """Time a bundle on ``target`` with gtn_deploy's run_onnx.py; the results document.
     ``timeout_s``: None scales the bound with the work (``bench_timeout_s``)."""
-    from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
-
     if warmup < 0 or (iters is not None and iters < 1) or (threads is not None and threads < 1):
         raise UsageError("--warmup must be >= 0, --iters and --threads >= 1")
     check_threads(threads, REMOTE_CORES_MAX)  # the device's cores are not known yet

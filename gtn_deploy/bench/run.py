@@ -16,6 +16,8 @@ from gtn_deploy.timing import (check_loop, default_rounds, noise_warning, tail_r
                                round_range, time_calls, unsettled)
 from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
 from gtn_deploy.manifest import BundleManifest
+from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
+from gtn_deploy.profiles import load_profile
 
 RESULT_KIND = "gtn_deploy.bench_result"
 RESULT_SCHEMA_VERSION = 1
@@ -24,8 +26,6 @@ RESULT_SCHEMA_VERSION = 1
 def target_problem(device_id: str | None) -> str | None:
     """Why this machine is not the target device ``device_id`` (a bundle's), or None
     (unknown profiles pass)."""
-    from gtn_deploy.profiles import load_profile
-
     if not device_id or device_id == "local":
         return None
     try:
@@ -110,8 +110,6 @@ def compare_prediction(manifest: BundleManifest, p50_ms: float, precision: str,
 
 def _preflight(bundle_dir: Path, manifest: BundleManifest, force: bool) -> list[str]:
     """Hash and target checks: raise unless ``force``; return what was overridden."""
-    from gtn_deploy.manifest import verify_files
-
     forced = []
     problems = verify_files(bundle_dir)
     if problems:
@@ -187,8 +185,6 @@ def bench_bundle(path: str | Path, backend: str = "onnxruntime", batch_size: int
                  force: bool = False, rounds: int | None = None) -> dict[str, Any]:
     """Measure one bundle here; return the results document (see ``RESULT_KIND``). The
     timed calls are read as ``rounds`` consecutive rounds (default: ``default_rounds``)."""
-    from gtn_deploy.manifest import load_manifest, open_bundle
-
     rounds = default_rounds(iters) if rounds is None else rounds
     check_loop(warmup, iters, seconds, rounds)
     if batch_size < 1 or (threads is not None and threads < 1):

@@ -53,6 +53,7 @@ def torch_runner(bundle_dir: Path, threads: int | None) -> Runner:
     """The eager student from ``weights.safetensors`` + ``student.json`` (reference speed)."""
     import torch
 
+    # lazy: keeps torch out of a light module
     from gtn_deploy.supernet.checkpoint import load_student
 
     if threads:

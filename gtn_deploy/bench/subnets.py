@@ -100,6 +100,7 @@ def export_subnet(space: Space, arch: Arch, path: Path, seed: int = 0) -> Path:
     path that ``block_of`` reads."""
     import torch
 
+    # lazy: keeps torch out of a light module
     from gtn_deploy.supernet import build_student  # by the space's family
 
     torch.manual_seed(seed)

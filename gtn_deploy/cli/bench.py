@@ -13,6 +13,11 @@ from gtn_deploy.cli.common import (host_option, identity_option, insecure_host_k
                                    remote_python_option, ssh_option_option, ssh_target,
                                    user_errors)
 from gtn_deploy.constants import PRECISIONS
+from gtn_deploy.bench.remote import bench_remote, format_remote as fmt
+from gtn_deploy.bench.run import RESULT_KIND, bench_bundle, verdict_lines
+from gtn_deploy.errors import UsageError
+from gtn_deploy.io_utils import atomic_write_json, check_output_file, check_outputs_apart, check_replaces_own_kind
+from gtn_deploy.machine import cores_text
 
 
 @user_errors
@@ -44,10 +49,6 @@ def bench(
     insecure_host_key: Annotated[bool, insecure_host_key_option()] = False,
 ) -> None:
     """Measure a bundle's latency here (or on --host) and compare it with its prediction."""
-    from gtn_deploy.bench.run import RESULT_KIND
-    from gtn_deploy.io_utils import (atomic_write_json, check_output_file, check_outputs_apart,
-                                     check_replaces_own_kind)
-
     check_output_file(out)
     check_outputs_apart({"--out": out}, {"the bundle": bundle})
     check_replaces_own_kind(out, "--out", "a bench result",
@@ -55,16 +56,12 @@ def bench(
     batch_size = batch_size if batch is None else batch
     if host is not None:
         if rounds is not None:
-            from gtn_deploy.errors import UsageError
-
             raise UsageError("--rounds is for a bench on this machine; --host runs the "
                              "bundle's run_onnx.py, which times one loop")
         result = _bench_remote(bundle, host, backend, batch_size, seconds, remote_python,
                                identity, ssh_option, insecure_host_key, precision, threads,
                                warmup, iters, force)
     else:
-        from gtn_deploy.bench.run import bench_bundle
-
         result = bench_bundle(bundle, backend, batch_size, threads, warmup, iters, seconds,
                               precision, force, rounds)
     for problem in result["forced"]:
@@ -82,9 +79,6 @@ def bench(
 
 def _bench_remote(bundle, host, backend, batch_size, seconds, remote_python, identity,
                   ssh_option, insecure_host_key, precision, threads, warmup, iters, force):
-    from gtn_deploy.bench.remote import bench_remote
-    from gtn_deploy.errors import UsageError
-
     if backend != "onnxruntime" or batch_size != 1 or seconds is not None:
         raise UsageError("--host runs the bundle's run_onnx.py: onnxruntime, the model's own "
                          "batch and --iters only (no --backend, --batch-size or --seconds)")
@@ -94,15 +88,10 @@ def _bench_remote(bundle, host, backend, batch_size, seconds, remote_python, ide
 
 
 def format_remote(r: dict) -> str:
-    from gtn_deploy.bench.remote import format_remote as fmt
-
     return fmt(r)
 
 
 def format_result(r: dict) -> str:
-    from gtn_deploy.bench.run import verdict_lines
-    from gtn_deploy.machine import cores_text
-
     t, env = r["timing"], r["environment"]
     version = (r.get("runtime_version") or r["runner"].get("tensorrt")
                or (env.get("onnxruntime") or {}).get("version", ""))

@@ -11,6 +11,8 @@ import typer
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.errors import BundleError
 from gtn_deploy.manifest import BundleManifest
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
 
 app = typer.Typer(help="Check and describe model bundles.", no_args_is_help=True)
 
@@ -45,9 +47,6 @@ def run_random_input(bundle_dir: Path, manifest: BundleManifest) -> list[dict]:
 def verify(path: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
            as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({ok, problems, files_checked, models}); exit 1 when not ok.")] = False) -> None:
     """Check the schema, every file's sha256, and that the models run in onnxruntime."""
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
-
     with open_bundle(path) as folder:
         problems = verify_files(folder)
         if problems and as_json:
@@ -73,8 +72,6 @@ def verify(path: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz."
 def info(path: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
          as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False) -> None:
     """Describe a bundle: device, student, precision, accuracy, parity, predicted latency."""
-    from gtn_deploy.manifest import load_manifest
-
     m = load_manifest(path)
     if as_json:
         typer.echo(json.dumps(m.doc, indent=2))

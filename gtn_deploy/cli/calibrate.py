@@ -16,6 +16,10 @@ from gtn_deploy.cli.common import (holdout_count, holdout_option, host_option, i
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
 from gtn_deploy.spaces import DEFAULT_FAMILY
+from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
+from gtn_deploy.bench.remote_calibrate import RemoteSite
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.io_utils import atomic_write_json, check_output_file, check_outputs_apart, check_replaces_own_kind
 
 RUNTIME_HELP = ("Measure with this instead of the profile's runtime (default: the profile's "
                 "own: onnxruntime with its provider, CUDA for a GPU profile naming none; "
@@ -55,11 +59,6 @@ def calibrate(
     runtime and precision; print the held-out accuracy. Tier 2 needs onnxruntime's CPU
     provider (its node profiler): TensorRT, OpenVINO and GPU providers fit tier 1 only. A fit with
     under half of the held-out subnets within +-10% is written marked untrusted."""
-    from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.io_utils import (atomic_write_json, check_output_file, check_outputs_apart,
-                                     check_replaces_own_kind)
-
     if rounds < 1 or iters < 1:
         raise UsageError("--rounds and --iters must be >= 1")
     holdout = holdout_count(holdout, samples)
@@ -71,8 +70,6 @@ def calibrate(
                             lambda d: isinstance(d, dict) and "validation" in d and "tier1" in d)
     site = None
     if host is not None:
-        from gtn_deploy.bench.remote_calibrate import RemoteSite
-
         site = RemoteSite(ssh_target(host, identity, ssh_option, insecure_host_key),
                           remote_python)
 

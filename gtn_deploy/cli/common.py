@@ -12,6 +12,8 @@ from typing import Callable, TypeVar
 import typer
 
 from gtn_deploy.errors import GtnError, UsageError
+from gtn_deploy.bench.remote import SshTarget
+from gtn_deploy.io_utils import path_problem
 
 F = TypeVar("F", bound=Callable)
 
@@ -41,8 +43,6 @@ def user_errors(func: F) -> F:
 
 def os_error_line(exc: OSError) -> str:
     """``<path>: <problem>`` for an OSError that escaped the library's own checks."""
-    from gtn_deploy.io_utils import path_problem
-
     if not isinstance(exc.filename, (str, bytes, os.PathLike)):  # None, or a descriptor
         return exc.strerror or str(exc)
     names = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
@@ -104,8 +104,6 @@ def insecure_host_key_option():
 def ssh_target(host: str, identity: Path | None, ssh_options: list[str] | None,
                insecure_host_key: bool):
     """The ``--host`` options as a ``bench.remote.SshTarget``; a bad one is a UsageError."""
-    from gtn_deploy.bench.remote import SshTarget
-
     if identity is not None and not identity.is_file():
         raise UsageError(f"--identity {identity}: no such key file")
     return SshTarget.parse(host, identity=identity, options=tuple(ssh_options or ()),

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.cli.common import split_csv, user_errors
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.pipeline.deploy import DeployConfig, run_deploy
 
 
 @user_errors
@@ -26,9 +28,6 @@ def deploy(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON document.")] = False,
 ) -> None:
     """plan -> extract -> recalibrate BN -> export -> bench (here) for each device, with a report."""
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.pipeline.deploy import DeployConfig, run_deploy
-
     cfg = DeployConfig(str(supernet), tuple(split_csv(devices)),
                        str(data_dir) if data_dir else None, recalibrate_bn, margin, latency_ms,
                        seed, int8, eval_images, bench_iters)

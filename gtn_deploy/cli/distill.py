@@ -11,6 +11,7 @@ from gtn_deploy.cli.choices import (INITS, KD_LOSSES, choice, resolve_torch_devi
                                     torch_device_options)
 from gtn_deploy.errors import UsageError
 from gtn_deploy.cli.common import user_errors
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
 
 
 @user_errors
@@ -58,9 +59,8 @@ def distill(
     = False,
 ) -> None:
     """Distil each chosen candidate: OUT/c<K>/{student.json, weights.safetensors, ...}."""
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.train.distill import KDConfig
-    from gtn_deploy.train.kd_run import distill_plan
+    from gtn_deploy.train.distill import KDConfig  # lazy: CLI start-up
+    from gtn_deploy.train.kd_run import distill_plan  # lazy: CLI start-up
 
     cfg = KDConfig(epochs=epochs, init=init, temperature=temperature, alpha=alpha,
                    kd_loss=kd_loss, dkd_beta=dkd_beta, seed=seed,

@@ -10,6 +10,10 @@ import typer
 
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.errors import UsageError
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.export.bundle import ExportOptions, export_student
+from gtn_deploy.io_utils import check_output_file
+from gtn_deploy.profiles import load_profile
 
 
 @user_errors
@@ -30,11 +34,6 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({bundle_path, tarball_path, elapsed_s, manifest}).")] = False,
 ) -> None:
     """Export a student to a bundle: ONNX (parity-gated), INT8 (accuracy-gated), TensorRT script."""
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.export.bundle import ExportOptions, export_student
-    from gtn_deploy.io_utils import check_output_file
-    from gtn_deploy.profiles import load_profile
-
     if not (max_drop >= 0 and math.isfinite(max_drop)):  # NaN would pass every gate
         raise UsageError(f"--max-drop must be a finite number >= 0, got {max_drop}")
     if eval_images is not None and eval_images < 256:

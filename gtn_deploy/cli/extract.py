@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.cli.common import user_errors
+from gtn_deploy.errors import UsageError
+from gtn_deploy.train.extract import Recalibration, extract_student
 
 
 @user_errors
@@ -23,9 +25,6 @@ def extract(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
 ) -> None:
     """Copy a planned student's weights out of a supernet; optionally recalibrate its BN."""
-    from gtn_deploy.errors import UsageError
-    from gtn_deploy.train.extract import Recalibration, extract_student
-
     if data_dir is not None and recalibrate_bn is None:
         raise UsageError("--data-dir is only read with --recalibrate-bn N")
     recal = None if recalibrate_bn is None else Recalibration(

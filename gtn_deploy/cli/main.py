@@ -24,6 +24,7 @@ from gtn_deploy.cli import predictor as predictor_cmd
 from gtn_deploy.cli import profiles as profiles_cmd
 from gtn_deploy.cli import supernet as supernet_cmd
 from gtn_deploy.cli import teacher as teacher_cmd
+from gtn_deploy.progress import setup_logging
 
 
 def _flags_show_no_type() -> None:
@@ -88,8 +89,6 @@ def _root(
                                         help="Warnings and errors only; no progress bars.")] = False,
 ) -> None:
     """gtn_deploy: one generic teacher, many devices."""
-    from gtn_deploy.progress import setup_logging
-
     setup_logging(-1 if quiet else verbose)
 
 

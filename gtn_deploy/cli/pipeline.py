@@ -12,6 +12,11 @@ import typer
 from gtn_deploy.cli.choices import (BASELINES, KD_LOSSES, SAMPLERS, choice, space_option,
                                     task_option)
 from gtn_deploy.cli.common import user_errors
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.pipeline.config import load_config
+from gtn_deploy.pipeline.dry_run import dry_run as plan_stages, format_dry_run
+from gtn_deploy.pipeline.report_tables import terminal_summary
+from gtn_deploy.pipeline.run import run_pipeline
 
 DEFAULT_DEVICES = "jetson-orin-nano,raspberry-pi-5,local"
 
@@ -40,10 +45,6 @@ def pipeline(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document ({out_dir, report_md_path, report_html_path, stages_run, report}; with --dry-run {out_dir, stages, estimated_training_s, ...}).")] = False,
 ) -> None:
     """Run (or resume) plan -> GTN teacher -> distil -> export -> bench -> report."""
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.pipeline.config import load_config
-    from gtn_deploy.pipeline.run import run_pipeline
-
     overrides = {"devices": devices, "task": task, "quick": quick, "teacher": teacher,
                  "teacher_epochs": teacher_epochs, "distill_epochs": distill_epochs,
                  "sampler": sampler, "limit_train": limit_train, "int8": int8, "seed": seed,
@@ -54,8 +55,6 @@ def pipeline(
         overrides["devices"] = DEFAULT_DEVICES
     cfg = load_config(config, overrides)
     if dry_run:
-        from gtn_deploy.pipeline.dry_run import dry_run as plan_stages, format_dry_run
-
         with stdout_to_stderr(as_json):
             doc = plan_stages(cfg, out)
         if as_json:
@@ -63,7 +62,6 @@ def pipeline(
         else:
             typer.echo(format_dry_run(doc))
         return
-    from gtn_deploy.pipeline.report_tables import terminal_summary
 
     with stdout_to_stderr(as_json):
         run = run_pipeline(cfg, out, log=logging.getLogger("gtn_deploy.pipeline").info)

@@ -14,6 +14,14 @@ from gtn_deploy.cli.common import split_csv, user_errors
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
 from gtn_deploy.spaces import DEFAULT_FAMILY
+from gtn_deploy.cost.latency import check_precision
+from gtn_deploy.fingerprint import fingerprint_matches
+from gtn_deploy.io_utils import atomic_write_json, check_outputs_apart, check_replaces_own_kind
+from gtn_deploy.plan_file import PLAN_KIND
+from gtn_deploy.profiles import load_profile
+from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
+from gtn_deploy.search.predictor import load_predictor
+from gtn_deploy.spaces import create_space, supernet_space
 
 
 @user_errors
@@ -35,13 +43,6 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan document as JSON.")] = False,
 ) -> None:
     """Search the supernet for the students that fit each device's budget."""
-    from gtn_deploy.cost.latency import check_precision
-    from gtn_deploy.io_utils import atomic_write_json, check_outputs_apart, check_replaces_own_kind
-    from gtn_deploy.plan_file import PLAN_KIND
-    from gtn_deploy.profiles import load_profile
-    from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
-    from gtn_deploy.spaces import create_space, supernet_space
-
     refs = split_csv(device)
     if not refs:
         raise UsageError("give at least one --device (see 'gtnd profiles list')")
@@ -82,8 +83,6 @@ def plan(
 
 
 def _load_objective(path: Path, space):
-    from gtn_deploy.search.predictor import load_predictor
-
     return load_predictor(path, space)
 
 
@@ -93,7 +92,6 @@ def _calibration_warnings(profile) -> list[str]:
     cal = getattr(profile, "calibration", None)
     if not cal:
         return []
-    from gtn_deploy.fingerprint import fingerprint_matches
 
     remote = cal.get("remote")
     if remote:  # measured on the device over ssh: this machine is not the one to compare

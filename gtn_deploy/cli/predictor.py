@@ -12,6 +12,10 @@ import typer
 from gtn_deploy.cli.choices import resolve_torch_device, torch_device_options
 from gtn_deploy.cli.common import holdout_count, holdout_option, user_errors
 from gtn_deploy.errors import UsageError
+from gtn_deploy.checks import check_seed
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.io_utils import atomic_write_json, check_output_file
+from gtn_deploy.search.predictor import fit_with_holdout
 
 app = typer.Typer(help="Accuracy predictor for 'gtnd plan --predictor'.", no_args_is_help=True,
                   add_completion=False)
@@ -43,12 +47,8 @@ def fit(
     = False,
 ) -> None:
     """Evaluate sampled subnets (BN recalibrated), fit the predictor, report tau / RMSE."""
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
-    from gtn_deploy.checks import check_seed
-    from gtn_deploy.io_utils import atomic_write_json, check_output_file
-    from gtn_deploy.search.predictor import fit_with_holdout
-    from gtn_deploy.train.distributed import pick_device
-    from gtn_deploy.train.kd_subnets import evaluate_supernet_subnets
+    from gtn_deploy.train.distributed import pick_device  # lazy: CLI start-up
+    from gtn_deploy.train.kd_subnets import evaluate_supernet_subnets  # lazy: CLI start-up
 
     if samples < 5:
         raise UsageError(f"--samples must be at least 5, got {samples}")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from gtn_deploy.cli.common import user_errors
+from gtn_deploy.profiles import list_profiles, load_profile, profiles_dir
 
 app = typer.Typer(help="Device profiles: list them, or show one with the source of every number.",
                   no_args_is_help=True, add_completion=False)
@@ -47,8 +48,6 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as a JSON list (keys such as latency_budget_ms, memory_budget_mb).")] = False,
 ) -> None:
     """Every shipped profile: runtime, preferred precision, budgets and aliases."""
-    from gtn_deploy.profiles import list_profiles, profiles_dir
-
     profiles = list_profiles()
     if as_json:
         typer.echo(json.dumps([_json_row(p) for p in profiles], indent=2))
@@ -98,7 +97,5 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole profile as JSON.")] = False,
 ) -> None:
     """One profile, every field with its source (or derivation)."""
-    from gtn_deploy.profiles import load_profile
-
     data = load_profile(device).to_dict()
     typer.echo(json.dumps(data, indent=2) if as_json else _render(data))

@@ -23,7 +23,7 @@ def import_(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
 ) -> None:
     """Import a published Once-for-All supernet; on any problem nothing is written."""
-    from gtn_deploy.supernet.ofa_import import import_supernet
+    from gtn_deploy.supernet.ofa_import import import_supernet  # lazy: CLI start-up
 
     result = import_supernet(source, checkpoint, out, variant, overwrite)
     typer.echo(f"imported {result.tensors} tensors ({source} {result.variant}, space "

@@ -12,6 +12,7 @@ from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, WORK_TASK, choi
                                     resolve_torch_device, task_option, torch_device_options)
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.constants import DEFAULT_FAMILY
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
 
 app = typer.Typer(help="Train teachers (gtn | sftn | vanilla).", no_args_is_help=True,
                   add_completion=False)
@@ -80,9 +81,9 @@ def train(
         "..., train_time_s}) instead of a summary line."))] = False,
 ) -> None:
     """Train a teacher; write DIR/{config.json, metrics.jsonl, teacher/, supernet/, ...}."""
-    from gtn_deploy.cli.output import print_json, stdout_to_stderr
+    # lazy: CLI start-up
     from gtn_deploy.train.config import TrainConfig, read_plan, read_student, unique
-    from gtn_deploy.train.trainer import TeacherTrainer
+    from gtn_deploy.train.trainer import TeacherTrainer  # lazy: CLI start-up
 
     pool_archs = unique(read_plan(pool, task, space)) if pool else []
     student_arch = read_student(student, task, space) if student else None

@@ -29,6 +29,11 @@ from gtn_deploy.export.quantize import PRESETS, measure_fp32
 from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from gtn_deploy.manifest import BundleManifest, load_manifest, manifest_digest, verify_files
 from gtn_deploy.progress import Steps
+from gtn_deploy.cost.latency import predict_latency
+from gtn_deploy.export.onnx import parity_check_engine
+from gtn_deploy.export.quantize import quantize_and_gate
+from gtn_deploy.export.tensorrt import build_script
+from gtn_deploy.runtimes.tensorrt import build_engine, plan_engine
 
 # Scripts copied into bundles; they run on the device without gtn_deploy (Python 3.8, numpy
 # and onnxruntime or tensorrt). run_trt.py goes only into bundles for a TensorRT device.
@@ -99,7 +104,7 @@ def export_student(student_dir: str | Path, profile, out_dir: str | Path,
 
     ``progress``: a line per gate on stderr (and bars on a terminal; none under ``gtnd -q``).
     """
-    from gtn_deploy.supernet import load_student
+    from gtn_deploy.supernet import load_student  # lazy: keeps torch out of a light module
 
     bundle_target(student_dir, profile, out_dir, options)  # a bad --name fails before loading
     # the loader resolved the space (its classes too) and checked the arch: the student
@@ -284,8 +289,6 @@ def _quantize_or_eval(tmp: Path, job: ExportJob, data: ExportData, parity: dict[
                                "int8_drop_points": None, "calib_images": None,
                                "int8_preset": None, "parity": parity}
     if job.make_int8:
-        from gtn_deploy.export.quantize import quantize_and_gate
-
         q = quantize_and_gate(tmp / "model.onnx", tmp / "model.int8.onnx", data, options.presets,
                               options.max_drop_points, options.allow_accuracy_drop,
                               spec.batch_size, options.threads, steps)
@@ -306,8 +309,6 @@ def _quantize_or_eval(tmp: Path, job: ExportJob, data: ExportData, parity: dict[
 
 
 def _engine_plan(job: ExportJob, precision: str, models: dict[str, str | None]):
-    from gtn_deploy.runtimes.tensorrt import plan_engine
-
     profile, spec, options = job.profile, job.spec, job.options
     if profile.runtime.name.lower() != "tensorrt":
         return None
@@ -318,8 +319,6 @@ def _engine_plan(job: ExportJob, precision: str, models: dict[str, str | None]):
 
 
 def _write_engine_script(tmp: Path, plan, profile) -> None:
-    from gtn_deploy.export.tensorrt import build_script
-
     if plan is not None:
         atomic_write_text(tmp / "build_engine.sh", build_script(plan, profile.id))
         return
@@ -332,9 +331,6 @@ def _write_engine_script(tmp: Path, plan, profile) -> None:
 
 def _build_and_check(tmp: Path, plan, data, options) -> dict[str, Any]:
     """``--build-engine``: build on this (device) machine and check parity vs onnxruntime."""
-    from gtn_deploy.export.onnx import parity_check_engine
-    from gtn_deploy.runtimes.tensorrt import build_engine
-
     if plan is None:
         raise UsageError("--build-engine needs a TensorRT device profile")
     build = tmp / "build"
@@ -352,8 +348,6 @@ def _build_and_check(tmp: Path, plan, data, options) -> dict[str, Any]:
 def _predict(job: ExportJob, precision: str) -> dict[str, Any] | None:
     batch_size = job.spec.batch_size
     try:
-        from gtn_deploy.cost.latency import predict_latency
-
         est = predict_latency(job.space, job.arch, job.profile, precision=precision,
                               batch_size=batch_size)
     except (ImportError, GtnError):

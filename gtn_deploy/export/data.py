@@ -42,7 +42,7 @@ def normalise(images_u8: np.ndarray, mean, std, scale: float = 255.0) -> np.ndar
 
 def _splits(task, data_dir, image_size: int):
     """(train images, train labels, test images, test labels, class names) as numpy uint8/int64."""
-    from gtn_deploy.data import load_task_data
+    from gtn_deploy.data import load_task_data  # lazy: keeps torch out of a light module
 
     td = load_task_data(task, data_dir, image_size=image_size)
     return (td.train.images.numpy(), td.train.labels.numpy(), td.test.images.numpy(),

@@ -10,6 +10,7 @@ from typing import Any
 
 from gtn_deploy.io_utils import sha256_file
 from gtn_deploy.manifest import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION
+from gtn_deploy import __version__
 
 
 def recommend_precision(profile, int8_available: bool,
@@ -59,8 +60,6 @@ def file_entries(root: Path) -> dict[str, dict[str, Any]]:
 
 def tool_versions(int8: bool) -> dict[str, str | None]:
     from importlib import metadata
-
-    from gtn_deploy import __version__
 
     def version(dist: str) -> str | None:
         try:

@@ -19,6 +19,9 @@ import numpy as np
 from gtn_deploy.errors import ExportError, UsageError
 from gtn_deploy.runtimes.onnxruntime import inference_session
 from gtn_deploy.stats import percentile
+from gtn_deploy.export.tensorrt import ENGINE_LOGIT_ATOL
+from gtn_deploy.io_utils import atomic_write_bytes
+from gtn_deploy.runtimes.tensorrt import engine_logits
 
 MIN_OPSET = 13  # TensorRT 8.2 (Jetson Nano, last JetPack 4) parses up to opset 13
 DEFAULT_OPSET = 17
@@ -75,8 +78,6 @@ def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_O
     """Export ``model`` to ``path`` (written atomically); return export facts for the manifest."""
     import onnx
     import torch
-
-    from gtn_deploy.io_utils import atomic_write_bytes
 
     check_opset(opset)
     model = model.eval()
@@ -209,9 +210,6 @@ def parity_check_engine(engine_path: str | Path, onnx_path: str | Path, images: 
 
     Here, not in export.tensorrt, so that the engine builder that ``gtnd bench`` uses does
     not import this module, whose export functions import torch."""
-    from gtn_deploy.export.tensorrt import ENGINE_LOGIT_ATOL
-    from gtn_deploy.runtimes.tensorrt import engine_logits
-
     reference = run_session(inference_session(onnx_path), images)
     got = engine_logits(engine_path, images, batch_size)
     return compare_logits(reference, got, precision, atol=ENGINE_LOGIT_ATOL[precision])

@@ -23,6 +23,7 @@ from gtn_deploy.export.onnx import (ParityResult, compare_logits, measure_latenc
                                     run_session)
 from gtn_deploy.progress import Steps
 from gtn_deploy.runtimes.onnxruntime import inference_session
+from gtn_deploy.io_utils import atomic_write_bytes
 
 PRESETS = ("performance", "mixed")
 MIN_CALIB_IMAGES = 300
@@ -93,7 +94,6 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_images: np.
         quantized = nncf.quantize(model, nncf.Dataset(items, taken),
                                   preset=nncf.QuantizationPreset(preset), subset_size=len(items))
     seconds = time.perf_counter() - start
-    from gtn_deploy.io_utils import atomic_write_bytes
 
     atomic_write_bytes(out_path, quantized.SerializeToString())
     return seconds

@@ -14,9 +14,9 @@ from torch import nn
 
 from gtn_deploy.arch import TaskSpec
 from gtn_deploy.errors import CheckpointError, GtnError
-from gtn_deploy.models.registry import create_teacher
 from gtn_deploy.checkpoint_files import (load_tensors, read_sidecar, read_weights,
                                          write_checkpoint)
+from gtn_deploy.models.registry import create_teacher
 
 TEACHER_KIND = "gtn_deploy.teacher"
 TEACHER_WEIGHTS, TEACHER_JSON = "teacher.safetensors", "teacher.json"

@@ -16,6 +16,12 @@ from typing import Any
 from gtn_deploy import __version__
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json, atomic_write_text
+from gtn_deploy.bench.run import bench_bundle, target_problem
+from gtn_deploy.export.bundle import ExportOptions, export_student
+from gtn_deploy.profiles import load_profile
+from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
+from gtn_deploy.spaces import supernet_space
+from gtn_deploy.train.extract import Recalibration, extract_student
 
 REPORT_KIND = "gtn_deploy.deploy_report"
 
@@ -37,9 +43,6 @@ class DeployConfig:
 
 def run_deploy(cfg: DeployConfig, out: str | Path) -> dict[str, Any]:
     """Every device's bundle from the supernet; returns the report document."""
-    from gtn_deploy.profiles import load_profile
-    from gtn_deploy.spaces import supernet_space
-
     if not cfg.devices:
         raise UsageError("give at least one --devices entry (see 'gtnd profiles list')")
     if cfg.recalibrate_images and not cfg.data_dir:
@@ -62,9 +65,6 @@ def run_deploy(cfg: DeployConfig, out: str | Path) -> dict[str, Any]:
 
 
 def _device(cfg: DeployConfig, space, profile, folder: Path) -> dict[str, Any]:
-    from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
-    from gtn_deploy.train.extract import Recalibration, extract_student
-
     entry = plan_device(PlanRequest.for_device(profile, space, margin=cfg.margin,
                                                latency_ms=cfg.latency_ms, seed=cfg.seed))[1]
     atomic_write_json(folder / "plan.json", plan_document(space, [entry]))
@@ -85,8 +85,6 @@ def _device(cfg: DeployConfig, space, profile, folder: Path) -> dict[str, Any]:
 
 
 def _export(cfg: DeployConfig, profile, folder: Path, budget_ms: float) -> dict[str, Any]:
-    from gtn_deploy.export.bundle import ExportOptions, export_student
-
     int8 = ("int8" in profile.precisions) if cfg.int8 is None else cfg.int8
     options = ExportOptions(int8=int8, calib_images=300 if int8 else 0,
                             eval_images=cfg.eval_images, data_dir=cfg.data_dir,
@@ -103,14 +101,10 @@ def _export(cfg: DeployConfig, profile, folder: Path, budget_ms: float) -> dict[
 
 def _runs_here(profile) -> bool:
     """Bench only where the bundle's target is this machine (``local`` always is)."""
-    from gtn_deploy.bench.run import target_problem
-
     return profile.id == "local" or target_problem(profile.id) is None
 
 
 def _bench(cfg: DeployConfig, folder: Path) -> dict[str, Any]:
-    from gtn_deploy.bench.run import bench_bundle
-
     result = bench_bundle(folder / "bundle", iters=cfg.bench_iters, threads=1)
     atomic_write_json(folder / "results.json", result)
     timing = result["timing"]

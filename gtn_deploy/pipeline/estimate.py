@@ -31,10 +31,12 @@ def probe(cfg: "PipelineConfig", archs: dict[str, object], train_images: int,
     with ``--baseline vanilla`` also 'vanilla_teacher_s', the control teacher's."""
     import torch
 
-    from gtn_deploy.models import create_teacher
+    from gtn_deploy.models import create_teacher  # lazy: keeps torch out of a light module
+    # lazy: keeps torch out of a light module
     from gtn_deploy.supernet import build_student, create_supernet
+    # lazy: keeps torch out of a light module
     from gtn_deploy.train.gtn import LossWeights, TeacherObjective
-    from gtn_deploy.train.sampler import ArchSampler
+    from gtn_deploy.train.sampler import ArchSampler  # lazy: keeps torch out of a light module
 
     space, b = cfg.search_space(), cfg.batch_size
     side = max(space.resolutions)

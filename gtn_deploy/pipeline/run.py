@@ -28,6 +28,12 @@ from gtn_deploy.plan_file import DevicePlan, parse_plan
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.progress import StageList, quiet
 from gtn_deploy.spaces import family_free
+from gtn_deploy.bench.run import bench_bundle, target_problem
+from gtn_deploy.export.bundle import ExportOptions, export_student
+from gtn_deploy.fingerprint import current_fingerprint
+from gtn_deploy.io_utils import check_output_file
+from gtn_deploy.pipeline.estimate import describe, probe
+from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
@@ -58,8 +64,6 @@ def prepare(cfg: PipelineConfig, out: Path) -> tuple[Any, list[DeviceBranch]]:
     """Everything the run checks before its first stage, shared with the dry run so that it
     says "go" only for a run that can start: the run folder, every device (each once, by
     id: an alias names the same device), the teacher. Returns (space, branches)."""
-    from gtn_deploy.io_utils import check_output_file
-
     check_output_file(out, folder=True)
     space = cfg.search_space()
     branches = [DeviceBranch(t, load_profile(t.device)) for t in cfg.devices]
@@ -74,7 +78,7 @@ def prepare(cfg: PipelineConfig, out: Path) -> tuple[Any, list[DeviceBranch]]:
 
 
 def _check_teacher(name: str | None) -> None:
-    from gtn_deploy.models.registry import TEACHERS
+    from gtn_deploy.models.registry import TEACHERS  # lazy: keeps torch out of a light module
 
     if name is not None and name not in TEACHERS:
         raise UsageError(f"unknown teacher '{name}'; valid teachers: {', '.join(TEACHERS)}")
@@ -116,15 +120,12 @@ def walk_stages(run: PipelineRun, space, do: Step) -> None:
 
 def _estimate(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> str:
     """The full setting runs for hours: say how many before starting (a few-second probe)."""
-    from gtn_deploy.pipeline.estimate import describe
-
     return describe(estimate_training(cfg, space, branches))
 
 
 def estimate_training(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> dict:
     """``estimate.probe`` for this run's images and planned students."""
-    from gtn_deploy.data import load_space_data
-    from gtn_deploy.pipeline.estimate import probe
+    from gtn_deploy.data import load_space_data  # lazy: keeps torch out of a light module
 
     # the sizes the stages will use: the teacher's limit_train and the students'
     # distill_limit_train each cut the same full training split
@@ -191,8 +192,6 @@ def plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
 
 def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:
     """The device's plan (a search of a second or less; no torch)."""
-    from gtn_deploy.search.planner import PlanRequest, plan_device
-
     p, t = b.profile, b.target
     req = PlanRequest.for_device(p, space, precision=t.precision, latency_ms=t.latency_ms,
                                  memory_mb=t.memory_mb, scale_budget=cfg.scale_budget,
@@ -205,14 +204,10 @@ def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:
 
 def computed_plan(cfg: PipelineConfig, space, b: DeviceBranch) -> DevicePlan:
     """The device's plan without writing it (the dry run's, for a plan not yet cached)."""
-    from gtn_deploy.search.planner import plan_document
-
     return parse_plan(plan_document(space, [plan_entry(cfg, space, b)])).devices[0]
 
 
 def _plan(cfg: PipelineConfig, space, b: DeviceBranch, folder: Path) -> dict:
-    from gtn_deploy.search.planner import plan_document
-
     entry = plan_entry(cfg, space, b)
     atomic_write_json(folder / "plan.json", plan_document(space, [entry]))
     best = entry["candidates"][0]
@@ -234,7 +229,7 @@ def _pool(branches: list[DeviceBranch]) -> list[dict]:
 def _teacher_config(cfg: PipelineConfig, branches: list[DeviceBranch], method: str = "gtn"):
     """The GTN teacher's config, or (``vanilla``) its control: the same network, epochs,
     data and seed, trained with CE alone."""
-    from gtn_deploy.train.config import TrainConfig
+    from gtn_deploy.train.config import TrainConfig  # lazy: keeps torch out of a light module
 
     pool = tuple(_pool(branches)) if method == "gtn" else ()
     return TrainConfig(
@@ -261,7 +256,7 @@ def _teacher_inputs(cfg: PipelineConfig, branches: list[DeviceBranch], method: s
 
 def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path,
              method: str = "gtn") -> dict:
-    from gtn_deploy.train.trainer import train_teacher
+    from gtn_deploy.train.trainer import train_teacher  # lazy: keeps torch out of a light module
 
     summary = train_teacher(_teacher_config(cfg, branches, method), folder, resume=True)
     atomic_write_json(folder / "pool.json", {"devices": [b.id for b in branches],
@@ -271,7 +266,7 @@ def _teacher(cfg: PipelineConfig, branches: list[DeviceBranch], folder: Path,
 
 # -- distil ---------------------------------------------------------------------------------
 def _kd_config(cfg: PipelineConfig, with_teacher: bool):
-    from gtn_deploy.train.distill import KDConfig
+    from gtn_deploy.train.distill import KDConfig  # lazy: keeps torch out of a light module
 
     return KDConfig(task=cfg.task, space=cfg.space, epochs=cfg.distill_epochs, init=cfg.init,
                     seed=cfg.seed,
@@ -305,8 +300,8 @@ def _distill(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch, folder: Pat
              teacher: StageResult | None) -> dict:
     """Distil ``b``'s student from ``teacher`` (None: plain CE), starting where every
     student of the run starts: the GTN run's supernet, or scratch."""
-    from gtn_deploy.train.distill import distill_student
-    from gtn_deploy.train.kd_teacher import open_teacher
+    from gtn_deploy.train.distill import distill_student  # lazy: keeps torch out of a light module
+    from gtn_deploy.train.kd_teacher import open_teacher  # lazy: keeps torch out of a light module
 
     gtn = open_teacher(run.teacher.path)
     source = None if teacher is None else open_teacher(teacher.path)
@@ -320,8 +315,6 @@ def _distill(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch, folder: Pat
 
 # -- export and bench ------------------------------------------------------------------------
 def _export_options(cfg: PipelineConfig, b: DeviceBranch):
-    from gtn_deploy.export.bundle import ExportOptions
-
     return ExportOptions(int8=cfg.int8, eval_images=cfg.eval_images, data_dir=cfg.data_dir,
                          name="bundle", allow_accuracy_drop=True,
                          budget_ms=b.planned().budget_ms)
@@ -337,8 +330,6 @@ def _bundle_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
 
 
 def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
-    from gtn_deploy.export.bundle import export_student
-
     result = export_student(b.student.path, b.profile, folder, _export_options(cfg, b),
                             progress=_progress())
     m = result.manifest
@@ -349,21 +340,15 @@ def _export(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
 
 def _runs_here(profile) -> bool:
     """Bench only where the bundle's target is this machine (``local`` always is)."""
-    from gtn_deploy.bench.run import target_problem
-
     return profile.id == "local" or target_problem(profile.id) is None
 
 
 def _bench_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
-    from gtn_deploy.fingerprint import current_fingerprint
-
     return {"bundle": _key(b.bundle), "iters": cfg.bench_iters,
             "machine": input_hash(current_fingerprint(threads=1))}
 
 
 def _bench(cfg: PipelineConfig, b: DeviceBranch, folder: Path) -> dict:
-    from gtn_deploy.bench.run import bench_bundle
-
     result = bench_bundle(b.bundle.path / "bundle", iters=cfg.bench_iters, threads=1)
     atomic_write_json(folder / "results.json", result)
     timing = result["timing"]

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from gtn_deploy.errors import BenchError
 from gtn_deploy.runtimes.base import Model, Runner, Runtime
+from gtn_deploy.machine import onnxruntime_info
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
@@ -50,8 +51,6 @@ class OnnxRuntime(Runtime):
     calibration_precisions = ("fp32",)
 
     def version(self) -> str | None:
-        from gtn_deploy.machine import onnxruntime_info
-
         return (onnxruntime_info() or {}).get("version")
 
     def default_provider(self, profile) -> str:

@@ -23,6 +23,8 @@ import numpy as np
 from gtn_deploy.errors import ExportError, MissingDependencyError, UsageError, require
 from gtn_deploy.manifest import BundleManifest
 from gtn_deploy.runtimes.base import Model, Runner, Runtime
+from gtn_deploy.io_utils import atomic_write_bytes
+from gtn_deploy.machine import tensorrt_version
 
 DEFAULT_WORKSPACE_MB = 256  # these students need a few MiB; a Nano has 4 GB shared
 INSTALL = "JetPack on a Jetson, or pip install tensorrt polygraphy on x86"
@@ -81,8 +83,6 @@ def plan_engine(trt_version: str, precision: str, input_name: str, input_shape, 
 def build_engine(onnx_path: str | Path, plan: EnginePlan, out: str | Path,
                  timing_cache: str | Path | None = None) -> Path:
     """Build and write a serialized engine with the TensorRT API; load/save the timing cache."""
-    from gtn_deploy.io_utils import atomic_write_bytes
-
     trt = require("tensorrt", "tensorrt")
     gen = generation(trt.__version__)
     logger = trt.Logger(trt.Logger.WARNING)
@@ -165,8 +165,6 @@ class TensorRT(Runtime):
     threaded = False
 
     def version(self) -> str | None:
-        from gtn_deploy.machine import tensorrt_version
-
         return tensorrt_version()
 
     def default_provider(self, profile) -> None:

@@ -28,6 +28,8 @@ from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.spaces import space_by_name
 from gtn_deploy.stats import kendall_tau
+from gtn_deploy.cost.analytic import network_cost
+from gtn_deploy.io_utils import atomic_write_json
 
 PREDICTOR_KIND = "gtn_deploy.accuracy_predictor"
 SCHEMA_VERSION = 1
@@ -50,8 +52,6 @@ def encode(space: Space, arch: Arch, mflops: float | None = None,
            params: int | None = None) -> np.ndarray:
     """The feature vector of ``arch`` (cost computed when not given)."""
     if mflops is None or params is None:
-        from gtn_deploy.cost.analytic import network_cost
-
         cost = network_cost(space, arch)
         mflops, params = cost.mflops, cost.params
     values = dict(arch.decisions())
@@ -95,8 +95,6 @@ class AccuracyPredictor:
                 "bias": self.bias, "report": self.report}
 
     def save(self, path: str | Path) -> Path:
-        from gtn_deploy.io_utils import atomic_write_json
-
         return atomic_write_json(path, self.to_json())
 
 

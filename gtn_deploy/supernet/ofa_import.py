@@ -30,6 +30,8 @@ from gtn_deploy.spaces.mbconv import SearchSpace, space_with_classes
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.io_utils import atomic_dir, check_output_file, sha256_file
 from gtn_deploy.spaces import space_by_name
+from gtn_deploy.supernet.checkpoint import save_supernet
+from gtn_deploy.supernet.families import create_supernet
 
 SOURCES = ("ofa-mbv3", "ofa-resnet50")
 # variant -> our space; the stem's width tells them apart (16 vs 24 channels)
@@ -198,8 +200,6 @@ def _float(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 @functools.lru_cache(maxsize=4)
 def _shapes(space) -> dict[str, tuple[int, ...]]:
     """Our supernet's tensor shapes."""
-    from gtn_deploy.supernet.families import create_supernet
-
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         net = create_supernet(space, kernel_transform=True)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -245,9 +245,6 @@ def import_supernet(source: str, checkpoint: str | Path, out: str | Path,
 
 def _write(out: Path, space, tensors: dict[str, torch.Tensor], overwrite: bool,
            source: dict[str, Any]) -> None:
-    from gtn_deploy.supernet.checkpoint import save_supernet
-    from gtn_deploy.supernet.families import create_supernet
-
     net = create_supernet(space, kernel_transform=True)  # MBConv's elastic kernel: OFA's
     net.load_state_dict(tensors, strict=True)
     with atomic_dir(out, overwrite=overwrite) as tmp:

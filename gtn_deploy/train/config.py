@@ -22,6 +22,7 @@ from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, family_fre
 from gtn_deploy.spaces import family as family_entry
 from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
+from gtn_deploy.models import TEACHERS
 
 BRANCH_MODES = ("one", "all")
 LATER_DEFAULTS = {"cond_start_frac": 0.0, "init_from": None}
@@ -114,8 +115,6 @@ class TrainConfig:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check names and combinations; raise UsageError naming the valid choices."""
-    from gtn_deploy.models import TEACHERS
-
     _choice("method", cfg.method, METHODS)
     _choice("task", cfg.task, tuple(TASKS))
     _choice("space", cfg.space, tuple(FAMILIES))

@@ -44,6 +44,7 @@ from gtn_deploy.train.kd_teacher import TeacherSource
 from gtn_deploy.train.losses import KD_LOSSES, cross_entropy, kd_loss_fn
 from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
 from gtn_deploy.train.metrics import Meters, MetricsLog
+from gtn_deploy.supernet import build_student, recalibrate_bn, save_student
 
 INITS = ("scratch", "supernet")
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
@@ -174,15 +175,11 @@ class StudentDistiller:
         return self.loop.amp_dtype
 
     def _initial_student(self):
-        from gtn_deploy.supernet import build_student
-
         if self.cfg.init == "scratch":
             return build_student(self.space, self.arch)
         return self.supernet_src.load_supernet().extract(self.arch)
 
     def recalibrate(self, model) -> int:
-        from gtn_deploy.supernet import recalibrate_bn
-
         n = min(len(self.data.train), self.cfg.calib_images)
         plan = BatchPlan(n, min(self.cfg.batch_size, n), drop_last=False)
         dev = self.info.device
@@ -213,8 +210,6 @@ class StudentDistiller:
         atomic_write_json(self.out / "config.json", doc)
 
     def _finish(self, log: MetricsLog, train_time_s: float) -> dict[str, Any]:
-        from gtn_deploy.supernet import save_student
-
         self.recalibrate(self.student)
         metrics = {f"{split}_top1": evaluate(self.student, getattr(self.data, split), self.task,
                                             self.info, amp_dtype=self.amp_dtype)["top1"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from gtn_deploy.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,6 @@ TORCH_DEVICES = ("auto", "cpu", "cuda")
 
 
 def pick_device(preference: str = "auto", local_rank: int = 0) -> str:
-    from gtn_deploy.errors import UsageError
-
     if preference not in TORCH_DEVICES:
         raise UsageError(f"--torch-device {preference}: not a device this trains on; valid: "
                          f"{', '.join(TORCH_DEVICES)}")

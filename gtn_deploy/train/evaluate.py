@@ -12,6 +12,7 @@ from gtn_deploy.arch import TaskSpec
 from gtn_deploy.spaces.base import Arch
 from gtn_deploy.data import BatchPlan, Dataset, eval_batches, normalize, train_batches
 from gtn_deploy.train.distributed import DistInfo, all_reduce_sum
+from gtn_deploy.supernet import recalibrate_bn
 
 
 def autocast_for(device: str, dtype: torch.dtype | None):
@@ -62,8 +63,6 @@ def evaluate_subnet(supernet: nn.Module, arch: Arch, train: Dataset, val: Datase
                     task: TaskSpec, info: DistInfo, calib_images: int = 2000,
                     batch_size: int = 250) -> dict[str, float]:
     """Val top-1 of one subnet after BN recalibration, on a copy (the supernet is untouched)."""
-    from gtn_deploy.supernet import recalibrate_bn
-
     net = copy.deepcopy(supernet)
     net.set_active(arch)
     plan = BatchPlan(min(len(train), calib_images), batch_size, drop_last=False)

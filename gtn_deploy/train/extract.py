@@ -14,6 +14,8 @@ from typing import Any
 
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_dir, check_output_file
+from gtn_deploy.errors import DataError
+from gtn_deploy.progress import Steps
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,9 @@ def extract_student(supernet_dir: str | Path, plan_path: str | Path, candidate: 
                     overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Write the plan's candidate ``candidate`` (K over all devices, as in plan.json:K), its
     weights copied from the supernet, to the student folder ``out`` (atomically)."""
+    # lazy: keeps torch out of a light module
     from gtn_deploy.supernet import load_supernet, save_student
-    from gtn_deploy.train.kd_teacher import plan_students
+    from gtn_deploy.train.kd_teacher import plan_students  # lazy: keeps torch out of a light module
 
     out = Path(out)
     check_output_file(out, folder=True)
@@ -66,9 +69,8 @@ def extract_student(supernet_dir: str | Path, plan_path: str | Path, candidate: 
 def recalibrate_student(student, arch, recal: Recalibration, progress: bool = True
                         ) -> dict[str, Any]:
     """Measure ``student``'s BN statistics on ``recal.images`` training images (a bar)."""
-    from gtn_deploy.data.batches import normalize
-    from gtn_deploy.progress import Steps
-    from gtn_deploy.supernet import recalibrate_bn
+    from gtn_deploy.data.batches import normalize  # lazy: keeps torch out of a light module
+    from gtn_deploy.supernet import recalibrate_bn  # lazy: keeps torch out of a light module
 
     task = student.space.task
     with Steps("extract", ["read images", "recalibrate bn"], enabled=progress) as steps:
@@ -95,9 +97,9 @@ def _training_images(task, recal: Recalibration, resolution: int):
     training set is never read whole), else from the task's training split in memory."""
     import torch
 
-    from gtn_deploy.data import load_task_data
+    from gtn_deploy.data import load_task_data  # lazy: keeps torch out of a light module
+    # lazy: keeps torch out of a light module
     from gtn_deploy.data.sources import sample_image_folder
-    from gtn_deploy.errors import DataError
 
     if task.dataset == "imagefolder":
         return torch.from_numpy(sample_image_folder(

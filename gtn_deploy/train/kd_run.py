@@ -16,6 +16,7 @@ from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json, ensure_writable_dir
 from gtn_deploy.train.distill import KDConfig, distill_student, validate_kd
 from gtn_deploy.train.kd_teacher import open_teacher, plan_students
+from gtn_deploy.train.distributed import barrier, init_distributed, shutdown
 
 INDEX_KIND = "gtn_deploy.student_index"
 
@@ -24,8 +25,6 @@ def distill_plan(plan: str | Path, teacher: str | Path | None, cfg: KDConfig,
                  out: str | Path, candidate: str = "all", resume: bool = False,
                  device: str = "auto") -> dict[str, Any]:
     """Distil the chosen candidates of ``plan`` from the teacher folder (None: CE only)."""
-    from gtn_deploy.train.distributed import barrier, init_distributed, shutdown
-
     source = open_teacher(teacher) if teacher is not None else None
     space, students = plan_students(plan, source, candidate)
     cfg = validate_kd(dataclasses.replace(cfg, task=space.task.name, space=space.family))

@@ -15,6 +15,8 @@ from typing import Any
 from gtn_deploy.spaces.base import Arch
 from gtn_deploy.data import TaskData, load_space_data
 from gtn_deploy.train.kd_teacher import open_teacher
+from gtn_deploy.train.distributed import DistInfo
+from gtn_deploy.train.evaluate import evaluate_subnet
 
 
 def sample_distinct(space, n: int, seed: int) -> list[Arch]:
@@ -37,9 +39,6 @@ def evaluate_supernet_subnets(teacher_dir: str | Path, samples: int, seed: int =
                               on_result: Callable[[int, dict], None] | None = None
                               ) -> tuple[Any, list[dict]]:
     """(space, [{arch, top1, loss}...]) for ``samples`` subnets of the teacher's supernet."""
-    from gtn_deploy.train.distributed import DistInfo
-    from gtn_deploy.train.evaluate import evaluate_subnet
-
     source = open_teacher(teacher_dir)
     supernet = source.load_supernet().to(device)
     space = supernet.space

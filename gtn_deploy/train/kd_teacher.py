@@ -17,6 +17,8 @@ from gtn_deploy.models.checkpoint import TEACHER_JSON
 from gtn_deploy.plan_file import load_plan
 from gtn_deploy.spaces import space_by_name
 from gtn_deploy.supernet.checkpoint import SUPERNET_JSON
+from gtn_deploy.models import load_teacher
+from gtn_deploy.supernet import load_supernet
 
 
 @dataclass(frozen=True)
@@ -39,16 +41,12 @@ class TeacherSource:
 
     def load(self):
         """The frozen teacher module (eval mode, no gradients)."""
-        from gtn_deploy.models import load_teacher
-
         model, _ = load_teacher(self.teacher_dir)
         for p in model.parameters():
             p.requires_grad_(False)
         return model.eval()
 
     def load_supernet(self):
-        from gtn_deploy.supernet import load_supernet
-
         if self.supernet_dir is None:  # no advice here: distill and predictor fit differ
             raise UsageError(f"teacher {self.run_dir} has no trained supernet (method "
                              f"'{self.method}'; gtn and sftn runs train one)")

@@ -16,6 +16,8 @@ from gtn_deploy import __version__
 from gtn_deploy.io_utils import atomic_write_json
 from gtn_deploy.train.evaluate import evaluate, evaluate_subnet
 from gtn_deploy.train.metrics import MetricsLog
+from gtn_deploy.models import save_teacher
+from gtn_deploy.supernet import save_supernet
 
 
 
@@ -88,13 +90,9 @@ def finish_run(trainer: "TeacherTrainer", log: MetricsLog, train_time_s: float
 
 
 def _save_models(t: "TeacherTrainer", metrics: dict, subnets: dict) -> None:
-    from gtn_deploy.models import save_teacher
-
     meta = {"metrics": metrics, "method": t.cfg.method, "config": t.cfg.to_dict()}
     save_teacher(t.out / "teacher", t.teacher, t.cfg.teacher, t.task, meta)
     if t.supernet is not None:
-        from gtn_deploy.supernet import save_supernet
-
         t.supernet.set_active(t.space.max_arch())
         save_supernet(t.out / "supernet", t.supernet,
                       {"metrics": {k: v["top1"] for k, v in subnets.items()},

@@ -36,6 +36,9 @@ from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
 from gtn_deploy.train.metrics import Meters
 from gtn_deploy.train.outputs import finish_run, write_config
 from gtn_deploy.train.sampler import ArchSampler
+from gtn_deploy.models import create_teacher
+from gtn_deploy.supernet import create_supernet
+from gtn_deploy.train.kd_teacher import open_teacher
 
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
 
@@ -76,7 +79,6 @@ class TeacherTrainer:
     def _build(self) -> None:
         cfg, info = self.cfg, self.info
         seed_everything(cfg.seed)
-        from gtn_deploy.models import create_teacher
 
         self.teacher = create_teacher(cfg.teacher, self.task)
         self.init_sha256: str | None = None  # the weights it started from (--init-from)
@@ -84,8 +86,6 @@ class TeacherTrainer:
             self._start_from(cfg.init_from)
         self.supernet = None
         if cfg.uses_branches:
-            from gtn_deploy.supernet import create_supernet
-
             self.supernet = create_supernet(self.space)
         self.objective = TeacherObjective(
             cfg.method, self.teacher, self.supernet, max(self.space.resolutions),
@@ -114,8 +114,6 @@ class TeacherTrainer:
     def _start_from(self, run: str) -> None:
         """Load a finished teacher run's weights into this run's teacher (the two-phase
         GTN: the conditioning fine-tunes a teacher trained normally first)."""
-        from gtn_deploy.train.kd_teacher import open_teacher
-
         source = open_teacher(run)
         if source.name != self.cfg.teacher or source.task != self.cfg.task:
             raise UsageError(f"--init-from {run} holds a {source.name} teacher for task "
