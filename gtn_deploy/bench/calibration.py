@@ -19,25 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.calibration_runtime import CalibrationRunner, calibration_runner
-from gtn_deploy.rounds import RoundPlan
 from gtn_deploy.bench.subnets import SubnetTiming, measure_subnets, random_archs, spanning_archs
-from gtn_deploy.cost import calibrate as cal
-from gtn_deploy.fingerprint import current_fingerprint, fingerprint_id
-from gtn_deploy.cost.roofline import roofline, tier0_ms
-from gtn_deploy.cost.lut import fit_block_table
-from gtn_deploy.errors import BenchError, ProfileError, UsageError
-from gtn_deploy.profiles import load_profile
-from gtn_deploy.spaces import DEFAULT_FAMILY
 from gtn_deploy.checks import check_seed
+from gtn_deploy.cost import calibrate as cal
 from gtn_deploy.cost.analytic import network_layers
+from gtn_deploy.cost.lut import fit_block_table
+from gtn_deploy.cost.roofline import roofline, tier0_ms
+from gtn_deploy.errors import BenchError, ProfileError, UsageError
+from gtn_deploy.fingerprint import current_fingerprint, fingerprint_id
 from gtn_deploy.io_utils import atomic_write_text, check_output_file
-from gtn_deploy.profiles import load_profile_file, profiles_dir
+from gtn_deploy.profiles import load_profile, load_profile_file, profiles_dir
 from gtn_deploy.progress import StepProgress
-from gtn_deploy.rounds import LOW_QUANTILE, round_spread
-from gtn_deploy.spaces import create_space
+from gtn_deploy.rounds import RoundPlan, LOW_QUANTILE, round_spread
+from gtn_deploy.spaces import DEFAULT_FAMILY, create_space
+from gtn_deploy.spaces.base import Arch, Space
 
 DEFAULT_DIR = Path("calibrated_profiles")
 TRUST_SHARE = 0.5  # fewer held-out subnets within +-10% than this: written, marked untrusted

@@ -29,11 +29,10 @@ from typing import Any
 
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import MissingDependencyError, UsageError
+from gtn_deploy.machine import tensorrt_version
 from gtn_deploy.runtimes import RUNTIMES, Runner, runtime_for
 from gtn_deploy.runtimes.onnxruntime import CPU, CUDA
-from gtn_deploy.runtimes.tensorrt import INSTALL as _TRT_INSTALL
-from gtn_deploy.machine import tensorrt_version
-from gtn_deploy.runtimes.tensorrt import generation, parse_version
+from gtn_deploy.runtimes.tensorrt import INSTALL as _TRT_INSTALL, generation, parse_version
 
 __all__ = ["CPU", "CUDA", "CalibrationRunner", "MEASURED", "NOT_INT8", "OVERRIDES",
            "calibration_runner"]

@@ -30,13 +30,12 @@ from typing import Any
 
 from gtn_deploy.bench import remote_doc
 from gtn_deploy.bench.remote_doc import read_answer
-from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_verdict,
-                                  check_threads, compare_prediction, verdict_lines)
-from gtn_deploy.timing import NOISY_TAIL_RATIO
+from gtn_deploy.bench.run import (RESULT_KIND, RESULT_SCHEMA_VERSION, budget_verdict, check_threads,
+                                  compare_prediction, verdict_lines)
 from gtn_deploy.errors import BenchError, BundleError, UsageError
 from gtn_deploy.machine import cores_text
-from gtn_deploy.manifest import BundleManifest
-from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
+from gtn_deploy.manifest import BundleManifest, load_manifest, open_bundle, verify_files
+from gtn_deploy.timing import NOISY_TAIL_RATIO
 
 SCRIPT = "run_onnx.py"
 SUPPORT_FILES = ("manifest.json", "bundle_io.py", SCRIPT, "labels.txt")

@@ -12,12 +12,11 @@ import numpy as np
 
 from gtn_deploy import machine as envinfo
 from gtn_deploy.bench.runners import check_backend, default_precision, make_runner
-from gtn_deploy.timing import (check_loop, default_rounds, noise_warning, tail_ratio,
-                               round_range, time_calls, unsettled)
 from gtn_deploy.errors import BenchError, BundleError, GtnError, UsageError
-from gtn_deploy.manifest import BundleManifest
-from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
+from gtn_deploy.manifest import BundleManifest, load_manifest, open_bundle, verify_files
 from gtn_deploy.profiles import load_profile
+from gtn_deploy.timing import (check_loop, default_rounds, noise_warning, tail_ratio, round_range,
+                               time_calls, unsettled)
 
 RESULT_KIND = "gtn_deploy.bench_result"
 RESULT_SCHEMA_VERSION = 1

@@ -23,11 +23,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gtn_deploy.spaces.base import Arch, Space
-from gtn_deploy.rounds import RoundPlan, RoundsResult, round_timer, run_rounds
 from gtn_deploy.cost.analytic import network_cost
+from gtn_deploy.rounds import RoundPlan, RoundsResult, round_timer, run_rounds
 from gtn_deploy.runtimes import RUNTIMES, Runner
 from gtn_deploy.runtimes.onnxruntime import node_events
+from gtn_deploy.spaces.base import Arch, Space
 
 MakeRunner = Callable[[Path, tuple], Runner]  # (ONNX path, input shape) -> a built runner
 SUBNET_OPSET = 17  # export.onnx.DEFAULT_OPSET (a test keeps them equal)

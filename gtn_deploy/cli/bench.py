@@ -8,15 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import BACKENDS, choice
-from gtn_deploy.cli.common import (host_option, identity_option, insecure_host_key_option,
-                                   remote_python_option, ssh_option_option, ssh_target,
-                                   user_errors)
-from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.bench.remote import bench_remote, format_remote as fmt
 from gtn_deploy.bench.run import RESULT_KIND, bench_bundle, verdict_lines
+from gtn_deploy.cli.choices import BACKENDS, choice
+from gtn_deploy.cli.common import (host_option, identity_option, insecure_host_key_option,
+                                   remote_python_option, ssh_option_option, ssh_target, user_errors)
+from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
-from gtn_deploy.io_utils import atomic_write_json, check_output_file, check_outputs_apart, check_replaces_own_kind
+from gtn_deploy.io_utils import (atomic_write_json, check_output_file, check_outputs_apart,
+                                 check_replaces_own_kind)
 from gtn_deploy.machine import cores_text
 
 

@@ -9,10 +9,9 @@ from typing import Annotated
 import typer
 
 from gtn_deploy.cli.common import user_errors
-from gtn_deploy.errors import BundleError
-from gtn_deploy.manifest import BundleManifest
 from gtn_deploy.cli.output import print_json, stdout_to_stderr
-from gtn_deploy.manifest import load_manifest, open_bundle, verify_files
+from gtn_deploy.errors import BundleError
+from gtn_deploy.manifest import BundleManifest, load_manifest, open_bundle, verify_files
 
 app = typer.Typer(help="Check and describe model bundles.", no_args_is_help=True)
 

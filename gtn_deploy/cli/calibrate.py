@@ -8,18 +8,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import (RUNTIME_OVERRIDES, WORK_TASK, choice, space_option,
-                                    task_option)
+from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
+from gtn_deploy.bench.remote_calibrate import RemoteSite
+from gtn_deploy.cli.choices import RUNTIME_OVERRIDES, WORK_TASK, choice, space_option, task_option
 from gtn_deploy.cli.common import (holdout_count, holdout_option, host_option, identity_option,
                                    insecure_host_key_option, remote_python_option,
                                    ssh_option_option, ssh_target, user_errors)
+from gtn_deploy.cli.output import print_json, stdout_to_stderr
 from gtn_deploy.constants import PRECISIONS
 from gtn_deploy.errors import UsageError
+from gtn_deploy.io_utils import (atomic_write_json, check_output_file, check_outputs_apart,
+                                 check_replaces_own_kind)
 from gtn_deploy.spaces import DEFAULT_FAMILY
-from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
-from gtn_deploy.bench.remote_calibrate import RemoteSite
-from gtn_deploy.cli.output import print_json, stdout_to_stderr
-from gtn_deploy.io_utils import atomic_write_json, check_output_file, check_outputs_apart, check_replaces_own_kind
 
 RUNTIME_HELP = ("Measure with this instead of the profile's runtime (default: the profile's "
                 "own: onnxruntime with its provider, CUDA for a GPU profile naming none; "

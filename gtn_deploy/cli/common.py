@@ -11,8 +11,8 @@ from typing import Callable, TypeVar
 
 import typer
 
-from gtn_deploy.errors import GtnError, UsageError
 from gtn_deploy.bench.remote import SshTarget
+from gtn_deploy.errors import GtnError, UsageError
 from gtn_deploy.io_utils import path_problem
 
 F = TypeVar("F", bound=Callable)

@@ -9,9 +9,9 @@ import typer
 
 from gtn_deploy.cli.choices import (INITS, KD_LOSSES, choice, resolve_torch_device,
                                     torch_device_options)
-from gtn_deploy.errors import UsageError
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.errors import UsageError
 
 
 @user_errors

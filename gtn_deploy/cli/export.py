@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from gtn_deploy.cli.common import user_errors
-from gtn_deploy.errors import UsageError
 from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.errors import UsageError
 from gtn_deploy.export.bundle import ExportOptions, export_student
 from gtn_deploy.io_utils import check_output_file
 from gtn_deploy.profiles import load_profile

@@ -11,19 +11,11 @@ from typing import Annotated
 import typer
 
 from gtn_deploy import __version__
-from gtn_deploy.cli import bench as bench_cmd
-from gtn_deploy.cli import calibrate as calibrate_cmd
-from gtn_deploy.cli import deploy as deploy_cmd
-from gtn_deploy.cli import distill as distill_cmd
-from gtn_deploy.cli import bundle as bundle_cmd
-from gtn_deploy.cli import export as export_cmd
-from gtn_deploy.cli import extract as extract_cmd
-from gtn_deploy.cli import pipeline as pipeline_cmd
-from gtn_deploy.cli import plan as plan_cmd
-from gtn_deploy.cli import predictor as predictor_cmd
-from gtn_deploy.cli import profiles as profiles_cmd
-from gtn_deploy.cli import supernet as supernet_cmd
-from gtn_deploy.cli import teacher as teacher_cmd
+from gtn_deploy.cli import (bench as bench_cmd, calibrate as calibrate_cmd, deploy as deploy_cmd,
+                            distill as distill_cmd, bundle as bundle_cmd, export as export_cmd,
+                            extract as extract_cmd, pipeline as pipeline_cmd, plan as plan_cmd,
+                            predictor as predictor_cmd, profiles as profiles_cmd,
+                            supernet as supernet_cmd, teacher as teacher_cmd)
 from gtn_deploy.progress import setup_logging
 
 

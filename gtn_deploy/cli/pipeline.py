@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import (BASELINES, KD_LOSSES, SAMPLERS, choice, space_option,
-                                    task_option)
+from gtn_deploy.cli.choices import BASELINES, KD_LOSSES, SAMPLERS, choice, space_option, task_option
 from gtn_deploy.cli.common import user_errors
 from gtn_deploy.cli.output import print_json, stdout_to_stderr
 from gtn_deploy.pipeline.config import load_config

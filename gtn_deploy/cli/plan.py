@@ -12,16 +12,15 @@ from gtn_deploy.checks import check_seed
 from gtn_deploy.cli.choices import PLAN_TASK, choice, space_option, task_option
 from gtn_deploy.cli.common import split_csv, user_errors
 from gtn_deploy.constants import PRECISIONS
-from gtn_deploy.errors import UsageError
-from gtn_deploy.spaces import DEFAULT_FAMILY
 from gtn_deploy.cost.latency import check_precision
+from gtn_deploy.errors import UsageError
 from gtn_deploy.fingerprint import fingerprint_matches
 from gtn_deploy.io_utils import atomic_write_json, check_outputs_apart, check_replaces_own_kind
 from gtn_deploy.plan_file import PLAN_KIND
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 from gtn_deploy.search.predictor import load_predictor
-from gtn_deploy.spaces import create_space, supernet_space
+from gtn_deploy.spaces import DEFAULT_FAMILY, create_space, supernet_space
 
 
 @user_errors

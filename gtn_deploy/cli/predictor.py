@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from gtn_deploy.checks import check_seed
 from gtn_deploy.cli.choices import resolve_torch_device, torch_device_options
 from gtn_deploy.cli.common import holdout_count, holdout_option, user_errors
-from gtn_deploy.errors import UsageError
-from gtn_deploy.checks import check_seed
 from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json, check_output_file
 from gtn_deploy.search.predictor import fit_with_holdout
 

@@ -7,12 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, WORK_TASK, choice,
-                                    space_option,
+from gtn_deploy.cli.choices import (BRANCHES, METHODS, SAMPLERS, WORK_TASK, choice, space_option,
                                     resolve_torch_device, task_option, torch_device_options)
 from gtn_deploy.cli.common import user_errors
-from gtn_deploy.constants import DEFAULT_FAMILY
 from gtn_deploy.cli.output import print_json, stdout_to_stderr
+from gtn_deploy.constants import DEFAULT_FAMILY
 
 app = typer.Typer(help="Train teachers (gtn | sftn | vanilla).", no_args_is_help=True,
                   add_completion=False)

@@ -21,18 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gtn_deploy.cost.latency import predict_latency
 from gtn_deploy.errors import ExportError, GtnError, UsageError
 from gtn_deploy.export import documents
 from gtn_deploy.export.data import CLASS_LABELS, ExportData, load_export_data
-from gtn_deploy.export.onnx import DEFAULT_OPSET, InputSpec, check_opset, export_onnx, parity_gate
-from gtn_deploy.export.quantize import PRESETS, measure_fp32
+from gtn_deploy.export.onnx import (DEFAULT_OPSET, InputSpec, check_opset, export_onnx, parity_gate,
+                                    parity_check_engine)
+from gtn_deploy.export.quantize import PRESETS, measure_fp32, quantize_and_gate
+from gtn_deploy.export.tensorrt import build_script
 from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text, sha256_file
 from gtn_deploy.manifest import BundleManifest, load_manifest, manifest_digest, verify_files
 from gtn_deploy.progress import Steps
-from gtn_deploy.cost.latency import predict_latency
-from gtn_deploy.export.onnx import parity_check_engine
-from gtn_deploy.export.quantize import quantize_and_gate
-from gtn_deploy.export.tensorrt import build_script
 from gtn_deploy.runtimes.tensorrt import build_engine, plan_engine
 
 # Scripts copied into bundles; they run on the device without gtn_deploy (Python 3.8, numpy

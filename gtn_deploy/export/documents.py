@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gtn_deploy import __version__
 from gtn_deploy.io_utils import sha256_file
 from gtn_deploy.manifest import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION
-from gtn_deploy import __version__
 
 
 def recommend_precision(profile, int8_available: bool,

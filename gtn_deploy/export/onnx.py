@@ -17,11 +17,11 @@ from typing import Any, Callable
 import numpy as np
 
 from gtn_deploy.errors import ExportError, UsageError
-from gtn_deploy.runtimes.onnxruntime import inference_session
-from gtn_deploy.stats import percentile
 from gtn_deploy.export.tensorrt import ENGINE_LOGIT_ATOL
 from gtn_deploy.io_utils import atomic_write_bytes
+from gtn_deploy.runtimes.onnxruntime import inference_session
 from gtn_deploy.runtimes.tensorrt import engine_logits
+from gtn_deploy.stats import percentile
 
 MIN_OPSET = 13  # TensorRT 8.2 (Jetson Nano, last JetPack 4) parses up to opset 13
 DEFAULT_OPSET = 17

@@ -19,11 +19,10 @@ import numpy as np
 
 from gtn_deploy.errors import ExportError, UsageError, require
 from gtn_deploy.export.data import top1
-from gtn_deploy.export.onnx import (ParityResult, compare_logits, measure_latency_ms,
-                                    run_session)
+from gtn_deploy.export.onnx import ParityResult, compare_logits, measure_latency_ms, run_session
+from gtn_deploy.io_utils import atomic_write_bytes
 from gtn_deploy.progress import Steps
 from gtn_deploy.runtimes.onnxruntime import inference_session
-from gtn_deploy.io_utils import atomic_write_bytes
 
 PRESETS = ("performance", "mixed")
 MIN_CALIB_IMAGES = 300

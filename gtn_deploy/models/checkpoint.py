@@ -13,9 +13,8 @@ from typing import Any
 from torch import nn
 
 from gtn_deploy.arch import TaskSpec
+from gtn_deploy.checkpoint_files import load_tensors, read_sidecar, read_weights, write_checkpoint
 from gtn_deploy.errors import CheckpointError, GtnError
-from gtn_deploy.checkpoint_files import (load_tensors, read_sidecar, read_weights,
-                                         write_checkpoint)
 from gtn_deploy.models.registry import create_teacher
 
 TEACHER_KIND = "gtn_deploy.teacher"

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from gtn_deploy import __version__
-from gtn_deploy.errors import UsageError
-from gtn_deploy.io_utils import atomic_write_json, atomic_write_text
 from gtn_deploy.bench.run import bench_bundle, target_problem
+from gtn_deploy.errors import UsageError
 from gtn_deploy.export.bundle import ExportOptions, export_student
+from gtn_deploy.io_utils import atomic_write_json, atomic_write_text
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 from gtn_deploy.spaces import supernet_space

@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gtn_deploy import __version__
+from gtn_deploy.bench.run import bench_bundle, target_problem
 from gtn_deploy.errors import UsageError
-from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.export.bundle import ExportOptions, export_student
+from gtn_deploy.fingerprint import current_fingerprint
+from gtn_deploy.io_utils import atomic_write_json, check_output_file
 from gtn_deploy.pipeline.config import PipelineConfig
+from gtn_deploy.pipeline.estimate import describe, probe
 from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.report import write_report
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
@@ -27,13 +31,8 @@ from gtn_deploy.pipeline.state import DeviceBranch, PipelineRun
 from gtn_deploy.plan_file import DevicePlan, parse_plan
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.progress import StageList, quiet
-from gtn_deploy.spaces import family_free
-from gtn_deploy.bench.run import bench_bundle, target_problem
-from gtn_deploy.export.bundle import ExportOptions, export_student
-from gtn_deploy.fingerprint import current_fingerprint
-from gtn_deploy.io_utils import check_output_file
-from gtn_deploy.pipeline.estimate import describe, probe
 from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
+from gtn_deploy.spaces import family_free
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print

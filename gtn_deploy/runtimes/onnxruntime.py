@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gtn_deploy.errors import BenchError
-from gtn_deploy.runtimes.base import Model, Runner, Runtime
 from gtn_deploy.machine import onnxruntime_info
+from gtn_deploy.runtimes.base import Model, Runner, Runtime
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 

@@ -21,10 +21,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from gtn_deploy.errors import ExportError, MissingDependencyError, UsageError, require
-from gtn_deploy.manifest import BundleManifest
-from gtn_deploy.runtimes.base import Model, Runner, Runtime
 from gtn_deploy.io_utils import atomic_write_bytes
 from gtn_deploy.machine import tensorrt_version
+from gtn_deploy.manifest import BundleManifest
+from gtn_deploy.runtimes.base import Model, Runner, Runtime
 
 DEFAULT_WORKSPACE_MB = 256  # these students need a few MiB; a Nano has 4 GB shared
 INSTALL = "JetPack on a Jetson, or pip install tensorrt polygraphy on x86"

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gtn_deploy.spaces.base import Arch, Space
-from gtn_deploy.errors import CheckpointError, UsageError
-from gtn_deploy.spaces import space_by_name
-from gtn_deploy.stats import kendall_tau
 from gtn_deploy.cost.analytic import network_cost
+from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.io_utils import atomic_write_json
+from gtn_deploy.spaces import space_by_name
+from gtn_deploy.spaces.base import Arch, Space
+from gtn_deploy.stats import kendall_tau
 
 PREDICTOR_KIND = "gtn_deploy.accuracy_predictor"
 SCHEMA_VERSION = 1

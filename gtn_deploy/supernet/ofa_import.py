@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from gtn_deploy.spaces.mbconv import SearchSpace, space_with_classes
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.io_utils import atomic_dir, check_output_file, sha256_file
 from gtn_deploy.spaces import space_by_name
+from gtn_deploy.spaces.mbconv import SearchSpace, space_with_classes
 from gtn_deploy.supernet.checkpoint import save_supernet
 from gtn_deploy.supernet.families import create_supernet
 

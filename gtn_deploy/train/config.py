@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from gtn_deploy.arch import TASKS
-from gtn_deploy.spaces.base import Arch
 from gtn_deploy.checks import MAX_SEED
 from gtn_deploy.errors import UsageError
+from gtn_deploy.models import TEACHERS
 from gtn_deploy.plan_file import load_plan
-from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, family_free
-from gtn_deploy.spaces import family as family_entry
+from gtn_deploy.spaces import (DEFAULT_FAMILY, FAMILIES, create_space, family_free,
+                               family as family_entry)
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
-from gtn_deploy.models import TEACHERS
 
 BRANCH_MODES = ("one", "all")
 LATER_DEFAULTS = {"cond_start_frac": 0.0, "init_from": None}

@@ -24,27 +24,20 @@ from typing import Any
 
 import torch
 
-from gtn_deploy.spaces.base import Arch
-from gtn_deploy.data import (
-    BatchPlan,
-    TaskData,
-    load_space_data,
-    normalize,
-    train_batches,
-)
 from gtn_deploy.checks import check_seed
+from gtn_deploy.data import BatchPlan, TaskData, load_space_data, normalize, train_batches
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json, ensure_writable_dir
 from gtn_deploy.spaces import DEFAULT_FAMILY, create_space, family_free
-from gtn_deploy.train import checkpoint as ckpt
-from gtn_deploy.train import teacher_logits
+from gtn_deploy.spaces.base import Arch
+from gtn_deploy.supernet import build_student, recalibrate_bn, save_student
+from gtn_deploy.train import checkpoint as ckpt, teacher_logits
 from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.kd_teacher import TeacherSource
-from gtn_deploy.train.losses import KD_LOSSES, cross_entropy, kd_loss_fn
 from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
+from gtn_deploy.train.losses import KD_LOSSES, cross_entropy, kd_loss_fn
 from gtn_deploy.train.metrics import Meters, MetricsLog
-from gtn_deploy.supernet import build_student, recalibrate_bn, save_student
 
 INITS = ("scratch", "supernet")
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from gtn_deploy.arch import TaskSpec
-from gtn_deploy.spaces.base import Arch
 from gtn_deploy.data import BatchPlan, Dataset, eval_batches, normalize, train_batches
-from gtn_deploy.train.distributed import DistInfo, all_reduce_sum
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.supernet import recalibrate_bn
+from gtn_deploy.train.distributed import DistInfo, all_reduce_sum
 
 
 def autocast_for(device: str, dtype: torch.dtype | None):

@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.errors import UsageError
+from gtn_deploy.errors import UsageError, DataError
 from gtn_deploy.io_utils import atomic_dir, check_output_file
-from gtn_deploy.errors import DataError
 from gtn_deploy.progress import Steps
 
 

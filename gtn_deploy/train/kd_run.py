@@ -15,8 +15,8 @@ from typing import Any
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import atomic_write_json, ensure_writable_dir
 from gtn_deploy.train.distill import KDConfig, distill_student, validate_kd
-from gtn_deploy.train.kd_teacher import open_teacher, plan_students
 from gtn_deploy.train.distributed import barrier, init_distributed, shutdown
+from gtn_deploy.train.kd_teacher import open_teacher, plan_students
 
 INDEX_KIND = "gtn_deploy.student_index"
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.spaces.base import Arch
 from gtn_deploy.data import TaskData, load_space_data
-from gtn_deploy.train.kd_teacher import open_teacher
+from gtn_deploy.spaces.base import Arch
 from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import evaluate_subnet
+from gtn_deploy.train.kd_teacher import open_teacher
 
 
 def sample_distinct(space, n: int, seed: int) -> list[Arch]:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.errors import CheckpointError, UsageError
+from gtn_deploy.models import load_teacher
 from gtn_deploy.models.checkpoint import TEACHER_JSON
 from gtn_deploy.plan_file import load_plan
 from gtn_deploy.spaces import space_by_name
-from gtn_deploy.supernet.checkpoint import SUPERNET_JSON
-from gtn_deploy.models import load_teacher
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.supernet import load_supernet
+from gtn_deploy.supernet.checkpoint import SUPERNET_JSON
 
 
 @dataclass(frozen=True)

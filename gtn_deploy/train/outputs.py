@@ -14,10 +14,10 @@ import torch
 
 from gtn_deploy import __version__
 from gtn_deploy.io_utils import atomic_write_json
-from gtn_deploy.train.evaluate import evaluate, evaluate_subnet
-from gtn_deploy.train.metrics import MetricsLog
 from gtn_deploy.models import save_teacher
 from gtn_deploy.supernet import save_supernet
+from gtn_deploy.train.evaluate import evaluate, evaluate_subnet
+from gtn_deploy.train.metrics import MetricsLog
 
 
 

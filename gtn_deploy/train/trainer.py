@@ -20,25 +20,20 @@ import torch
 from gtn_deploy.data import BatchPlan, TaskData, load_space_data
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import ensure_writable_dir
+from gtn_deploy.models import create_teacher
 from gtn_deploy.spaces import create_space
+from gtn_deploy.supernet import create_supernet
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train.config import TrainConfig, validate
-from gtn_deploy.train.distributed import (
-    DistInfo,
-    all_reduce_sum,
-    barrier,
-    init_distributed,
-    shutdown,
-)
+from gtn_deploy.train.distributed import (DistInfo, all_reduce_sum, barrier, init_distributed,
+                                          shutdown)
 from gtn_deploy.train.evaluate import autocast_for, evaluate
 from gtn_deploy.train.gtn import LossWeights, TeacherObjective
+from gtn_deploy.train.kd_teacher import open_teacher
 from gtn_deploy.train.loop import LoopConfig, RunLoop, seed_everything
 from gtn_deploy.train.metrics import Meters
 from gtn_deploy.train.outputs import finish_run, write_config
 from gtn_deploy.train.sampler import ArchSampler
-from gtn_deploy.models import create_teacher
-from gtn_deploy.supernet import create_supernet
-from gtn_deploy.train.kd_teacher import open_teacher
 
 RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CHECKPOINT_NAME, "summary.json")
 
