@@ -130,3 +130,25 @@ def test_sftn_run_trains_branches_of_its_student(tmp_path):
     assert json.loads((run / "config.json").read_text())["config"]["student"] == student
     assert list(summary["supernet_val"]) == ["student"]
     assert json.loads((run / "sampler.json").read_text())["mode"] == "fixed"
+
+
+def test_two_phases_start_from_a_finished_teacher_and_refuse_another_network(tmp_path):
+    """--init-from: the conditioning run starts from the first run's teacher weights (its
+    config records their sha256); a teacher of another network or nothing at all is one line."""
+    from gtn_deploy.models import load_teacher
+
+    base, cond = tmp_path / "base", tmp_path / "cond"
+    assert _run("--method", "vanilla", "--out", str(base), *TINY).exit_code == 0
+    result = _run("--init-from", str(base), "--no-kl-detach", "--teacher-grad", "1",
+                  "--cond-start-frac", "0.5", "--out", str(cond), *TINY)
+    assert result.exit_code == 0, result.output
+    config = json.loads((cond / "config.json").read_text())
+    _, doc = load_teacher(base / "teacher")
+    assert config["init_teacher_sha256"] == doc["weights"]["sha256"]
+    assert config["config"]["init_from"] == str(base)
+    assert_one_line_error(_run("--init-from", str(tmp_path / "nothing"), "--out",
+                               str(tmp_path / "x"), *TINY), "does not exist")
+    assert_one_line_error(_run("--init-from", str(base), "--teacher", "wrn_16_2", "--out",
+                               str(tmp_path / "y"), *TINY), "holds a resnet20 teacher")
+    assert_one_line_error(_run("--cond-start-frac", "1", "--out", str(tmp_path / "z"), *TINY),
+                          "--cond-start-frac must be below 1")

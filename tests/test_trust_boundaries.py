@@ -490,7 +490,8 @@ def _stubbed_run(tmp: Path, monkeypatch) -> tuple:
 
     def stub(name):
         def build(*args):
-            (args[-1] / f"{name}.out").write_text(f"{name} output\n")
+            folder = next(a for a in args if isinstance(a, Path))  # the stage's work folder
+            (folder / f"{name}.out").write_text(f"{name} output\n")
             return {"stub": name}
         return build
 

@@ -66,7 +66,9 @@ def train(
              "the two-phase GTN fine-tunes a normally trained teacher.")] = None,
     cond_start_frac: Annotated[float, typer.Option(
         help="Share of training before the branches pull on the teacher (they learn from "
-             "it meanwhile); then the pull ramps in over a third of training.")] = 0.0,
+             "it meanwhile); then the pull ramps in over --cond-ramp-frac.")] = 0.0,
+    cond_ramp_frac: Annotated[float, typer.Option(
+        help="Share of training over which the branch terms ramp in from 0.")] = 0.3,
     gamma: Annotated[float, typer.Option(
         help="Pull of the learned sampler toward the --pool students.")] = 0.1,
     torch_device: Annotated[str, torch_device_options()[0]] = "auto",
@@ -95,7 +97,8 @@ def train(
         lr=lr, seed=seed, limit_train=limit_train, limit_val=limit_val,
         data_dir=str(data_dir) if data_dir else None, l_kl=l_kl, tau=tau,
         kl_detach=kl_detach, teacher_grad=teacher_grad, gamma=gamma,
-        cond_start_frac=cond_start_frac, init_from=str(init_from) if init_from else None,
+        cond_start_frac=cond_start_frac, cond_ramp_frac=cond_ramp_frac,
+        init_from=str(init_from) if init_from else None,
         augment=not no_augment, checkpoint_every=checkpoint_every, progress=progress,
         sources={"pool": str(pool) if pool else None, "student": student})
     trainer = TeacherTrainer(cfg, out, resume=resume,
