@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gtn_deploy.spaces.base import Arch
 from gtn_deploy.errors import ArchError, CheckpointError, UsageError
 from gtn_deploy.io_utils import read_regular_file
 from gtn_deploy.spaces import DEFAULT_FAMILY, FAMILIES, create_space, family_of, space_by_name
+from gtn_deploy.spaces.base import Arch, Space
 
 PLAN_KIND = "gtn_deploy.plan"
 PLAN_SCHEMA_VERSION = 1
@@ -125,7 +125,7 @@ def _check_version(version: Any, where: str) -> None:
                           f"{PLAN_SCHEMA_VERSION} (re-run 'gtnd plan')")
 
 
-def _device(doc: Any, space, where: str) -> DevicePlan:
+def _device(doc: Any, space: Space, where: str) -> DevicePlan:
     if not isinstance(doc, dict):
         raise CheckpointError(f"{where} is not an object")
     budget = doc.get("budget")
@@ -144,7 +144,7 @@ def _device(doc: Any, space, where: str) -> DevicePlan:
                             for k, c in enumerate(cands)), doc)
 
 
-def _student(doc: Any, space, where: str) -> PlanCandidate:
+def _student(doc: Any, space: Space, where: str) -> PlanCandidate:
     if not isinstance(doc, dict) or not isinstance(doc.get("arch"), dict):
         raise CheckpointError(f"{where}.arch is missing")
     try:

@@ -53,7 +53,7 @@ def test_bundle_verify_json_ok_and_not_ok(tmp_path):
 
 
 def test_export_json_keeps_library_prints_off_stdout(monkeypatch, tmp_path):
-    import gtn_deploy.export.bundle as bundle
+    import gtn_deploy.cli.export as cli_export  # the command's own binding of the library call
 
     def fake_export(student, profile, out, options):
         print("chatter from a library")
@@ -61,7 +61,7 @@ def test_export_json_keeps_library_prints_off_stdout(monkeypatch, tmp_path):
                                manifest=SimpleNamespace(doc={"name": "b", "metrics": {
                                    "fp32_top1": 90.0}}))
 
-    monkeypatch.setattr(bundle, "export_student", fake_export)
+    monkeypatch.setattr(cli_export, "export_student", fake_export)
     result = _runner().invoke(app, ["export", "--student", str(tmp_path / "s"), "--device",
                                     "jetson", "--out", str(tmp_path / "out"), "--json"])
     assert result.exit_code == 0, result.output
@@ -72,15 +72,15 @@ def test_export_json_keeps_library_prints_off_stdout(monkeypatch, tmp_path):
 
 
 def test_calibrate_json(monkeypatch, tmp_path):
-    import gtn_deploy.bench.calibration as calibration
+    import gtn_deploy.cli.calibrate as cli_calibrate
 
     def fake_calibrate(*args, on_measured, **kwargs):
         on_measured({"tier": 1})
         sys.stdout.write("measuring...\n")
         return tmp_path / "p.yaml", {"tier": 1, "validation": {}}
 
-    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
-    monkeypatch.setattr(calibration, "format_report", lambda cal, device: "human report")
+    monkeypatch.setattr(cli_calibrate, "calibrate_device", fake_calibrate)
+    monkeypatch.setattr(cli_calibrate, "format_report", lambda cal, device: "human report")
     result = _runner().invoke(app, ["calibrate", "--device", "local", "--json"])
     assert result.exit_code == 0, result.output
     doc = _stdout_json(result)
@@ -89,7 +89,7 @@ def test_calibrate_json(monkeypatch, tmp_path):
 
 
 def test_pipeline_json(monkeypatch, tmp_path):
-    import gtn_deploy.pipeline.run as run
+    import gtn_deploy.cli.pipeline as cli_pipeline
 
     def fake_run(cfg, out, log):
         log("a stage line")
@@ -97,7 +97,7 @@ def test_pipeline_json(monkeypatch, tmp_path):
         (out / "report.json").write_text(json.dumps({"devices": [], "teacher": {}}))
         return SimpleNamespace(stages_run=["plan-local"])
 
-    monkeypatch.setattr(run, "run_pipeline", fake_run)
+    monkeypatch.setattr(cli_pipeline, "run_pipeline", fake_run)
     out = tmp_path / "run"
     result = _runner().invoke(app, ["pipeline", "--devices", "local", "--out", str(out),
                                     "--json"])

@@ -63,7 +63,7 @@ def _stub_training(monkeypatch) -> list[str]:
 
     for fn in ("_teacher", "_distill", "_export", "_bench"):
         monkeypatch.setattr(run_mod, fn, stub(fn))
-    monkeypatch.setattr("gtn_deploy.pipeline.report.write_report", lambda run: None)
+    monkeypatch.setattr(run_mod, "write_report", lambda run: None)
     return built
 
 

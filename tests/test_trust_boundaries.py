@@ -497,7 +497,7 @@ def _stubbed_run(tmp: Path, monkeypatch) -> tuple:
 
     for fn in ("_teacher", "_distill", "_export", "_bench"):
         monkeypatch.setattr(run_mod, fn, stub(fn))
-    monkeypatch.setattr("gtn_deploy.pipeline.report.write_report", lambda run: None)
+    monkeypatch.setattr(run_mod, "write_report", lambda run: None)
     cfg = load_config(None, {"devices": "local", "task": "digits", "quick": True,
                              "baseline": "none"})
     lines: list[str] = []

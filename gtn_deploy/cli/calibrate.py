@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gtn_deploy.bench.calibration import calibrate as run, calibration_warnings, format_report
+from gtn_deploy.bench.calibration import (calibrate as calibrate_device, calibration_warnings,
+                                          format_report)
 from gtn_deploy.bench.remote_calibrate import RemoteSite
 from gtn_deploy.cli.choices import RUNTIME_OVERRIDES, WORK_TASK, choice, space_option, task_option
 from gtn_deploy.cli.common import (holdout_count, holdout_option, host_option, identity_option,
@@ -81,7 +82,7 @@ def calibrate(
             atomic_write_json(report, calibration)
 
     with stdout_to_stderr(as_json):
-        path, calibration = run(device, task, samples, holdout, threads, out, force, seed,
+        path, calibration = calibrate_device(device, task, samples, holdout, threads, out, force, seed,
                                 rounds, iters, precision=precision, runtime=runtime,
                                 on_measured=measured, site=site, family=space)
     if as_json:

@@ -21,6 +21,7 @@ from gtn_deploy.profiles import load_profile
 from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 from gtn_deploy.search.predictor import load_predictor
 from gtn_deploy.spaces import DEFAULT_FAMILY, create_space, supernet_space
+from gtn_deploy.spaces.base import Space
 
 
 @user_errors
@@ -81,7 +82,7 @@ def plan(
         typer.echo(f"plan written to {out}")
 
 
-def _load_objective(path: Path, space):
+def _load_objective(path: Path, space: Space):
     return load_predictor(path, space)
 
 

@@ -33,6 +33,7 @@ from gtn_deploy.io_utils import atomic_dir, atomic_write_json, atomic_write_text
 from gtn_deploy.manifest import BundleManifest, load_manifest, manifest_digest, verify_files
 from gtn_deploy.progress import Steps
 from gtn_deploy.runtimes.tensorrt import build_engine, plan_engine
+from gtn_deploy.spaces.base import Space
 
 # Scripts copied into bundles; they run on the device without gtn_deploy (Python 3.8, numpy
 # and onnxruntime or tensorrt). run_trt.py goes only into bundles for a TensorRT device.
@@ -113,8 +114,8 @@ def export_student(student_dir: str | Path, profile, out_dir: str | Path,
                          out_dir, options, data, progress)
 
 
-def export_bundle(model, arch, space, student_dir: Path, student_doc: dict[str, Any], profile,
-                  out_dir: str | Path, options: ExportOptions = ExportOptions(),
+def export_bundle(model, arch, space: Space, student_dir: Path, student_doc: dict[str, Any],
+                  profile, out_dir: str | Path, options: ExportOptions = ExportOptions(),
                   data: ExportData | None = None, progress: bool = True) -> BundleResult:
     """Export ``model`` (a plain nn.Module) for ``profile`` into ``out_dir/<name>``; each gate
     is a step of ``progress.Steps`` (see ``export_student``)."""
@@ -371,7 +372,7 @@ def _copy_scripts(tmp: Path, tensorrt: bool) -> None:
         (tmp / script).chmod(0o644 if script == "bundle_io.py" else 0o755)
 
 
-def _class_labels(space, data: ExportData) -> list[str]:
+def _class_labels(space: Space, data: ExportData) -> list[str]:
     """One name a class, on one line each (labels.txt has a class a line)."""
     n = space.task.num_classes
     for names in (CLASS_LABELS.get(space.task.name), data.classes):

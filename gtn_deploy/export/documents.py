@@ -11,6 +11,7 @@ from typing import Any
 from gtn_deploy import __version__
 from gtn_deploy.io_utils import sha256_file
 from gtn_deploy.manifest import BUNDLE_KIND, BUNDLE_SCHEMA_VERSION
+from gtn_deploy.spaces.base import Space
 
 
 def recommend_precision(profile, int8_available: bool,
@@ -72,7 +73,7 @@ def tool_versions(int8: bool) -> dict[str, str | None]:
             "onnxruntime": version("onnxruntime"), "nncf": version("nncf") if int8 else None}
 
 
-def preprocessing(space, resolution: int) -> dict[str, Any]:
+def preprocessing(space: Space, resolution: int) -> dict[str, Any]:
     """How pixels become the model's input, complete enough for a script without gtn_deploy
     (the bundle's bundle_io.py follows it step by step, in this order)."""
     task = space.task

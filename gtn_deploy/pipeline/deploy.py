@@ -21,6 +21,7 @@ from gtn_deploy.io_utils import atomic_write_json, atomic_write_text
 from gtn_deploy.profiles import load_profile
 from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 from gtn_deploy.spaces import supernet_space
+from gtn_deploy.spaces.base import Space
 from gtn_deploy.train.extract import Recalibration, extract_student
 
 REPORT_KIND = "gtn_deploy.deploy_report"
@@ -64,7 +65,7 @@ def run_deploy(cfg: DeployConfig, out: str | Path) -> dict[str, Any]:
     return report
 
 
-def _device(cfg: DeployConfig, space, profile, folder: Path) -> dict[str, Any]:
+def _device(cfg: DeployConfig, space: Space, profile, folder: Path) -> dict[str, Any]:
     entry = plan_device(PlanRequest.for_device(profile, space, margin=cfg.margin,
                                                latency_ms=cfg.latency_ms, seed=cfg.seed))[1]
     atomic_write_json(folder / "plan.json", plan_document(space, [entry]))

@@ -17,10 +17,11 @@ from typing import Any, Callable
 from gtn_deploy.errors import GtnError
 from gtn_deploy.pipeline.config import PipelineConfig
 from gtn_deploy.pipeline.estimate import clock
-from gtn_deploy.pipeline.state import DeviceBranch, PipelineRun
-from gtn_deploy.pipeline.run import (computed_plan,
-                                     estimate_training, plan_inputs, prepare, walk_stages)
+from gtn_deploy.pipeline.run import (computed_plan, estimate_training, plan_inputs, prepare,
+                                     walk_stages)
 from gtn_deploy.pipeline.stages import MARKER, StageResult, StageStore, damage, read_marker
+from gtn_deploy.pipeline.state import DeviceBranch, PipelineRun
+from gtn_deploy.spaces.base import Space
 
 TRAINING = ("teacher", "student-", "baseline-", "vanilla-")
 ESTIMATE_NOTE = "a probe of timed steps here; evaluation, export and bench come on top"
@@ -79,7 +80,7 @@ def _look_up(store: StageStore, stages: list[StagePlan]) -> Callable[..., StageR
     return look
 
 
-def _estimate(cfg: PipelineConfig, space, branches: list[DeviceBranch],
+def _estimate(cfg: PipelineConfig, space: Space, branches: list[DeviceBranch],
               stages: list[StagePlan]) -> str | None:
     """Fill in the estimates of the training stages still to run; the note says how they
     were made, or why there are none. No probe when every training stage is cached."""

@@ -33,6 +33,7 @@ from gtn_deploy.profiles import load_profile
 from gtn_deploy.progress import StageList, quiet
 from gtn_deploy.search.planner import PlanRequest, plan_device, plan_document
 from gtn_deploy.spaces import family_free
+from gtn_deploy.spaces.base import Space
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path, log: Callable[[str], None] = print
@@ -86,7 +87,7 @@ def _check_teacher(name: str | None) -> None:
 Step = Callable[..., StageResult]  # (name, inputs, build, resumable=False) -> StageResult
 
 
-def walk_stages(run: PipelineRun, space, do: Step) -> None:
+def walk_stages(run: PipelineRun, space: Space, do: Step) -> None:
     """Every stage in order, each through ``do``: the run builds it, a dry run looks it up.
 
     A stage's inputs name the stages it depends on by their folders (a hash of *their*
@@ -117,12 +118,12 @@ def walk_stages(run: PipelineRun, space, do: Step) -> None:
             b.bench = do(f"bench-{b.id}", _bench_inputs(cfg, b), lambda d, b=b: _bench(cfg, b, d))
 
 
-def _estimate(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> str:
+def _estimate(cfg: PipelineConfig, space: Space, branches: list[DeviceBranch]) -> str:
     """The full setting runs for hours: say how many before starting (a few-second probe)."""
     return describe(estimate_training(cfg, space, branches))
 
 
-def estimate_training(cfg: PipelineConfig, space, branches: list[DeviceBranch]) -> dict:
+def estimate_training(cfg: PipelineConfig, space: Space, branches: list[DeviceBranch]) -> dict:
     """``estimate.probe`` for this run's images and planned students."""
     from gtn_deploy.data import load_space_data  # lazy: keeps torch out of a light module
 
@@ -189,7 +190,7 @@ def plan_inputs(cfg: PipelineConfig, b: DeviceBranch) -> dict:
                         "seed": cfg.seed, "tool": __version__})
 
 
-def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:
+def plan_entry(cfg: PipelineConfig, space: Space, b: DeviceBranch) -> dict:
     """The device's plan (a search of a second or less; no torch)."""
     p, t = b.profile, b.target
     req = PlanRequest.for_device(p, space, precision=t.precision, latency_ms=t.latency_ms,
@@ -201,12 +202,12 @@ def plan_entry(cfg: PipelineConfig, space, b: DeviceBranch) -> dict:
     return entry
 
 
-def computed_plan(cfg: PipelineConfig, space, b: DeviceBranch) -> DevicePlan:
+def computed_plan(cfg: PipelineConfig, space: Space, b: DeviceBranch) -> DevicePlan:
     """The device's plan without writing it (the dry run's, for a plan not yet cached)."""
     return parse_plan(plan_document(space, [plan_entry(cfg, space, b)])).devices[0]
 
 
-def _plan(cfg: PipelineConfig, space, b: DeviceBranch, folder: Path) -> dict:
+def _plan(cfg: PipelineConfig, space: Space, b: DeviceBranch, folder: Path) -> dict:
     entry = plan_entry(cfg, space, b)
     atomic_write_json(folder / "plan.json", plan_document(space, [entry]))
     best = entry["candidates"][0]

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.errors import SearchError
+from gtn_deploy.spaces.base import Arch, Space
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def _rank_key(cand: Candidate):
     return (-cand.objective, cand.latency_ms, cand.arch.to_json())
 
 
-def _feasible_sample(space, memo, budget, rng, config, fallback) -> Candidate:
+def _feasible_sample(space: Space, memo, budget, rng, config, fallback) -> Candidate:
     for _ in range(config.max_sample_tries):
         cand = memo(space.sample(rng))
         if budget.admits(cand):
@@ -162,7 +162,7 @@ def _feasible_sample(space, memo, budget, rng, config, fallback) -> Candidate:
     return _mutate_feasible(space, memo, budget, rng, fallback, prob=0.3, tries=10)
 
 
-def _child(space, memo, budget, rng, config, parents, mutate: bool) -> Candidate:
+def _child(space: Space, memo, budget, rng, config, parents, mutate: bool) -> Candidate:
     """A feasible child, preferring architectures not evaluated yet: re-proposing known ones
     wastes a population slot on a duplicate."""
     fallback = None
@@ -181,7 +181,7 @@ def _child(space, memo, budget, rng, config, parents, mutate: bool) -> Candidate
     return fallback or rng.choice(parents)
 
 
-def _mutate_feasible(space, memo, budget, rng, start: Candidate, prob: float,
+def _mutate_feasible(space: Space, memo, budget, rng, start: Candidate, prob: float,
                      tries: int) -> Candidate:
     best = start
     for _ in range(tries):

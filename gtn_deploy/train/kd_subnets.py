@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from gtn_deploy.data import TaskData, load_space_data
-from gtn_deploy.spaces.base import Arch
+from gtn_deploy.spaces.base import Arch, Space
 from gtn_deploy.train.distributed import DistInfo
 from gtn_deploy.train.evaluate import evaluate_subnet
 from gtn_deploy.train.kd_teacher import open_teacher
 
 
-def sample_distinct(space, n: int, seed: int) -> list[Arch]:
+def sample_distinct(space: Space, n: int, seed: int) -> list[Arch]:
     """``n`` distinct architectures, seeded; the largest and smallest first (range anchors)."""
     rng, seen = random.Random(seed), [space.max_arch(), space.min_arch()]
     out = list(dict.fromkeys(seen))[:n]

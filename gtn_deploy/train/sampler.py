@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 
 from gtn_deploy.errors import CheckpointError, UsageError
+from gtn_deploy.spaces.base import Space
 
 SAMPLER_MODES = ("uniform", "sandwich", "learned", "pool", "fixed")
 
@@ -38,8 +39,9 @@ SAMPLER_MODES = ("uniform", "sandwich", "learned", "pool", "fixed")
 class ArchSampler:
     """Draws architectures for GTN training and, in ``learned`` mode, trains theta."""
 
-    def __init__(self, space, mode: str = "uniform", pool: Sequence = (), seed: int = 0,
-                 lr: float = 1e-2, beta: float = 0.05, gamma: float = 0.1, baseline_momentum: float = 0.9):
+    def __init__(self, space: Space, mode: str = "uniform", pool: Sequence = (), seed: int = 0,
+                 lr: float = 1e-2, beta: float = 0.05, gamma: float = 0.1,
+                 baseline_momentum: float = 0.9):
         if mode not in SAMPLER_MODES:
             raise UsageError(f"unknown sampler '{mode}'; valid samplers: "
                              f"{', '.join(SAMPLER_MODES)}")
@@ -218,7 +220,7 @@ class ArchSampler:
                 "pool": [a.to_dict() for a in self.pool]}
 
 
-def _decisions(space) -> list[tuple[str, tuple]]:
+def _decisions(space: Space) -> list[tuple[str, tuple]]:
     return [(name, tuple(choices)) for name, choices in space.decision_choices()]
 
 
@@ -236,6 +238,6 @@ def _pool_prior(sampler: ArchSampler, eps: float = 1e-3) -> dict[int, torch.Tens
     return out
 
 
-def entropy_of_uniform(space) -> float:
+def entropy_of_uniform(space: Space) -> float:
     """H of the uniform sampler (the entropy's upper bound), for reports."""
     return sum(math.log(len(c)) for _, c in _decisions(space))
