@@ -1,10 +1,11 @@
 """Options with a fixed set of values: help lists them and shell completion offers them.
 
 The values stay plain strings checked by the library (not typer enums), so a bad one is
-still one ``error:`` line naming the valid values, as every other user error is. The
+still one ``error:`` line naming the valid values, as every other user error is. Most
 tuples mirror the library's own (a test keeps them equal); they are repeated here because
-the library's live beside torch, which ``gtnd --help`` must not import. (Precisions need
-no copy: ``gtn_deploy.constants`` is stdlib only.)
+the library's live beside torch, which ``gtnd --help`` must not import. Tasks, network
+families and precisions need no copy: ``arch``, the ``spaces`` registry and ``constants``
+are torch-free, so a registered family is a ``--space`` choice at once.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Any, Callable, Sequence
 
 import typer
 
-TASKS = ("fashion-mnist", "digits", "cifar10", "cifar100", "imagenet")  # arch.TASKS
-FAMILIES = ("mbconv", "resnet")  # spaces.FAMILIES
+from gtn_deploy.arch import TASKS as _TASKS
+from gtn_deploy.spaces import FAMILIES as _FAMILIES
+
+TASKS = tuple(_TASKS)
+FAMILIES = tuple(_FAMILIES)
 BACKENDS = ("onnxruntime", "tensorrt", "openvino", "torch")  # bench.runners.BACKENDS
 RUNTIME_OVERRIDES = ("onnxruntime-cpu", "openvino")  # bench.calibration_runtime.OVERRIDES
 METHODS = ("gtn", "vanilla", "sftn")  # train.gtn.METHODS
