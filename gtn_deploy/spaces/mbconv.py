@@ -426,11 +426,6 @@ def get_space(task: str) -> SearchSpace:
         raise UsageError(f"unknown task '{task}'; valid tasks: {', '.join(SPACES)}") from None
 
 
-def space_with_classes(space: SearchSpace, num_classes: int) -> SearchSpace:
-    """The same space for another number of classes (``Space.with_classes``)."""
-    return space.with_classes(num_classes)
-
-
 # -- analytic cost (the layout above, in gtn_deploy.spaces.base's types) ----------------------
 
 def network_blocks(space: SearchSpace, arch: ArchConfig) -> tuple[BlockShape, ...]:

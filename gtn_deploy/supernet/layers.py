@@ -1,6 +1,6 @@
 """Static layers of a student (plain torch modules) and ``build_student``.
 
-Module names follow the cost model's layer names (``gtn_deploy.cost.analytic``):
+Module names follow the cost model's layer names (``gtn_deploy.spaces.mbconv``'s cost):
 ``stem``, ``first``, ``stages.<i>.blocks.<j>.{expand,depthwise,se,project}``,
 ``head.{conv,pool,feature,classifier}``; ONNX node names (``/stages.1/blocks.0/...``) map
 back to blocks through them. The supernet (``network.Supernet``) reuses ``stem``, ``first``

@@ -29,7 +29,7 @@ import torch
 from gtn_deploy.errors import CheckpointError, UsageError
 from gtn_deploy.io_utils import atomic_dir, check_output_file, sha256_file
 from gtn_deploy.spaces import space_by_name
-from gtn_deploy.spaces.mbconv import SearchSpace, space_with_classes
+from gtn_deploy.spaces.mbconv import SearchSpace
 from gtn_deploy.supernet.checkpoint import save_supernet
 from gtn_deploy.supernet.families import create_supernet
 
@@ -234,7 +234,7 @@ def import_supernet(source: str, checkpoint: str | Path, out: str | Path,
         network, changes = "an OFA ResNet50 (d 0/1/2, e 0.2/0.25/0.35, w 0.65/0.8/1.0)", {}
     classes = _classes(state)
     if classes and classes != space.task.num_classes:  # a fine-tuned head
-        space = space_with_classes(space, classes)
+        space = space.with_classes(classes)
     tensors = convert(state, space, f"{checkpoint} is not {network} checkpoint")
     digest = sha256_file(checkpoint)
     _write(out, space, tensors, overwrite, {
