@@ -22,8 +22,8 @@ from gtn_deploy.errors import UsageError
 from gtn_deploy.export.bundle import ExportOptions, export_student
 from gtn_deploy.fingerprint import current_fingerprint
 from gtn_deploy.io_utils import atomic_write_json, check_output_file
+from gtn_deploy.pipeline import estimate
 from gtn_deploy.pipeline.config import PipelineConfig
-from gtn_deploy.pipeline.estimate import describe, probe
 from gtn_deploy.pipeline.lock import RunLock
 from gtn_deploy.pipeline.report import write_report
 from gtn_deploy.pipeline.stages import StageResult, StageStore, input_hash
@@ -120,7 +120,7 @@ def walk_stages(run: PipelineRun, space: Space, do: Step) -> None:
 
 def _estimate(cfg: PipelineConfig, space: Space, branches: list[DeviceBranch]) -> str:
     """The full setting runs for hours: say how many before starting (a few-second probe)."""
-    return describe(estimate_training(cfg, space, branches))
+    return estimate.describe(estimate_training(cfg, space, branches))
 
 
 def estimate_training(cfg: PipelineConfig, space: Space, branches: list[DeviceBranch]) -> dict:
@@ -132,7 +132,7 @@ def estimate_training(cfg: PipelineConfig, space: Space, branches: list[DeviceBr
     full = len(load_space_data(space, cfg.data_dir).train)
     teacher = min(full, cfg.limit_train or full)
     students = min(full, cfg.distill_limit_train or full)
-    return probe(cfg, {b.id: b.arch() for b in branches}, teacher, students)
+    return estimate.probe(cfg, {b.id: b.arch() for b in branches}, teacher, students)
 
 
 def _stage_names(cfg: PipelineConfig, branches: list[DeviceBranch]) -> list[str]:
