@@ -721,8 +721,8 @@ def markdown(args, doc: dict) -> str:
         return "-" if v is None else f"{v:.4f} ({len(div[key]['by'])} pairs)"
 
     vanilla_pool = doc["methods"].get("vanilla", {}).get("pool_average", {}).get("0")
-    students = [[s["name"], s["kind"], f"{s['params'] / 1e3:.1f}k", s["arch"]]
-                for s in doc["students"]]
+    students = [[s["name"], s["kind"], f"{s['params'] / 1e3:.1f}k",
+                 s["arch"].replace("|", "\\|")] for s in doc["students"]]  # '|' ends a cell
     methods = [[m, *(f"{v['students'][s['name']]['mean']:.2f} ± "
                      f"{v['students'][s['name']]['std']:.2f} ({v['students'][s['name']]['n']})"
                      if s["name"] in v["students"] else "-" for s in doc["students"])]
@@ -752,7 +752,7 @@ def markdown(args, doc: dict) -> str:
         f"vanilla's seed-0 pool average: {pool_text(vanilla_pool)}.",
         "",
         markdown_table(["variant", "students", "pool-average val top-1", "teacher val top-1",
-                        "KL(vanilla || variant), test, T=1"], sel),
+                        "KL(vanilla ‖ variant), test, T=1"], sel),
         "",
         "## Teacher divergence (mean KL on the test split, T = 1)",
         "",
