@@ -19,11 +19,29 @@ evenly spaced ones between).
 
 Writes benchmarks/results/latency_model.json, latency_model.png (predicted vs measured) and
 latency_model.md (the README table).
+
+``--space imagenet`` is the check at the scale users deploy (issue 24), on a published
+supernet: Once-for-All's MobileNetV3 w1.0 built by OFA's own code (the ``ofa`` package, as
+``tests/ofa_helpers.py`` builds it: random weights, no download) and imported with
+``gtn_deploy.supernet.ofa_import``. Then, as a user does: calibrate ``local`` as
+``gtnd calibrate --device local --task imagenet --seed N`` does (its own 30 + 20 random
+subnets at 128-224 px); plan for ``local`` in the imagenet space with that profile (the
+profile's budget, no scaling; its top ``--planned`` candidates); extract those and
+``--holdout`` random subnets at 128-224 px from the imported supernet; export each as
+``gtnd export`` does (parity gate, fp32) and time the bundles' models by the protocol
+above, reporting p10 (the protocol's figure, what calibration fits) and the p50 of the
+same calls, and each bundle's ``gtnd bench`` p50 (consecutive calls). Predictions: tier 0
+from the uncalibrated ``local`` profile, tiers 1 and 2 from the calibrated one. Beside them,
+tiers 1 and 2 fitted as calibrate fits them on as many spanning random students timed in
+the bundles' own rotation: the same fit without the minutes (and load change) between
+calibrating and benchmarking. Writes imagenet_latency.{json,md,png} (seed 0) or
+imagenet_latency_seed<N>.*.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import sys
@@ -39,8 +57,10 @@ from gtn_deploy import local_probe  # noqa: E402
 from gtn_deploy.local_profile import local_device_profile  # noqa: E402
 from gtn_deploy.bench.calibration import measurement_summary  # noqa: E402
 from gtn_deploy.rounds import RoundPlan  # noqa: E402
-from gtn_deploy.bench.subnets import measure_subnets, random_archs, spanning_archs  # noqa: E402
+from gtn_deploy.bench.subnets import (export_all, measure_subnets, profile_interleaved,  # noqa: E402
+                                      random_archs, spanning_archs)
 from gtn_deploy.cost.calibrate import accuracy, fit_tier1, tier1_from_profile  # noqa: E402
+from gtn_deploy.cost.analytic import network_cost  # noqa: E402
 from gtn_deploy.cost.roofline import roofline, tier0_ms  # noqa: E402
 from gtn_deploy.cost.tier1 import tier1_ms  # noqa: E402
 from gtn_deploy.cost.lut import fit_block_table  # noqa: E402
@@ -54,6 +74,10 @@ SETTINGS = {
                      resolutions=tuple(range(128, 161, 4))),
 }
 FEW_SHOT = (5, 10, 20)
+# --space imagenet: how the imported subnets' bundles are timed (one rotation, as calibration)
+BUNDLE_PLAN = RoundPlan(min_rounds=6, max_rounds=30, iters=20, budget_s=240.0)
+BENCH_ITERS = 200  # each bundle's gtnd bench (consecutive calls, its p50)
+TIERS = ("0", "1", "2")
 
 
 def load_avg() -> list[float]:
@@ -192,15 +216,270 @@ def probe_line(probe: dict | None) -> str:
             f"kernel {f['kernel_us']:.2f} us, {f['bandwidth_gbs']:.1f} GB/s, GFLOP/s {rates}.")
 
 
+# --- --space imagenet: an imported Once-for-All supernet at 128-224 px ---------------------
+
+def imported_supernet(folder: Path, seed: int) -> Path:
+    """OFA's MobileNetV3 w1.0 by OFA's own code, random weights (``tests/ofa_helpers.py``),
+    saved as OFA publishes it and imported by ``gtnd supernet import --from ofa-mbv3``'s
+    code; returns the supernet folder."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from ofa_helpers import random_ofa_mbv3, save_as_published
+
+    from gtn_deploy.supernet.ofa_import import import_supernet
+
+    checkpoint = folder / "ofa_mbv3_d234_e346_k357_w1.0"
+    save_as_published(random_ofa_mbv3(1.0, seed=seed), checkpoint)
+    import_supernet("ofa-mbv3", checkpoint, folder / "supernet")
+    return folder / "supernet"
+
+
+def image_tree(root: Path) -> Path:
+    """A tiny ImageFolder tree for the export's gates (2 classes, 256 validation images: the
+    parity gate's minimum; accuracy is meaningless here, latency is what is measured)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 128)):
+        for name in ("cat", "dog"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+                    folder / f"{i}.png")
+    return root
+
+
+def export_imported(supernet_dir: Path, archs, profile, tree: Path, folder: Path,
+                    budget_ms: float) -> list[Path]:
+    """Each arch's student taken out of the imported supernet (as ``gtnd extract``, no BN
+    recalibration: latency does not depend on the statistics) and exported as ``gtnd
+    export`` does (fp32, parity gate); returns the bundle folders."""
+    from gtn_deploy.export.bundle import ExportOptions, export_student
+    from gtn_deploy.supernet import load_supernet, save_student
+
+    supernet, doc = load_supernet(supernet_dir)
+    bundles = []
+    for i, arch in enumerate(archs):
+        student = folder / f"student_{i:02d}"
+        save_student(student, supernet.extract(arch).eval(), arch, supernet.space,
+                     {"extracted_from": {"supernet": str(supernet_dir),
+                                         "imported_from": doc.get("source")}})
+        options = ExportOptions(int8=False, calib_images=0, data_dir=str(tree), name=f"bundle_{i:02d}",
+                                allow_accuracy_drop=True, budget_ms=budget_ms, tarball=False)
+        bundles.append(export_student(student, profile, folder, options, progress=False).path)
+    return bundles
+
+
+def tier_models(space, base, calibrated):
+    """Tier 0 of the uncalibrated profile; tiers 1 and 2 of the calibrated one's fit."""
+    from gtn_deploy.cost.latency import Tier0, Tier1Model, Tier2Model
+    from gtn_deploy.cost.lut import BlockTable
+    from gtn_deploy.cost.tier1 import Tier1
+
+    cal = calibrated.calibration
+    t1 = Tier1Model(space, Tier1.from_dict(cal["tier1"]), 1, 0.0, cal["fingerprint"])
+    t2 = Tier2Model(BlockTable.from_dict(cal["tier2"]), t1, 0.0)
+    return {"0": Tier0(space, roofline(base, "fp32", 1)), "1": t1, "2": t2}
+
+
+def run_imported(seed: int, planned: int, holdout: int, log) -> dict:
+    import tempfile
+
+    from gtn_deploy.bench.calibration import calibrate
+    from gtn_deploy.bench.run import bench_bundle
+    from gtn_deploy.bench.subnets import measure_interleaved
+    from gtn_deploy.profiles import load_profile_file
+    from gtn_deploy.search.planner import PlanRequest, plan_device
+    from gtn_deploy.stats import percentile
+
+    space, base = get_space("imagenet"), local_device_profile()
+    with tempfile.TemporaryDirectory(prefix="gtnd-imagenet-latency-") as tmp:
+        tmp = Path(tmp)
+        t = time.perf_counter()
+        supernet = imported_supernet(tmp, seed)
+        import_s = time.perf_counter() - t
+        log(f"imported a random OFA w1.0 supernet in {import_s:.0f} s; calibrating local")
+        t = time.perf_counter()
+        cal_path, calibration = calibrate("local", task="imagenet", seed=seed,
+                                          out=tmp / "local-calibrated.yaml")
+        calibrate_s = time.perf_counter() - t
+        profile = load_profile_file(cal_path)
+        log(f"calibrated in {calibrate_s:.0f} s (tier {calibration['tier']}); planning")
+        _, entry = plan_device(PlanRequest.for_device(profile, space, top_k=planned,
+                                                      seed=seed))
+        plan_archs = [space.arch_from_dict(c["arch"]) for c in entry["candidates"]]
+        rng = random.Random(seed)
+        archs = plan_archs + random_archs(space, holdout, rng, exclude=plan_archs,
+                                          resolutions=space.resolutions)
+        t = time.perf_counter()
+        bundles = export_imported(supernet, archs, profile, image_tree(tmp / "tree"), tmp,
+                                  entry["budget"]["latency_ms"])
+        # the same fit measured beside the bundles: calibrate's number of spanning random
+        # students, timed in one rotation with the bundles (tiers 1 and 2 then see the load
+        # the bundles saw; the calibrate fit above was measured minutes earlier)
+        fit_archs = spanning_archs(space, calibration["measurement"]["train_subnets"], rng)
+        fit_paths = export_all(space, fit_archs, tmp)
+        export_s = time.perf_counter() - t
+        log(f"exported {len(bundles)} bundles and {len(fit_archs)} fit subnets in "
+            f"{export_s:.0f} s; timing them in one rotation")
+        every, res = measure_interleaved(space, fit_archs + archs,
+                                         fit_paths + [b / "model.onnx" for b in bundles], 1,
+                                         BUNDLE_PLAN, rng)
+        for x, blocks in zip(every, profile_interleaved(space, fit_archs, fit_paths, 1, 30,
+                                                        rng)):
+            x.block_us = blocks
+        t = time.perf_counter()
+        benches = [bench_bundle(b, iters=BENCH_ITERS, threads=1) for b in bundles]
+        bench_s = time.perf_counter() - t
+    n_fit = len(fit_archs)
+    timings = every[n_fit:]
+    p10 = [x.latency_ms for x in timings]
+    p50 = [percentile(sorted(c for r in rounds for c in r), 50) for rounds in res.rounds[n_fit:]]
+    bench_p50 = [b["timing"]["p50_ms"] for b in benches]
+    models = tier_models(space, base, profile)
+    preds = {k: [m.latency_ms(a) for a in archs] for k, m in models.items()}
+    beside = fit_and_predict(space, base, fit_archs, every[:n_fit], archs)
+    preds.update({f"{k}_same_rotation": beside["preds"][k] for k in ("1", "2")})
+    groups = {"all": range(len(archs)), "planned": range(len(plan_archs)),
+              "random": range(len(plan_archs), len(archs))}
+    measured = {"p10": p10, "p50": p50, "bench_p50": bench_p50}
+
+    def acc(stat, idx):
+        idx = list(idx)
+        return {k: accuracy([preds[k][i] for i in idx], [measured[stat][i] for i in idx])
+                for k in preds}
+
+    info = {"seconds": res.seconds, "rounds_min": min(len(r) for r in res.rounds),
+            "rounds_max": max(len(r) for r in res.rounds), "stop": res.stop,
+            "plan": dataclasses.asdict(BUNDLE_PLAN)}
+    return {
+        "space": space.name, "seed": seed, "supernet": "ofa_mbv3_d234_e346_k357_w1.0 "
+        "(OFA's own code, random weights), imported with gtn_deploy.supernet.ofa_import",
+        "calibrate_command": f"gtnd calibrate --device local --task imagenet --seed {seed}",
+        "plan": {"budget": entry["budget"], "candidates": len(plan_archs)},
+        "planned_subnets": len(plan_archs), "random_subnets": len(archs) - len(plan_archs),
+        "resolutions": sorted({a.resolution for a in archs}),
+        "accuracy": {stat: {g: acc(stat, idx) for g, idx in groups.items()}
+                     for stat in measured},
+        "same_rotation_fit": {"subnets": n_fit, "tier1": beside["tier1"],
+                              "tier2_entries": beside["tier2_entries"]},
+        "calibration": {"tier": calibration["tier"], "trusted": calibration["trusted"],
+                        "tier1": calibration["tier1"],
+                        "held_out_random_students": calibration["validation"]["held_out"],
+                        "measurement": calibration["measurement"]},
+        "seconds": {"import": round(import_s, 1), "calibrate": round(calibrate_s, 1),
+                    "export": round(export_s, 1), "timing": round(res.seconds, 1),
+                    "bench": round(bench_s, 1)},
+        "noise": {**measurement_summary(timings, info), "plan": info["plan"]},
+        "points": {"arch": [a.summary() for a in archs],
+                   "mflops": [round(network_cost(space, a).flops / 1e6, 2) for a in archs],
+                   "resolution": [a.resolution for a in archs],
+                   "measured_p10_ms": p10, "measured_p50_ms": p50, "bench_p50_ms": bench_p50,
+                   "bench_spread_p99_over_p50": [b["noise"]["p99_over_p50"] for b in benches],
+                   **{f"tier{k}_ms": v for k, v in preds.items()}},
+    }
+
+
+def imported_table(r: dict, load: dict) -> str:
+    rows = []
+    for stat, label in (("p10", "p10 of interleaved rounds"),
+                        ("p50", "p50 of interleaved rounds"),
+                        ("bench_p50", "gtnd bench p50")):
+        for tier in TIERS + ("1_same_rotation", "2_same_rotation"):
+            a = r["accuracy"][stat]
+            rows.append([label, f"tier {tier[0]}" + (", fitted in the bundles' rotation"
+                                                     if len(tier) > 1 else ""),
+                         f"{a['all'][tier]['within_10pct']:.0%}",
+                         f"{a['planned'][tier]['within_10pct']:.0%}",
+                         f"{a['random'][tier]['within_10pct']:.0%}",
+                         f"{a['all'][tier]['mape']:.1%}", f"{a['all'][tier]['kendall_tau']:.3f}"])
+    head = markdown_table(["measured", "tier", "within +-10% (all)", "planned", "random",
+                           "MAPE", "Kendall tau"], rows)
+    n, c, p = r["noise"], r["calibration"], r["points"]
+    cal = c["held_out_random_students"]
+    return (f"Seed {r['seed']}: {r['planned_subnets']} planned + {r['random_subnets']} random "
+            f"subnets of an imported OFA MobileNetV3 w1.0 (random weights), "
+            f"{min(r['resolutions'])}-{max(r['resolutions'])} px, "
+            f"{min(p['mflops']):.0f}-{max(p['mflops']):.0f} MFLOPs, measured p10 "
+            f"{min(p['measured_p10_ms']):.2f}-{max(p['measured_p10_ms']):.2f} ms; plan budget "
+            f"{r['plan']['budget']['percentile']} {r['plan']['budget']['latency_ms']:g} ms.\n\n"
+            f"{head}\n\n`{r['calibrate_command']}`: tier {c['tier']}, its own held-out random "
+            f"students within +-10%: tier 0 {cal['0']['within_10pct']:.0%}, tier 1 "
+            f"{cal['1']['within_10pct']:.0%}, tier 2 {cal['2']['within_10pct']:.0%}.\n\n"
+            f"Bundles: {n['rounds'][0]}-{n['rounds'][1]} rounds of {n['plan']['iters']} calls, "
+            f"stopped: {n['stop']}, {n['within_bound']:.0%} within the "
+            f"{n['spread_bound']:.0%} bound, spread between rounds (median) "
+            f"{n['spread_between_rounds_median']:.1%}; load average (1/5/15 min) "
+            f"{load['start']} at start, {load['end']} at end.")
+
+
+def plot_imported(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, stat in zip(axes, ("p10", "p50")):
+        y = r["points"][f"measured_{stat}_ms"]
+        for tier, marker in (("0", "x"), ("1", "s"), ("2", "o")):
+            a = r["accuracy"][stat]["all"][tier]
+            ax.scatter(y, r["points"][f"tier{tier}_ms"], s=16, marker=marker,
+                       label=f"tier {tier}: {a['within_10pct']:.0%} in +-10%")
+        lo, hi = min(y) * 0.8, max(y) * 1.25
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="k",
+                        alpha=0.08, label="+-10%")
+        ax.set(xscale="log", yscale="log", xlabel=f"measured {stat} (ms)",
+               ylabel="predicted (ms)",
+               title=f"imported OFA w1.0, seed {r['seed']}: {len(y)} bundles")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main_imported(args) -> None:
+    from benchmarks.common import elapsed_log
+
+    name = "imagenet_latency" if args.seed == 0 else f"imagenet_latency_seed{args.seed}"
+    start, load = time.perf_counter(), {"start": load_avg()}
+    result = run_imported(args.seed, args.planned, args.holdout, elapsed_log(start))
+    load["end"] = load_avg()
+    plot_imported(result, RESULTS / f"{name}.png")
+    probe = local_probe.probe()
+    md = imported_table(result, load) + "\n\n" + probe_line(probe)
+    (RESULTS / f"{name}.md").write_text(md + "\n")
+    path = write_results(name, {
+        "command": " ".join(["python benchmarks/latency_model.py", *sys.argv[1:]]),
+        "threads": 1, "seed": args.seed, "wall_s": round(time.perf_counter() - start, 1),
+        "load_avg": load, "environment": environment(1, "onnxruntime"), "local_probe": probe,
+        "result": result})
+    print(md)
+    print(f"results: {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Fashion-MNIST space only.")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--holdout", type=int, default=60)
+    ap.add_argument("--holdout", type=int, default=None,
+                    help="held-out random subnets (default 60; 14 with --space imagenet)")
     ap.add_argument("--seed", type=int, default=0,
                     help="Chooses the subnets and the round orders; results of a seed other "
                          "than 0 go to latency_model_seed<N>.*")
+    ap.add_argument("--space", choices=["imagenet"], default=None,
+                    help="imagenet: an imported Once-for-All supernet's bundles at 128-224 px "
+                         "against a gtnd calibrate --device local --task imagenet fit (see "
+                         "the docstring); --holdout is then its random subnets")
+    ap.add_argument("--planned", type=int, default=10,
+                    help="--space imagenet: the plan's top candidates to export")
     args = ap.parse_args()
+    if args.space == "imagenet":
+        args.holdout = 14 if args.holdout is None else args.holdout
+        return main_imported(args)
+    args.holdout = 60 if args.holdout is None else args.holdout
     spaces = ["fashion-mnist"] if args.quick else ["fashion-mnist", "imagenet"]
     name = "latency_model" if args.seed == 0 else f"latency_model_seed{args.seed}"
     start, load = time.perf_counter(), {"start": load_avg()}

@@ -135,3 +135,77 @@ def test_extract_recalibrates_a_supernet_of_another_task(tmp_path):
     assert result.exit_code == 0, result.output
     _, doc = load_student(tmp_path / "student")
     assert doc["space"] == "fashion-mnist" and doc["meta"]["bn_recalibration"]["images"] == 32
+
+
+def _teacher_tree(root):
+    """2 classes of 8 training and 2 test images: a GTN step at 224 px stays seconds."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 8), ("val", 2)):
+        for name in ("cat", "dog"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                    folder / f"{i}.png")
+    return root
+
+
+def _teacher(out, tree, *extra):
+    return _run("teacher", "train", "--out", out, "--task", "imagenet", "--teacher",
+                "resnet18", "--data-dir", tree, "--batch-size", 8, "--limit-val", 2,
+                "--no-progress", *extra)
+
+
+def test_teacher_branches_start_from_the_imported_supernet(imported, tmp_path):
+    """``--supernet-init``: the GTN run's supernet is the imported one (weights, kernel
+    transform) before its first step; the run trains, records where it started and saves a
+    supernet that the deploy path reads."""
+    from gtn_deploy.train.config import TrainConfig
+    from gtn_deploy.train.trainer import TeacherTrainer
+
+    root, tree = imported, _teacher_tree(tmp_path / "tree")
+    published, doc = load_supernet(root / "supernet")
+    cfg = TrainConfig(task="imagenet", teacher="resnet18", data_dir=str(tree), batch_size=8,
+                      supernet_init=str(root / "supernet"), progress=False)
+    assert cfg.to_dict()["supernet_init"] == str(root / "supernet")
+    assert "supernet_init" not in TrainConfig().to_dict()  # earlier runs keep their keys
+    trainer = TeacherTrainer(cfg, tmp_path / "built")
+    try:
+        assert trainer.supernet.kernel_transform
+        start = trainer.supernet.state_dict()
+        for name, tensor in published.state_dict().items():
+            assert torch.equal(start[name].cpu(), tensor), name
+    finally:
+        trainer.close()
+
+    # 3 steps: the first has no LR (warm-up) and no branch term (its ramp starts at 0)
+    result = _teacher(tmp_path / "run", tree, "--supernet-init", root / "supernet",
+                      "--epochs", 3)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["supernet_init"] == str(root / "supernet")
+    assert config["init_supernet"]["sha256"] == doc["weights"]["sha256"]
+    assert config["init_supernet"]["source"]["format"] == "ofa-mbv3"
+    trained, tdoc = load_supernet(tmp_path / "run" / "supernet")
+    assert tdoc["kernel_transform"] is True and tdoc["space"] == "imagenet"
+    stem = (trained.stem.conv.weight, published.stem.conv.weight)
+    assert not torch.equal(*stem) and torch.allclose(*stem, atol=0.05)  # trained from it
+
+
+def test_teacher_refuses_a_supernet_of_another_space_in_one_line(imported, tmp_path):
+    result = _run("teacher", "train", "--out", tmp_path / "run", "--task", "cifar10",
+                  "--supernet-init", imported / "supernet")
+    assert_one_line_error(result, "space 'imagenet'", "space 'cifar10'", "--task cifar10")
+    assert not (tmp_path / "run").exists()
+    resnet = _run("teacher", "train", "--out", tmp_path / "run", "--task", "imagenet",
+                  "--space", "resnet", "--supernet-init", imported / "supernet")
+    assert_one_line_error(resnet, "space 'imagenet'", "--space resnet")
+    vanilla = _run("teacher", "train", "--out", tmp_path / "run", "--method", "vanilla",
+                   "--task", "imagenet", "--supernet-init", imported / "supernet")
+    assert_one_line_error(vanilla, "--supernet-init", "vanilla")
+    missing = _run("teacher", "train", "--out", tmp_path / "run", "--task", "imagenet",
+                   "--supernet-init", tmp_path / "nowhere")
+    assert_one_line_error(missing, "not found")
+    assert not (tmp_path / "run").exists()

@@ -64,6 +64,10 @@ def train(
     init_from: Annotated[Optional[Path], typer.Option(
         help="Start the teacher from a finished teacher run (DIR of 'gtnd teacher train'): "
              "the two-phase GTN fine-tunes a normally trained teacher.")] = None,
+    supernet_init: Annotated[Optional[Path], typer.Option(
+        help="Start the student branches from this supernet folder (DIR of 'gtnd supernet "
+             "import', e.g. Once-for-All's published weights) instead of fresh weights; "
+             "its space must be this run's --space and --task.")] = None,
     cond_start_frac: Annotated[float, typer.Option(
         help="Share of training before the branches pull on the teacher (they learn from "
              "it meanwhile); then the pull ramps in over --cond-ramp-frac.")] = 0.0,
@@ -99,6 +103,7 @@ def train(
         kl_detach=kl_detach, teacher_grad=teacher_grad, gamma=gamma,
         cond_start_frac=cond_start_frac, cond_ramp_frac=cond_ramp_frac,
         init_from=str(init_from) if init_from else None,
+        supernet_init=str(supernet_init) if supernet_init else None,
         augment=not no_augment, checkpoint_every=checkpoint_every, progress=progress,
         sources={"pool": str(pool) if pool else None, "student": student})
     trainer = TeacherTrainer(cfg, out, resume=resume,

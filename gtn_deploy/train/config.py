@@ -25,7 +25,7 @@ from gtn_deploy.train.gtn import METHODS
 from gtn_deploy.train.sampler import SAMPLER_MODES
 
 BRANCH_MODES = ("one", "all")
-LATER_DEFAULTS = {"cond_start_frac": 0.0, "init_from": None}
+LATER_DEFAULTS = {"cond_start_frac": 0.0, "init_from": None, "supernet_init": None}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,9 @@ class TrainConfig:
     # Two phases (GTN_METHOD.md's reading of the paper): start the teacher from a finished
     # teacher run (typically vanilla) and condition it with the branches as a fine-tune
     init_from: str | None = None
+    # Start the student side from a supernet folder (``gtnd supernet import``: published
+    # weights, e.g. Once-for-All's) instead of fresh weights; its space must be the run's
+    supernet_init: str | None = None
     clip_grad: float = 5.0
     checkpoint_every: int = 0  # steps; 0: only at the end of each epoch
     log_every: int = 20
@@ -128,6 +131,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.cond_start_frac >= 1.0:
         raise UsageError("--cond-start-frac must be below 1 (at 1 the teacher is never "
                          "conditioned)")
+    if cfg.supernet_init and not cfg.uses_branches:
+        raise UsageError("--supernet-init is for --method gtn or sftn: a vanilla teacher "
+                         "trains no supernet")
     if cfg.method == "gtn" and cfg.sampler in ("pool", "fixed") and not cfg.pool:
         raise UsageError(f"--sampler {cfg.sampler} needs --pool plan.json")
     for name in ("epochs", "batch_size", "paths", "micro_batches"):

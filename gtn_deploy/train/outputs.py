@@ -50,6 +50,7 @@ def write_config(trainer: "TeacherTrainer") -> None:
     doc = {"schema_version": 1, "kind": "gtn_deploy.teacher_config",
            "config": trainer.cfg.to_dict(), "data": trainer.data.summary(),
            "init_teacher_sha256": trainer.init_sha256,
+           "init_supernet": _supernet_init(trainer),
            "steps_per_epoch": trainer.plan.steps, "total_steps": trainer.total_steps,
            "world_size": info.world_size, "device": info.device,
            "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
@@ -58,6 +59,16 @@ def write_config(trainer: "TeacherTrainer") -> None:
            "versions": {"gtn_deploy": __version__, "torch": torch.__version__,
                         "python": platform.python_version()}}
     atomic_write_json(trainer.out / "config.json", doc)
+
+
+def _supernet_init(trainer: "TeacherTrainer") -> dict[str, Any] | None:
+    """Where the student side's weights started (--supernet-init): the folder, its weights'
+    sha256 and, for an imported supernet, the published file it came from."""
+    doc = trainer.supernet_init
+    if doc is None:
+        return None
+    return {"path": trainer.cfg.supernet_init, "sha256": doc["weights"]["sha256"],
+            "source": doc.get("source")}
 
 
 def finish_run(trainer: "TeacherTrainer", log: MetricsLog, train_time_s: float

@@ -22,7 +22,7 @@ from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import ensure_writable_dir
 from gtn_deploy.models import create_teacher
 from gtn_deploy.spaces import create_space
-from gtn_deploy.supernet import create_supernet
+from gtn_deploy.supernet import create_supernet, load_supernet
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train.config import TrainConfig, validate
 from gtn_deploy.train.distributed import (DistInfo, all_reduce_sum, barrier, init_distributed,
@@ -48,6 +48,8 @@ class TeacherTrainer:
         self.info = info or init_distributed(device)
         self.space = create_space(cfg.space, cfg.task)
         self.task = self.space.task
+        # a wrong --supernet-init is refused before the data loads (an ImageNet tree is big)
+        self.supernet_init = self._supernet_init_doc() if cfg.supernet_init else None
         self.resume_state = self._check_out_dir()
         self.data = data or load_space_data(
             self.space, cfg.data_dir, limit_train=cfg.limit_train, limit_val=cfg.limit_val,
@@ -81,7 +83,8 @@ class TeacherTrainer:
             self._start_from(cfg.init_from)
         self.supernet = None
         if cfg.uses_branches:
-            self.supernet = create_supernet(self.space)
+            self.supernet = (load_supernet(cfg.supernet_init)[0].train() if cfg.supernet_init
+                             else create_supernet(self.space))
         self.objective = TeacherObjective(
             cfg.method, self.teacher, self.supernet, max(self.space.resolutions),
             LossWeights(cfg.l_ce, cfg.l_kl, cfg.tau, cfg.kl_detach, cfg.branch_batch,
@@ -118,6 +121,23 @@ class TeacherTrainer:
         for p in self.teacher.parameters():
             p.requires_grad_(True)
         self.init_sha256 = source.sha256
+
+    def _supernet_init_doc(self) -> dict[str, Any]:
+        """The sidecar of the --supernet-init folder, refused unless its space (and number
+        of classes) is this run's; the weights load in ``_build``."""
+        from gtn_deploy.checkpoint_files import read_sidecar
+        from gtn_deploy.supernet.checkpoint import SUPERNET_JSON, SUPERNET_KIND
+
+        path = self.cfg.supernet_init
+        doc = read_sidecar(Path(path), SUPERNET_JSON, SUPERNET_KIND)
+        theirs = (doc.get("space"), doc.get("num_classes"))
+        ours = (self.space.name, self.task.num_classes)
+        if theirs != ours:
+            raise UsageError(f"--supernet-init {path} holds a supernet of space '{theirs[0]}' "
+                             f"({theirs[1]} classes); this run trains space '{ours[0]}' "
+                             f"({ours[1]} classes: --space {self.cfg.space} --task "
+                             f"{self.cfg.task})")
+        return doc
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
