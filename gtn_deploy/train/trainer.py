@@ -17,12 +17,14 @@ from typing import Any
 
 import torch
 
+from gtn_deploy.checkpoint_files import read_sidecar
 from gtn_deploy.data import BatchPlan, TaskData, load_space_data
 from gtn_deploy.errors import UsageError
 from gtn_deploy.io_utils import ensure_writable_dir
 from gtn_deploy.models import create_teacher
 from gtn_deploy.spaces import create_space
 from gtn_deploy.supernet import create_supernet, load_supernet
+from gtn_deploy.supernet.checkpoint import SUPERNET_JSON, SUPERNET_KIND
 from gtn_deploy.train import checkpoint as ckpt
 from gtn_deploy.train.config import TrainConfig, validate
 from gtn_deploy.train.distributed import (DistInfo, all_reduce_sum, barrier, init_distributed,
@@ -125,9 +127,6 @@ class TeacherTrainer:
     def _supernet_init_doc(self) -> dict[str, Any]:
         """The sidecar of the --supernet-init folder, refused unless its space (and number
         of classes) is this run's; the weights load in ``_build``."""
-        from gtn_deploy.checkpoint_files import read_sidecar
-        from gtn_deploy.supernet.checkpoint import SUPERNET_JSON, SUPERNET_KIND
-
         path = self.cfg.supernet_init
         doc = read_sidecar(Path(path), SUPERNET_JSON, SUPERNET_KIND)
         theirs = (doc.get("space"), doc.get("num_classes"))
