@@ -628,12 +628,13 @@ def report(args, pool, units: Path, data_summary: dict) -> dict:
     for name in VARIANTS:
         r0 = {k: v for k, v in rows.get(name, {}).items() if k[0] == 0}
         t0 = next((t for t in teachers if t["seed"] == 0 and t["name"] == name), None)
+        whole = len(r0) == len(ids)  # an average over part of the pool is no pool average
         selection.append({
             "variant": name, "recipe": VARIANTS[name], "students": len(r0),
             "val_pool_average": statistics.mean(r["val_top1"] for r in r0.values())
-            if r0 else None,
+            if whole else None,
             "test_pool_average": statistics.mean(r["test_top1"] for r in r0.values())
-            if r0 else None,
+            if whole else None,
             "teacher_val_top1": t0["metrics"]["val_top1"] if t0 else None,
             "teacher_test_top1": t0["metrics"]["test_top1"] if t0 else None})
     div = divergence(units, teachers, chosen)
@@ -764,6 +765,15 @@ def markdown(args, doc: dict) -> str:
         f"({doc['capacity_arm']['teacher_params']} params)",
         "",
         markdown_table(head, cap),
+        "",
+        "## Teachers (the teacher's own figures; test split unless named)",
+        "",
+        markdown_table(["seed", "teacher", "val top-1", "test top-1", "logit std", "entropy",
+                        "p(true)", "train s"],
+                       [[t["seed"], t["name"], f"{t['val_top1']:.2f}", f"{t['test_top1']:.2f}",
+                         f"{t['test_logit_std']:.2f}", f"{t['test_entropy']:.3f}",
+                         f"{t['test_p_true']:.3f}", f"{t['train_time_s']:.0f}"]
+                        for t in sorted(doc["teachers"], key=lambda t: (t["seed"], t["name"]))]),
         "",
         "## Per student (test top-1, mean ± std over seeds (runs))",
         "",
