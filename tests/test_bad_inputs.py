@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from gtn_deploy.spaces.mbconv import get_space
 from gtn_deploy.cli.main import app
+from cli_helpers import assert_one_error
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLE = FIXTURES / "bundle_min"
@@ -35,20 +36,6 @@ TINY_TEACHER = ["--task", "digits", "--epochs", "1", "--batch-size", "16", "--li
 
 def _listing(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
-
-
-def assert_one_error(result, needle: str, absent: str | None = None) -> str:
-    """Non-zero exit, no traceback, no escaped exception, exactly one ``error:`` line."""
-    output = result.output
-    assert result.exit_code != 0, output
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
-    assert "Traceback" not in output, output
-    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, output
-    assert needle in errors[0], errors[0]
-    assert absent is None or absent not in errors[0], errors[0]
-    return errors[0]
 
 
 # -- inputs the cases build --------------------------------------------------------------------
@@ -298,7 +285,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, monkeypatch, b
     argv = build(tmp_path)
     before = _listing(tmp_path)
     result = CliRunner().invoke(app, argv)
-    assert_one_error(result, needle, absent)
+    assert_one_error(result, needle, absent=absent)
     assert _listing(tmp_path) == before
 
 

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gtn_deploy.cli.main import app
+from cli_helpers import assert_one_error
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -24,20 +25,6 @@ def _listing(root: Path) -> dict[str, bytes | None]:
     return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() and not
                                              p.is_symlink() else None)
             for p in sorted(root.rglob("*")) if p.relative_to(root).parts[0] != "dev"}
-
-
-def assert_one_error(result, *needles: str) -> str:
-    """Non-zero exit, no traceback, no escaped exception, exactly one ``error:`` line."""
-    output = result.output
-    assert result.exit_code != 0, output
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
-    assert "Traceback" not in output, output
-    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, output
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def _invoke(argv: list[str]):
