@@ -103,7 +103,7 @@ def walk_stages(run: PipelineRun, space: Space, do: Step) -> None:
                                  lambda d: _teacher(cfg, branches, d, "vanilla"),
                                  resumable=True)
     for b in branches:
-        b.student = do(f"student-{b.id}", _student_inputs(cfg, run, b),
+        b.student = do(f"student-{b.id}", _student_inputs(cfg, run, b, run.teacher),
                        lambda d, b=b: _distill(cfg, run, b, d, run.teacher), resumable=True)
         if "ce" in cfg.baseline:
             b.baseline = do(f"baseline-{b.id}", _student_inputs(cfg, run, b, None),
@@ -278,14 +278,10 @@ def _kd_config(cfg: PipelineConfig, with_teacher: bool):
                     progress=_progress(), progress_every_s=PROGRESS_EVERY_S)
 
 
-_GTN = object()  # the default: the run's GTN teacher
-
-
 def _student_inputs(cfg: PipelineConfig, run: PipelineRun, b: DeviceBranch,
-                    teacher: StageResult | None | object = _GTN) -> dict:
+                    teacher: StageResult | None) -> dict:
     """A student's key; ``teacher`` None is the CE baseline. "teacher" names the GTN
     stage in every key: every student starts from its supernet (``--init supernet``)."""
-    teacher = run.teacher if teacher is _GTN else teacher
     kd = _kd_config(cfg, teacher is not None).to_dict()
     for display in ("progress", "log_every", "progress_every_s"):
         kd.pop(display)
